@@ -1,0 +1,90 @@
+"""Turns a request's expression parameters (or their legacy forms) into
+compiled conditions, updates and projections sharing one ExpressionContext.
+
+DynamoDB rules enforced here: expression and non-expression parameters may not
+be mixed; ExpressionAttributeNames/Values may only be given with an
+expression; every name and value given must be used by some expression of the
+request.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from triplica.api.validation import expect_type
+from triplica.errors import ValidationException
+from triplica.expressions import (ExpressionContext, parse_condition, parse_projection,
+                                  parse_update)
+from triplica.expressions import legacy
+
+EXPRESSION_PARAMETERS = ("ConditionExpression", "UpdateExpression", "ProjectionExpression",
+                         "KeyConditionExpression", "FilterExpression")
+# Each legacy parameter beside the expression parameter family it may not be mixed with.
+LEGACY_PAIRS = (("Expected", "ConditionExpression"), ("AttributeUpdates", "UpdateExpression"),
+                ("AttributesToGet", "ProjectionExpression"),
+                ("KeyConditions", "KeyConditionExpression"), ("QueryFilter", "FilterExpression"),
+                ("ScanFilter", "FilterExpression"), ("ConditionalOperator", "ConditionExpression"),
+                ("ConditionalOperator", "FilterExpression"))
+
+
+def context_for(request: dict[str, Any]) -> ExpressionContext:
+    names = expect_type(request.get("ExpressionAttributeNames"), dict, "ExpressionAttributeNames")
+    values = expect_type(request.get("ExpressionAttributeValues"), dict,
+                         "ExpressionAttributeValues")
+    legacy.check_no_mixing(request, LEGACY_PAIRS)
+    uses_expressions = any(request.get(p) is not None for p in EXPRESSION_PARAMETERS)
+    if not uses_expressions:
+        if names is not None:
+            raise ValidationException(
+                "ExpressionAttributeNames can only be specified when using expressions")
+        if values is not None:
+            raise ValidationException(
+                "ExpressionAttributeValues can only be specified when using expressions")
+    return ExpressionContext(names, values)
+
+
+def _text(request: dict[str, Any], name: str) -> str | None:
+    return expect_type(request.get(name), str, name)
+
+
+def write_condition(request: dict[str, Any], ctx: ExpressionContext) -> Any:
+    """ConditionExpression, or the legacy Expected map, or None."""
+    text = _text(request, "ConditionExpression")
+    if text is not None:
+        return parse_condition(text, ctx, "ConditionExpression")
+    expected = expect_type(request.get("Expected"), dict, "Expected")
+    if expected:
+        return legacy.condition_from_expected(expected, request.get("ConditionalOperator"))
+    return None
+
+
+def read_projection(request: dict[str, Any], ctx: ExpressionContext) -> Any:
+    """ProjectionExpression, or the legacy AttributesToGet list, or None."""
+    text = _text(request, "ProjectionExpression")
+    if text is not None:
+        return parse_projection(text, ctx)
+    names = expect_type(request.get("AttributesToGet"), list, "AttributesToGet")
+    if names is not None:
+        return legacy.projection_from_attributes_to_get(names)
+    return None
+
+
+def update_plan(request: dict[str, Any], ctx: ExpressionContext) -> Any:
+    """UpdateExpression, or the legacy AttributeUpdates map, or None."""
+    text = _text(request, "UpdateExpression")
+    if text is not None:
+        return parse_update(text, ctx)
+    updates = expect_type(request.get("AttributeUpdates"), dict, "AttributeUpdates")
+    if updates:
+        return legacy.update_from_attribute_updates(updates)
+    return None
+
+
+def read_filter(request: dict[str, Any], ctx: ExpressionContext, legacy_name: str) -> Any:
+    """FilterExpression, or the legacy QueryFilter/ScanFilter map, or None."""
+    text = _text(request, "FilterExpression")
+    if text is not None:
+        return parse_condition(text, ctx, "FilterExpression")
+    filters = expect_type(request.get(legacy_name), dict, legacy_name)
+    if filters:
+        return legacy.condition_from_filter(filters, request.get("ConditionalOperator"))
+    return None

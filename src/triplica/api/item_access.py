@@ -1,0 +1,158 @@
+"""What item operations share: table lookup, keys, stored images, capacity.
+
+A stored item image is `u32 big-endian DynamoDB item size || JSON of the item`.
+Keeping the size beside the image lets reads compute consumed capacity and the
+1 MB page limit without re-measuring, and lets GetItem splice the JSON
+straight into its response.
+"""
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import orjson
+
+from triplica.api.service import Service
+from triplica.api.validation import Violations, check_enum, check_table_name, expect_type
+from triplica.engine.database import Partition, Table
+from triplica.errors import ResourceNotFoundException, ValidationException
+from triplica.model import limits
+from triplica.model.keys import encode_storage_key, partition_hash, validate_key_value
+from triplica.model.size import item_size_bytes
+from triplica.model.values import validate_value
+
+SIZE_PREFIX = struct.Struct(">I")
+TYPE_NAMES = ("S", "N", "B")
+
+
+def table_of(service: Service, request: dict[str, Any],
+             violations: Violations | None = None) -> Table:
+    """Validate TableName (with any other collected violations) and find the table."""
+    violations = violations or Violations()
+    name = request.get("TableName")
+    check_table_name(name, violations)
+    violations.raise_if_any()
+    table = service.db.tables.get(name)
+    if table is None:
+        raise ResourceNotFoundException("Requested resource not found")
+    return table
+
+
+def check_common_enums(request: dict[str, Any], violations: Violations) -> None:
+    check_enum(request.get("ReturnConsumedCapacity"), ("INDEXES", "TOTAL", "NONE"),
+               "returnConsumedCapacity", violations)
+    check_enum(request.get("ReturnItemCollectionMetrics"), ("SIZE", "NONE"),
+               "returnItemCollectionMetrics", violations)
+
+
+# ----- keys ---------------------------------------------------------------
+
+def key_from_request(table: Table, key: Any) -> tuple[dict, dict | None]:
+    """The (partition key, sort key) values of a Key parameter, validated."""
+    info = table.info
+    if key is None:
+        violations = Violations()
+        violations.add(None, "key", "Member must not be null")
+        violations.raise_if_any()
+    expect_type(key, dict, "Key")
+    expected = 2 if info.range_key is not None else 1
+    if len(key) != expected or info.hash_key not in key \
+            or (info.range_key is not None and info.range_key not in key):
+        raise ValidationException("The provided key element does not match the schema")
+    pk = validate_value(key[info.hash_key])
+    if info.hash_type not in pk:
+        raise ValidationException("The provided key element does not match the schema")
+    validate_key_value(info.hash_key, pk, True)
+    sk = None
+    if info.range_key is not None:
+        sk = validate_value(key[info.range_key])
+        if info.range_type not in sk:
+            raise ValidationException("The provided key element does not match the schema")
+        validate_key_value(info.range_key, sk, False)
+    return pk, sk
+
+
+def key_from_item(table: Table, item: dict[str, Any]) -> tuple[dict, dict | None]:
+    """The key of a full item (PutItem): missing or mistyped key attributes are errors."""
+    info = table.info
+    pk = _key_attribute(item, info.hash_key, info.hash_type, True)
+    sk = None
+    if info.range_key is not None:
+        sk = _key_attribute(item, info.range_key, info.range_type, False)
+    return pk, sk
+
+
+def _key_attribute(item: dict[str, Any], name: str, type_name: str, is_hash: bool) -> dict:
+    value = item.get(name)
+    if value is None:
+        raise ValidationException(
+            f"One or more parameter values were invalid: Missing the key {name} in the item")
+    if type_name not in value:
+        actual = next(iter(value))
+        raise ValidationException(
+            "One or more parameter values were invalid: Type mismatch for key "
+            f"{name} expected: {type_name} actual: {actual}")
+    validate_key_value(name, value, is_hash)
+    return value
+
+
+def key_attributes(table: Table, pk: dict, sk: dict | None) -> dict[str, Any]:
+    info = table.info
+    key = {info.hash_key: pk}
+    if sk is not None:
+        key[info.range_key] = sk
+    return key
+
+
+def locate(table: Table, pk: dict, sk: dict | None) -> tuple[Partition, bytes]:
+    partition = table.partition_for_hash(partition_hash(pk))
+    return partition, encode_storage_key(pk, sk)
+
+
+# ----- stored images ------------------------------------------------------
+
+def encode_image(item: dict[str, Any], size: int) -> bytes:
+    return SIZE_PREFIX.pack(size) + orjson.dumps(item)
+
+
+def decode_image(stored: bytes | None) -> dict[str, Any] | None:
+    if stored is None:
+        return None
+    return orjson.loads(memoryview(stored)[4:])
+
+
+def image_size(stored: bytes | None) -> int:
+    if stored is None:
+        return 0
+    return SIZE_PREFIX.unpack_from(stored)[0]
+
+
+def checked_item_size(item: dict[str, Any]) -> int:
+    size = item_size_bytes(item)
+    if size > limits.ITEM_SIZE_BYTES_MAX:
+        raise ValidationException("Item size has exceeded the maximum allowed size")
+    return size
+
+
+# ----- consumed capacity --------------------------------------------------
+
+def read_units(size_bytes: int, consistent: bool) -> float:
+    units = max(1, math.ceil(size_bytes / limits.READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2
+
+
+def write_units(size_bytes: int) -> float:
+    return float(max(1, math.ceil(size_bytes / limits.WRITE_UNIT_BYTES)))
+
+
+def consumed_capacity(mode: str | None, table_name: str, units: float,
+                      kind: str) -> dict[str, Any] | None:
+    """The ConsumedCapacity member for ReturnConsumedCapacity TOTAL or INDEXES."""
+    if mode not in ("TOTAL", "INDEXES"):
+        return None
+    result: dict[str, Any] = {"TableName": table_name, "CapacityUnits": units,
+                              kind: units}
+    if mode == "INDEXES":
+        result["Table"] = {"CapacityUnits": units, kind: units}
+    return result

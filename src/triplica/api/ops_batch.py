@@ -1,0 +1,164 @@
+"""BatchGetItem and BatchWriteItem.
+
+Every request of a batch is validated before anything is read or written, so a
+bad request changes nothing. BatchWriteItem then proposes one log entry per
+partition touched (the puts and deletes of that partition together) and
+answers once all are durable. BatchGetItem stops adding items once the 16 MB
+response bound would be crossed and returns the rest as UnprocessedKeys.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from triplica.api import expression_params as params
+from triplica.api.item_access import (checked_item_size, consumed_capacity, encode_image,
+                                      image_size, decode_image, key_from_item, key_from_request,
+                                      locate, read_units, table_of, write_units)
+from triplica.api.service import Service, register
+from triplica.api.validation import Violations, check_enum, expect_type
+from triplica.errors import ValidationException
+from triplica.model import limits
+from triplica.model.values import validate_item
+
+
+def _request_items(request: dict[str, Any], violations: Violations) -> dict[str, Any]:
+    check_enum(request.get("ReturnConsumedCapacity"), ("INDEXES", "TOTAL", "NONE"),
+               "returnConsumedCapacity", violations)
+    items = expect_type(request.get("RequestItems"), dict, "RequestItems")
+    if items is None:
+        violations.add(None, "requestItems", "Member must not be null")
+    elif not items:
+        violations.add(items, "requestItems", "Member must have length greater than or equal to 1")
+    return items or {}
+
+
+@register("BatchGetItem")
+def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    violations = Violations()
+    request_items = _request_items(request, violations)
+    violations.raise_if_any()
+    total_keys = sum(len(spec.get("Keys") or []) for spec in request_items.values()
+                     if isinstance(spec, dict))
+    if total_keys > limits.BATCH_GET_KEYS_MAX:
+        raise ValidationException("Too many items requested for the BatchGetItem call")
+    plans = []
+    for table_name, spec in request_items.items():
+        expect_type(spec, dict, "KeysAndAttributes")
+        table = table_of(service, {"TableName": table_name})
+        keys = expect_type(spec.get("Keys"), list, "Keys")
+        if not keys:
+            raise ValidationException(
+                "1 validation error detected: Value null at "
+                f"'requestItems.{table_name}.member.keys' failed to satisfy constraint: "
+                "Member must have length greater than or equal to 1")
+        ctx = params.context_for(spec)
+        projection = params.read_projection(spec, ctx)
+        ctx.check_unused()
+        located = []
+        seen: set[bytes] = set()
+        for key in keys:
+            pk, sk = key_from_request(table, key)
+            partition, storage_key = locate(table, pk, sk)
+            if storage_key in seen:
+                raise ValidationException("Provided list of item keys contains duplicates")
+            seen.add(storage_key)
+            located.append((key, partition, storage_key))
+        plans.append((table_name, table, spec, projection, located))
+    responses: dict[str, list] = {}
+    unprocessed: dict[str, Any] = {}
+    capacities = []
+    bytes_total = 0
+    for table_name, table, spec, projection, located in plans:
+        consistent = bool(spec.get("ConsistentRead"))
+        found = responses.setdefault(table_name, [])
+        units = 0.0
+        for key, partition, storage_key in located:
+            if bytes_total >= limits.BATCH_GET_RESPONSE_BYTES_MAX:
+                pending = unprocessed.setdefault(
+                    table_name, {k: v for k, v in spec.items() if k != "Keys"})
+                pending.setdefault("Keys", []).append(key)
+                continue
+            stored = partition.read_applied(storage_key)
+            units += read_units(image_size(stored), consistent)
+            if stored is not None:
+                bytes_total += image_size(stored)
+                item = decode_image(stored)
+                found.append(projection.apply(item) if projection is not None else item)
+        capacity = consumed_capacity(request.get("ReturnConsumedCapacity"), table_name, units,
+                                     "ReadCapacityUnits")
+        if capacity is not None:
+            capacities.append(capacity)
+    response: dict[str, Any] = {"Responses": responses, "UnprocessedKeys": unprocessed}
+    if request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
+        response["ConsumedCapacity"] = capacities
+    return response
+
+
+def _one_write(table: Any, table_name: str, write: Any) -> tuple[Any, bytes, bytes | None, int]:
+    """Validate one WriteRequest; returns (partition, storage key, image or None, size)."""
+    expect_type(write, dict, "WriteRequest")
+    put, delete = write.get("PutRequest"), write.get("DeleteRequest")
+    if (put is None) == (delete is None):
+        raise ValidationException(
+            "One or more parameter values were invalid: A WriteRequest must contain exactly "
+            "one of PutRequest or DeleteRequest")
+    if put is not None:
+        expect_type(put, dict, "PutRequest")
+        item = validate_item(put.get("Item"))
+        pk, sk = key_from_item(table, item)
+        size = checked_item_size(item)
+        partition, storage_key = locate(table, pk, sk)
+        return partition, storage_key, encode_image(item, size), size
+    expect_type(delete, dict, "DeleteRequest")
+    pk, sk = key_from_request(table, delete.get("Key"))
+    partition, storage_key = locate(table, pk, sk)
+    return partition, storage_key, None, 0
+
+
+@register("BatchWriteItem")
+def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
+    violations = Violations()
+    request_items = _request_items(request, violations)
+    check_enum(request.get("ReturnItemCollectionMetrics"), ("SIZE", "NONE"),
+               "returnItemCollectionMetrics", violations)
+    for table_name, writes in request_items.items():
+        expect_type(writes, list, "WriteRequests")
+        if not 1 <= len(writes) <= limits.BATCH_WRITE_REQUESTS_MAX:
+            violations.add(request_items, "requestItems",
+                           "Map value must satisfy constraint: [Member must have length less "
+                           "than or equal to 25, Member must have length greater than or "
+                           "equal to 1]")
+            break
+    violations.raise_if_any()
+    if sum(len(writes) for writes in request_items.values()) > limits.BATCH_WRITE_REQUESTS_MAX:
+        raise ValidationException(
+            "Too many items requested for the BatchWriteItem call")
+    by_partition: dict[int, tuple[Any, list]] = {}
+    units_by_table: dict[str, float] = {}
+    for table_name, writes in request_items.items():
+        table = table_of(service, {"TableName": table_name})
+        seen: set[bytes] = set()
+        for write in writes:
+            partition, storage_key, image, size = _one_write(table, table_name, write)
+            if storage_key in seen:
+                raise ValidationException("Provided list of item keys contains duplicates")
+            seen.add(storage_key)
+            old_size = image_size(partition.read_latest(storage_key))
+            units_by_table[table_name] = units_by_table.get(table_name, 0.0) + \
+                write_units(max(size, old_size))
+            by_partition.setdefault(id(partition), (partition, []))[1].append(
+                (storage_key, image))
+    futures = [partition.propose(entry) for partition, entry in by_partition.values()]
+    response: dict[str, Any] = {"UnprocessedItems": {}}
+    if request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
+        response["ConsumedCapacity"] = [
+            consumed_capacity(request["ReturnConsumedCapacity"], name, units,
+                              "WriteCapacityUnits")
+            for name, units in units_by_table.items()]
+    return _acknowledge_all(futures, response)
+
+
+async def _acknowledge_all(futures: list, response: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.gather(*futures)
+    return response

@@ -1,0 +1,185 @@
+"""Single-item operations: PutItem, GetItem, UpdateItem, DeleteItem.
+
+Writes follow DESIGN.md's "the log is the truth": the handler (the leader)
+reads the latest state of the item including queued writes, evaluates the
+condition and the update against it, and proposes the resulting item image.
+Everything up to `propose` is synchronous, so no other write to the partition
+can interleave between the evaluation and the proposal. The answer is sent
+only after the entry is durable in the WAL and applied.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from triplica.api import expression_params as params
+from triplica.api.item_access import (check_common_enums, checked_item_size, consumed_capacity,
+                                      decode_image, encode_image, image_size, key_attributes,
+                                      key_from_item, key_from_request, locate, read_units,
+                                      table_of, write_units)
+from triplica.api.service import Service, register
+from triplica.api.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
+                                     Violations, check_enum, expect_type)
+from triplica.errors import ConditionalCheckFailedException, ValidationException
+from triplica.model.values import validate_item
+
+WRITE_UNITS = "WriteCapacityUnits"
+READ_UNITS = "ReadCapacityUnits"
+
+
+def _write_violations(request: dict[str, Any]) -> Violations:
+    violations = Violations()
+    check_common_enums(request, violations)
+    check_enum(request.get("ReturnValues"), RETURN_VALUES, "returnValues", violations)
+    check_enum(request.get("ReturnValuesOnConditionCheckFailure"),
+               RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
+               "returnValuesOnConditionCheckFailure", violations)
+    check_enum(request.get("ConditionalOperator"), ("AND", "OR"), "conditionalOperator",
+               violations)
+    return violations
+
+
+def _check_condition(condition: Any, old: dict | None, request: dict[str, Any]) -> None:
+    if condition is not None and not condition.evaluate(old):
+        keep_old = request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+        raise ConditionalCheckFailedException(
+            "The conditional request failed", item=old if keep_old and old else None)
+
+
+async def _acknowledge(future: Any, response: dict[str, Any]) -> dict[str, Any]:
+    await future
+    return response
+
+
+def _add_capacity(response: dict[str, Any], request: dict[str, Any], table_name: str,
+                  units: float, kind: str) -> None:
+    capacity = consumed_capacity(request.get("ReturnConsumedCapacity"), table_name, units, kind)
+    if capacity is not None:
+        response["ConsumedCapacity"] = capacity
+
+
+@register("PutItem")
+def put_item(service: Service, request: dict[str, Any]) -> Any:
+    violations = _write_violations(request)
+    if request.get("Item") is None:
+        violations.add(None, "item", "Member must not be null")
+    table = table_of(service, request, violations)
+    return_values = request.get("ReturnValues") or "NONE"
+    if return_values not in ("NONE", "ALL_OLD"):
+        raise ValidationException("Return values set to invalid value")
+    expect_type(request["Item"], dict, "Item")
+    item = validate_item(request["Item"])
+    pk, sk = key_from_item(table, item)
+    size = checked_item_size(item)
+    ctx = params.context_for(request)
+    condition = params.write_condition(request, ctx)
+    ctx.check_unused()
+    partition, key = locate(table, pk, sk)
+    stored = partition.read_latest(key)
+    old = decode_image(stored)
+    _check_condition(condition, old, request)
+    future = partition.propose([(key, encode_image(item, size))])
+    response: dict[str, Any] = {}
+    if return_values == "ALL_OLD" and old is not None:
+        response["Attributes"] = old
+    _add_capacity(response, request, table.info.name,
+                  write_units(max(size, image_size(stored))), WRITE_UNITS)
+    return _acknowledge(future, response)
+
+
+@register("GetItem")
+def get_item(service: Service, request: dict[str, Any]) -> Any:
+    violations = Violations()
+    check_enum(request.get("ReturnConsumedCapacity"), ("INDEXES", "TOTAL", "NONE"),
+               "returnConsumedCapacity", violations)
+    table = table_of(service, request, violations)
+    pk, sk = key_from_request(table, request.get("Key"))
+    ctx = params.context_for(request)
+    projection = params.read_projection(request, ctx)
+    ctx.check_unused()
+    consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
+    partition, key = locate(table, pk, sk)
+    stored = partition.read_applied(key)
+    capacity = consumed_capacity(request.get("ReturnConsumedCapacity"), table.info.name,
+                                 read_units(image_size(stored), consistent), READ_UNITS)
+    if stored is not None and projection is None and capacity is None:
+        return b'{"Item":' + bytes(memoryview(stored)[4:]) + b"}"
+    response: dict[str, Any] = {}
+    if stored is not None:
+        item = decode_image(stored)
+        response["Item"] = projection.apply(item) if projection is not None else item
+    if capacity is not None:
+        response["ConsumedCapacity"] = capacity
+    return response
+
+
+@register("DeleteItem")
+def delete_item(service: Service, request: dict[str, Any]) -> Any:
+    violations = _write_violations(request)
+    table = table_of(service, request, violations)
+    return_values = request.get("ReturnValues") or "NONE"
+    if return_values not in ("NONE", "ALL_OLD"):
+        raise ValidationException("Return values set to invalid value")
+    pk, sk = key_from_request(table, request.get("Key"))
+    ctx = params.context_for(request)
+    condition = params.write_condition(request, ctx)
+    ctx.check_unused()
+    partition, key = locate(table, pk, sk)
+    stored = partition.read_latest(key)
+    old = decode_image(stored)
+    _check_condition(condition, old, request)
+    future = partition.propose([(key, None)])
+    response: dict[str, Any] = {}
+    if return_values == "ALL_OLD" and old is not None:
+        response["Attributes"] = old
+    _add_capacity(response, request, table.info.name, write_units(image_size(stored)),
+                  WRITE_UNITS)
+    return _acknowledge(future, response)
+
+
+def _updated_slice(item: dict[str, Any] | None, names: set[str]) -> dict[str, Any]:
+    if not item:
+        return {}
+    return {name: item[name] for name in names if name in item}
+
+
+@register("UpdateItem")
+def update_item(service: Service, request: dict[str, Any]) -> Any:
+    violations = _write_violations(request)
+    table = table_of(service, request, violations)
+    return_values = request.get("ReturnValues") or "NONE"
+    pk, sk = key_from_request(table, request.get("Key"))
+    ctx = params.context_for(request)
+    plan = params.update_plan(request, ctx)
+    condition = params.write_condition(request, ctx)
+    ctx.check_unused()
+    info = table.info
+    written = plan.top_level_names() if plan is not None else set()
+    for key_name in (info.hash_key, info.range_key):
+        if key_name is not None and key_name in written:
+            raise ValidationException(
+                f"One or more parameter values were invalid: Cannot update attribute "
+                f"{key_name}. This attribute is part of the key")
+    partition, key = locate(table, pk, sk)
+    stored = partition.read_latest(key)
+    old = decode_image(stored)
+    _check_condition(condition, old, request)
+    base = old if old is not None else key_attributes(table, pk, sk)
+    new = plan.apply(base) if plan is not None else base
+    size = checked_item_size(new)
+    future = partition.propose([(key, encode_image(new, size))])
+    response: dict[str, Any] = {}
+    if return_values == "ALL_OLD" and old is not None:
+        response["Attributes"] = old
+    elif return_values == "ALL_NEW":
+        response["Attributes"] = new
+    elif return_values == "UPDATED_OLD":
+        attributes = _updated_slice(old, written)
+        if attributes:
+            response["Attributes"] = attributes
+    elif return_values == "UPDATED_NEW":
+        attributes = _updated_slice(new, written)
+        if attributes:
+            response["Attributes"] = attributes
+    _add_capacity(response, request, info.name, write_units(max(size, image_size(stored))),
+                  WRITE_UNITS)
+    return _acknowledge(future, response)

@@ -1,0 +1,420 @@
+"""Control-plane operations: CreateTable, DescribeTable, ListTables, DeleteTable,
+UpdateTable, tags, DescribeLimits and DescribeEndpoints.
+
+Table status follows DynamoDB: CreateTable answers CREATING and the table is
+ACTIVE by the next request (the single partition is opened before the answer);
+DeleteTable answers DELETING and the table is gone once its partitions have
+drained; UpdateTable answers UPDATING and the table is ACTIVE again at once.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from triplica.api.service import Service, register
+from triplica.api.validation import (Violations, check_enum, check_table_name, expect_type,
+                                     table_name_only)
+from triplica.engine.catalog import TableInfo
+from triplica.engine.database import Table
+from triplica.errors import (LimitExceededException, ResourceInUseException,
+                             ResourceNotFoundException, ValidationException)
+from triplica.model import limits
+
+KEY_TYPES = ("HASH", "RANGE")
+ATTRIBUTE_TYPES = ("B", "N", "S")
+BILLING_MODES = ("PROVISIONED", "PAY_PER_REQUEST")
+TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
+THROUGHPUT_UNITS_MAX = 40000
+TAG_KEY_LENGTH_MAX = 128
+TAG_VALUE_LENGTH_MAX = 256
+
+
+def describe(table: Table, status: str | None = None) -> dict[str, Any]:
+    info = table.info
+    items, size = table.stats()
+    throughput: dict[str, Any] = {"NumberOfDecreasesToday": 0,
+                                  "ReadCapacityUnits": info.read_units,
+                                  "WriteCapacityUnits": info.write_units}
+    if info.throughput_increased_at is not None:
+        throughput["LastIncreaseDateTime"] = info.throughput_increased_at
+    if info.throughput_decreased_at is not None:
+        throughput["LastDecreaseDateTime"] = info.throughput_decreased_at
+    billing: dict[str, Any] = {"BillingMode": info.billing_mode}
+    if info.billing_mode == "PAY_PER_REQUEST":
+        billing["LastUpdateToPayPerRequestDateTime"] = info.pay_per_request_since
+    return {
+        "AttributeDefinitions": info.attribute_definitions,
+        "TableName": info.name,
+        "KeySchema": info.key_schema(),
+        "TableStatus": status or info.status,
+        "CreationDateTime": info.creation_time,
+        "ProvisionedThroughput": throughput,
+        "TableSizeBytes": size,
+        "ItemCount": items,
+        "TableArn": info.arn,
+        "TableId": info.table_id,
+        "BillingModeSummary": billing,
+        "TableClassSummary": {"TableClass": info.table_class},
+        "DeletionProtectionEnabled": info.deletion_protection,
+    }
+
+
+def _check_throughput(throughput: Any, violations: Violations, path: str) -> None:
+    expect_type(throughput, dict, "ProvisionedThroughput")
+    for member, field in (("ReadCapacityUnits", "readCapacityUnits"),
+                          ("WriteCapacityUnits", "writeCapacityUnits")):
+        value = throughput.get(member)
+        expect_type(value, int, member)
+        if value is None:
+            violations.add(None, f"{path}.{field}", "Member must not be null")
+        elif value < 1:
+            violations.add(value, f"{path}.{field}",
+                           "Member must have value greater than or equal to 1")
+
+
+def _validate_key_schema(request: dict[str, Any], violations: Violations) -> None:
+    schema = expect_type(request.get("KeySchema"), list, "KeySchema")
+    definitions = expect_type(request.get("AttributeDefinitions"), list, "AttributeDefinitions")
+    if schema is None:
+        violations.add(None, "keySchema", "Member must not be null")
+    else:
+        for position, element in enumerate(schema, 1):
+            expect_type(element, dict, "KeySchemaElement")
+            name = element.get("AttributeName")
+            if name is None:
+                violations.add(None, f"keySchema.{position}.member.attributeName",
+                               "Member must not be null")
+            elif len(name) > 255:
+                violations.add(name, f"keySchema.{position}.member.attributeName",
+                               "Member must have length less than or equal to 255")
+            if element.get("KeyType") is None:
+                violations.add(None, f"keySchema.{position}.member.keyType",
+                               "Member must not be null")
+            check_enum(element.get("KeyType"), KEY_TYPES,
+                       f"keySchema.{position}.member.keyType", violations)
+        if not schema:
+            violations.add(schema, "keySchema", "Member must have length greater than or equal to 1")
+        if len(schema) > 2:
+            violations.add(schema, "keySchema", "Member must have length less than or equal to 2")
+    if definitions is None:
+        violations.add(None, "attributeDefinitions", "Member must not be null")
+    else:
+        for position, definition in enumerate(definitions, 1):
+            expect_type(definition, dict, "AttributeDefinition")
+            if definition.get("AttributeName") is None:
+                violations.add(None, f"attributeDefinitions.{position}.member.attributeName",
+                               "Member must not be null")
+            if definition.get("AttributeType") is None:
+                violations.add(None, f"attributeDefinitions.{position}.member.attributeType",
+                               "Member must not be null")
+            check_enum(definition.get("AttributeType"), ATTRIBUTE_TYPES,
+                       f"attributeDefinitions.{position}.member.attributeType", violations)
+
+
+def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
+    """Semantic key-schema rules, checked after the shape constraints."""
+    schema = request["KeySchema"]
+    definitions = request["AttributeDefinitions"]
+    types: dict[str, str] = {}
+    for definition in definitions:
+        name = definition["AttributeName"]
+        if name in types:
+            raise ValidationException(
+                "Cannot have two attributes with the same name: " + name)
+        types[name] = definition["AttributeType"]
+    if request.get("GlobalSecondaryIndexes") or request.get("LocalSecondaryIndexes"):
+        raise ValidationException(
+            "One or more parameter values were invalid: secondary indexes are not supported "
+            "by this triplica release")
+    if schema[0]["KeyType"] != "HASH":
+        raise ValidationException("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
+    if len(schema) == 2:
+        if schema[1]["KeyType"] != "RANGE":
+            raise ValidationException(
+                "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
+        if schema[0]["AttributeName"] == schema[1]["AttributeName"]:
+            raise ValidationException(
+                "Both the Hash Key and the Range Key element in the KeySchema have the same name")
+    key_names = [element["AttributeName"] for element in schema]
+    missing = [name for name in key_names if name not in types]
+    if missing:
+        raise ValidationException(
+            "One or more parameter values were invalid: Some index key attributes are not "
+            f"defined in AttributeDefinitions. Keys: [{', '.join(key_names)}], "
+            f"AttributeDefinitions: [{', '.join(types)}]")
+    if len(types) != len(key_names):
+        raise ValidationException(
+            "One or more parameter values were invalid: Number of attributes in KeySchema does "
+            "not exactly match number of attributes defined in AttributeDefinitions")
+    hash_key = key_names[0]
+    range_key = key_names[1] if len(key_names) == 2 else None
+    return hash_key, types[hash_key], range_key, types[range_key] if range_key else None
+
+
+def _billing(request: dict[str, Any]) -> tuple[str, int, int]:
+    mode = request.get("BillingMode") or "PROVISIONED"
+    throughput = request.get("ProvisionedThroughput")
+    if mode == "PAY_PER_REQUEST":
+        if throughput is not None:
+            raise ValidationException(
+                "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
+                "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
+        return mode, 0, 0
+    if throughput is None:
+        raise ValidationException(
+            "One or more parameter values were invalid: ReadCapacityUnits and "
+            "WriteCapacityUnits must both be specified when BillingMode is PROVISIONED")
+    read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
+    _check_throughput_ceiling(read, write)
+    return mode, read, write
+
+
+def _check_throughput_ceiling(read: int, write: int) -> None:
+    if read > THROUGHPUT_UNITS_MAX or write > THROUGHPUT_UNITS_MAX:
+        raise LimitExceededException(
+            "Subscriber limit exceeded: Provisioned throughput for a table cannot exceed "
+            f"{THROUGHPUT_UNITS_MAX} read or write capacity units")
+
+
+def _validate_tags(tags: Any, violations: Violations, path: str = "tags") -> dict[str, str]:
+    expect_type(tags, list, "Tags")
+    result: dict[str, str] = {}
+    for position, tag in enumerate(tags or [], 1):
+        expect_type(tag, dict, "Tag")
+        key, value = tag.get("Key"), tag.get("Value")
+        if key is None:
+            violations.add(None, f"{path}.{position}.member.key", "Member must not be null")
+        elif not 1 <= len(key) <= TAG_KEY_LENGTH_MAX:
+            violations.add(key, f"{path}.{position}.member.key",
+                           "Member must have length less than or equal to 128")
+        if value is None:
+            violations.add(None, f"{path}.{position}.member.value", "Member must not be null")
+        elif len(value) > TAG_VALUE_LENGTH_MAX:
+            violations.add(value, f"{path}.{position}.member.value",
+                           "Member must have length less than or equal to 256")
+        if key is not None and value is not None:
+            result[key] = value
+    return result
+
+
+@register("CreateTable")
+def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    violations = Violations()
+    name = request.get("TableName")
+    check_table_name(name, violations)
+    _validate_key_schema(request, violations)
+    check_enum(request.get("BillingMode"), BILLING_MODES, "billingMode", violations)
+    check_enum(request.get("TableClass"), TABLE_CLASSES, "tableClass", violations)
+    if request.get("ProvisionedThroughput") is not None:
+        _check_throughput(request["ProvisionedThroughput"], violations, "provisionedThroughput")
+    tags = _validate_tags(request.get("Tags"), violations)
+    violations.raise_if_any()
+    hash_key, hash_type, range_key, range_type = _key_attributes(request)
+    mode, read, write = _billing(request)
+    stream = request.get("StreamSpecification")
+    if isinstance(stream, dict) and stream.get("StreamEnabled"):
+        raise ValidationException(
+            "One or more parameter values were invalid: DynamoDB Streams are not supported by "
+            "this triplica release")
+    if name in service.db.tables:
+        raise ResourceInUseException(f"Table already exists: {name}")
+    if len(service.db.tables) >= limits.TABLES_PER_ACCOUNT_MAX:
+        raise LimitExceededException(
+            f"Subscriber limit exceeded: There is a limit of {limits.TABLES_PER_ACCOUNT_MAX} "
+            "tables per account")
+    now = service.now()
+    info = TableInfo(
+        name=name, table_id=str(uuid.uuid4()), region=service.region_of_request(),
+        hash_key=hash_key, hash_type=hash_type, range_key=range_key, range_type=range_type,
+        attribute_definitions=[{"AttributeName": d["AttributeName"],
+                                "AttributeType": d["AttributeType"]}
+                               for d in request["AttributeDefinitions"]],
+        billing_mode=mode, read_units=read, write_units=write, creation_time=now,
+        table_class=request.get("TableClass") or "STANDARD",
+        deletion_protection=bool(request.get("DeletionProtectionEnabled")),
+        tags=tags, pay_per_request_since=now if mode == "PAY_PER_REQUEST" else None)
+    table = service.db.create_table(info)
+    return {"TableDescription": describe(table, status="CREATING")}
+
+
+@register("DescribeTable")
+def describe_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    name = table_name_only(request)
+    table = service.db.tables.get(name)
+    if table is None:
+        raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
+    return {"Table": describe(table)}
+
+
+@register("DeleteTable")
+async def delete_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    name = table_name_only(request)
+    table = service.db.tables.get(name)
+    if table is None:
+        raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
+    if table.info.deletion_protection:
+        raise ValidationException(
+            "Resource cannot be deleted as it is currently protected against deletion. "
+            "Disable deletion protection first.")
+    description = describe(table, status="DELETING")
+    await service.db.delete_table(name)
+    return {"TableDescription": description}
+
+
+@register("ListTables")
+def list_tables(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    violations = Violations()
+    start = expect_type(request.get("ExclusiveStartTableName"), str, "ExclusiveStartTableName")
+    if start is not None:
+        check_table_name(start, violations, "exclusiveStartTableName")
+    limit = expect_type(request.get("Limit"), int, "Limit")
+    if limit is not None and limit < 1:
+        violations.add(limit, "limit", "Member must have value greater than or equal to 1")
+    if limit is not None and limit > limits.LIST_TABLES_LIMIT_MAX:
+        violations.add(limit, "limit", "Member must have value less than or equal to 100")
+    violations.raise_if_any()
+    names = sorted(service.db.tables)
+    if start is not None:
+        names = [n for n in names if n > start]
+    page_size = limit or limits.LIST_TABLES_LIMIT_MAX
+    result: dict[str, Any] = {"TableNames": names[:page_size]}
+    if len(names) > page_size:
+        result["LastEvaluatedTableName"] = names[page_size - 1]
+    return result
+
+
+@register("UpdateTable")
+def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    violations = Violations()
+    name = request.get("TableName")
+    check_table_name(name, violations)
+    check_enum(request.get("BillingMode"), BILLING_MODES, "billingMode", violations)
+    check_enum(request.get("TableClass"), TABLE_CLASSES, "tableClass", violations)
+    throughput = request.get("ProvisionedThroughput")
+    if throughput is not None:
+        _check_throughput(throughput, violations, "provisionedThroughput")
+    violations.raise_if_any()
+    table = service.db.tables.get(name)
+    if table is None:
+        raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
+    info = table.info
+    mode = request.get("BillingMode")
+    protection = request.get("DeletionProtectionEnabled")
+    table_class = request.get("TableClass")
+    if request.get("GlobalSecondaryIndexUpdates") or request.get("ReplicaUpdates"):
+        raise ValidationException(
+            "One or more parameter values were invalid: secondary indexes and replicas are "
+            "not supported by this triplica release")
+    if mode is None and throughput is None and protection is None and table_class is None \
+            and request.get("StreamSpecification") is None \
+            and request.get("SSESpecification") is None:
+        raise ValidationException(
+            "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
+            "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
+    new_mode = mode or info.billing_mode
+    now = service.now()
+    if new_mode == "PAY_PER_REQUEST":
+        if throughput is not None:
+            raise ValidationException(
+                "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
+                "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
+        if info.billing_mode != "PAY_PER_REQUEST":
+            info.pay_per_request_since = now
+        info.read_units = info.write_units = 0
+    else:
+        if throughput is None and info.billing_mode == "PAY_PER_REQUEST":
+            raise ValidationException(
+                "One or more parameter values were invalid: ProvisionedThroughput must be "
+                "specified when BillingMode is PROVISIONED")
+        if throughput is not None:
+            read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
+            _check_throughput_ceiling(read, write)
+            if info.billing_mode == "PROVISIONED" and mode is None and protection is None \
+                    and read == info.read_units and write == info.write_units:
+                raise ValidationException(
+                    "The provisioned throughput for the table will not change. The requested "
+                    "value equals the current value. Current ReadCapacityUnits provisioned for "
+                    f"the table: {info.read_units}. Requested ReadCapacityUnits: {read}. Current "
+                    "WriteCapacityUnits provisioned for the table: "
+                    f"{info.write_units}. Requested WriteCapacityUnits: {write}. Refer to the "
+                    "Amazon DynamoDB Developer Guide for current limits and how to request "
+                    "higher limits.")
+            if read > info.read_units or write > info.write_units:
+                info.throughput_increased_at = now
+            if read < info.read_units or write < info.write_units:
+                info.throughput_decreased_at = now
+            info.read_units, info.write_units = read, write
+    info.billing_mode = new_mode
+    if protection is not None:
+        info.deletion_protection = bool(protection)
+    if table_class is not None:
+        info.table_class = table_class
+    service.db.save_catalog()
+    return {"TableDescription": describe(table, status="UPDATING")}
+
+
+def _table_for_arn(service: Service, arn: Any) -> Table:
+    violations = Violations()
+    if arn is None:
+        violations.add(None, "resourceArn", "Member must not be null")
+    violations.raise_if_any()
+    expect_type(arn, str, "ResourceArn")
+    prefix, _, name = arn.partition(":table/")
+    parts = prefix.split(":")
+    if len(parts) != 5 or parts[0] != "arn" or parts[2] != "dynamodb" or not name:
+        raise ValidationException(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    table = service.db.tables.get(name)
+    if table is None:
+        raise ResourceNotFoundException(f"Requested resource not found: ResourcArn: {arn} not found")
+    return table
+
+
+@register("TagResource")
+def tag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    table = _table_for_arn(service, request.get("ResourceArn"))
+    violations = Violations()
+    if request.get("Tags") is None:
+        violations.add(None, "tags", "Member must not be null")
+    tags = _validate_tags(request.get("Tags"), violations)
+    violations.raise_if_any()
+    merged = dict(table.info.tags)
+    merged.update(tags)
+    if len(merged) > limits.TAGS_PER_RESOURCE_MAX:
+        raise ValidationException("One or more parameter values were invalid: The number of "
+                                  "tags exceeds the limit of 50")
+    table.info.tags = merged
+    service.db.save_catalog()
+    return {}
+
+
+@register("UntagResource")
+def untag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    table = _table_for_arn(service, request.get("ResourceArn"))
+    keys = expect_type(request.get("TagKeys"), list, "TagKeys")
+    if keys is None:
+        violations = Violations()
+        violations.add(None, "tagKeys", "Member must not be null")
+        violations.raise_if_any()
+    for key in keys:
+        table.info.tags.pop(key, None)
+    service.db.save_catalog()
+    return {}
+
+
+@register("ListTagsOfResource")
+def list_tags_of_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    table = _table_for_arn(service, request.get("ResourceArn"))
+    tags = [{"Key": k, "Value": v} for k, v in sorted(table.info.tags.items())]
+    return {"Tags": tags}
+
+
+@register("DescribeLimits")
+def describe_limits(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    return {"AccountMaxReadCapacityUnits": 80000, "AccountMaxWriteCapacityUnits": 80000,
+            "TableMaxReadCapacityUnits": THROUGHPUT_UNITS_MAX,
+            "TableMaxWriteCapacityUnits": THROUGHPUT_UNITS_MAX}
+
+
+@register("DescribeEndpoints")
+def describe_endpoints(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+    return {"Endpoints": [{"Address": service.host_of_request(), "CachePeriodInMinutes": 1440}]}

@@ -1,0 +1,108 @@
+"""The table catalogue of one server: table definitions and their partitions.
+
+Each table is cut into hash ranges of the 64-bit partition-key hash space; for
+now a table has one partition covering the whole space, but the layout is the
+one splits will need (ordered, contiguous, non-overlapping ranges).
+
+The catalogue is small and changes rarely, so it is one JSON document written
+atomically (temporary file, fsync, rename, fsync of the directory). A table is
+visible only after its catalogue entry is durable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+HASH_SPACE_END = 1 << 64
+CATALOG_FILE_NAME = "catalog.json"
+CATALOG_FORMAT_VERSION = 1
+
+
+@dataclass
+class PartitionInfo:
+    partition_id: str
+    hash_start: int          # inclusive
+    hash_end: int            # exclusive; HASH_SPACE_END for the last range
+
+
+@dataclass
+class TableInfo:
+    name: str
+    table_id: str
+    region: str
+    hash_key: str
+    hash_type: str
+    range_key: str | None
+    range_type: str | None
+    attribute_definitions: list[dict[str, str]]
+    billing_mode: str
+    read_units: int
+    write_units: int
+    creation_time: float
+    table_class: str = "STANDARD"
+    deletion_protection: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str = "ACTIVE"
+    pay_per_request_since: float | None = None
+    throughput_increased_at: float | None = None
+    throughput_decreased_at: float | None = None
+    partitions: list[PartitionInfo] = field(default_factory=list)
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:dynamodb:{self.region}:000000000000:table/{self.name}"
+
+    def key_schema(self) -> list[dict[str, str]]:
+        schema = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]
+        if self.range_key is not None:
+            schema.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
+        return schema
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        # JSON integers stop at 64 bits; the hash space ends at 2**64.
+        data["partitions"] = [{"partition_id": p.partition_id, "hash_start": str(p.hash_start),
+                               "hash_end": str(p.hash_end)} for p in self.partitions]
+        return data
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> "TableInfo":
+        partitions = [PartitionInfo(p["partition_id"], int(p["hash_start"]), int(p["hash_end"]))
+                      for p in data.pop("partitions")]
+        return TableInfo(partitions=partitions, **data)
+
+
+class Catalog:
+    """Durable map of table name -> TableInfo."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self.path = os.path.join(data_dir, CATALOG_FILE_NAME)
+        self.tables: dict[str, TableInfo] = {}
+        if os.path.exists(self.path):
+            with open(self.path, "rb") as f:
+                document = orjson.loads(f.read())
+            assert document["version"] == CATALOG_FORMAT_VERSION, document["version"]
+            for data in document["tables"]:
+                info = TableInfo.from_json(data)
+                self.tables[info.name] = info
+
+    def save(self) -> None:
+        document = {"version": CATALOG_FORMAT_VERSION,
+                    "tables": [t.to_json() for t in self.tables.values()]}
+        payload = orjson.dumps(document, option=orjson.OPT_INDENT_2)
+        temporary = self.path + ".tmp"
+        with open(temporary, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.path)
+        directory = os.open(self.data_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

@@ -1,0 +1,94 @@
+"""The storage side of one server: the catalogue and the open partitions.
+
+It answers "which partition holds this key" by the key's hash and the table's
+ordered hash ranges, and owns the partitions' lifecycle (open on start, create
+with a table, drain and remove with a table).
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import shutil
+import uuid
+
+from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, TableInfo
+from triplica.engine.partition import Partition
+
+log = logging.getLogger(__name__)
+
+
+class Table:
+    """A table's definition plus its open partitions in hash order."""
+
+    __slots__ = ("info", "partitions", "_starts")
+
+    def __init__(self, info: TableInfo, partitions: list[Partition]) -> None:
+        assert len(partitions) == len(info.partitions) >= 1
+        self.info = info
+        self.partitions = partitions
+        self._starts = [p.hash_start for p in info.partitions]
+        assert self._starts[0] == 0 and info.partitions[-1].hash_end == HASH_SPACE_END
+
+    def partition_for_hash(self, key_hash: int) -> Partition:
+        return self.partitions[bisect.bisect_right(self._starts, key_hash) - 1]
+
+    def stats(self) -> tuple[int, int]:
+        items = size = 0
+        for partition in self.partitions:
+            count, total = partition.stats()
+            items += count
+            size += total
+        return items, size
+
+
+class Database:
+    def __init__(self, data_dir: str, sync_mode: str = "batch") -> None:
+        os.makedirs(data_dir, exist_ok=True)
+        self.data_dir = data_dir
+        self.sync_mode = sync_mode
+        self.catalog = Catalog(data_dir)
+        self.tables: dict[str, Table] = {}
+        for info in self.catalog.tables.values():
+            self.tables[info.name] = self._open_table(info)
+
+    def _partition_dir(self, info: TableInfo, partition: PartitionInfo) -> str:
+        return os.path.join(self.data_dir, "tables", info.table_id, partition.partition_id)
+
+    def _open_table(self, info: TableInfo) -> Table:
+        partitions = [Partition(self._partition_dir(info, p), self.sync_mode)
+                      for p in info.partitions]
+        return Table(info, partitions)
+
+    def create_table(self, info: TableInfo) -> Table:
+        assert info.name not in self.tables
+        info.partitions = [PartitionInfo(uuid.uuid4().hex[:12], 0, HASH_SPACE_END)]
+        self.catalog.tables[info.name] = info
+        try:
+            self.catalog.save()
+        except BaseException:
+            del self.catalog.tables[info.name]
+            raise
+        table = self._open_table(info)
+        self.tables[info.name] = table
+        return table
+
+    def save_catalog(self) -> None:
+        self.catalog.save()
+
+    async def delete_table(self, name: str) -> None:
+        table = self.tables.pop(name)
+        del self.catalog.tables[name]
+        self.catalog.save()
+        for partition in table.partitions:
+            await partition.drain()
+            partition.close()
+        shutil.rmtree(os.path.join(self.data_dir, "tables", table.info.table_id),
+                      ignore_errors=True)
+
+    async def close(self) -> None:
+        for table in self.tables.values():
+            for partition in table.partitions:
+                await partition.drain()
+                partition.close()
+        self.tables.clear()

@@ -1,0 +1,327 @@
+"""The B-tree of one partition replica: one LMDB environment.
+
+Owns the items of the partition (storage key -> encoded item), the applied
+log index, and running stats (item count, value bytes) for DescribeTable.
+Every apply updates items, stats and applied index in ONE write transaction,
+so after any crash they agree with each other (DESIGN.md, "Storage").
+
+Durability: the environment is opened with sync=False, metasync=False, so
+a commit does not fsync. The WAL is the durability point: restart replays
+the WAL after applied_index(), so LMDB may lose recent commits. Before the
+WAL prefix is dropped, `checkpoint()` forces env.sync(True), so what the
+dropped segments held is on disk. Caveat: with NOSYNC, LMDB only keeps its
+ACI properties if the file system preserves write order; after a power cut
+on one that does not, the environment may be damaged (a freed page reused by
+an unsynced transaction that the on-disk meta page still references). The
+answer then is healing: copy a peer's B-tree (`copy_to`) plus the WAL tail.
+A process kill (no power loss) is always safe: the OS keeps the page cache.
+
+Long keys: LMDB keys are limited to 511 bytes; ours reach ~3.1 KB. Keys of
+at most DIRECT_KEY_BYTES_MAX (480) bytes are stored as is. A longer key K is
+stored in the "overflow bucket" under the 481-byte LMDB key
+K[:480] + b"\\x00", whose value is a msgpack list of [full_key, value] pairs
+sorted by full key, for all long keys sharing that 480-byte prefix.
+
+Why LMDB order, with buckets expanded in place, equals full-key order:
+Let D be a direct key (len <= 480) and P + s a long key in the bucket
+B = P + b"\\x00" (len P = 480, s non-empty). Bytes compare lexicographically.
+ 1. D never equals B (lengths differ), and D cannot extend P (len D <= len P).
+ 2. If D is a prefix of P (including D == P), D is a proper prefix of both
+    B and P + s, so D < B and D < P + s: same side.
+ 3. Otherwise D and P differ at a first position i < len D <= 480, which is
+    also the first difference between D and B and between D and P + s (both
+    start with P), so both comparisons are decided by the same bytes.
+ 4. Two buckets P1 + 0x00, P2 + 0x00 with P1 != P2 (both 480 bytes) differ
+    first at some i < 480, and so do all their entries: same order.
+ 5. Inside a bucket entries are kept sorted by full key.
+Also, every entry P + s >= B (s[0] >= 0x00, equal only when s == b"\\x00"),
+so a bucket key is a lower bound of its entries; reverse scans rely on it.
+Cost: a write to a long key rewrites its whole bucket, so a partition key
+longer than ~470 encoded bytes with many sort keys makes writes O(bucket).
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Callable
+import os
+import struct
+from collections.abc import Iterator
+
+import lmdb
+import msgpack
+
+MAP_SIZE_BYTES_DEFAULT = 1024**4          # virtual address space, not disk
+READERS_MAX_DEFAULT = 512
+DIRECT_KEY_BYTES_MAX = 480
+BUCKET_KEY_SUFFIX = b"\x00"
+BUCKET_KEY_BYTES = DIRECT_KEY_BYTES_MAX + len(BUCKET_KEY_SUFFIX)
+# 8-byte hash + partition key (2048) + sort key (1024) + encoding overhead.
+STORAGE_KEY_BYTES_MAX = 4096
+# Encoded item; DynamoDB's 400 KB counts raw sizes, base64 and tags add more.
+VALUE_BYTES_MAX = 2 * 1024 * 1024
+APPLY_BATCH_ENTRIES_MAX = 100_000
+WRITES_PER_ENTRY_MAX = 10_000
+
+_META_APPLIED_INDEX = b"applied_index"
+_META_ITEM_COUNT = b"item_count"
+_META_VALUE_BYTES = b"value_bytes"
+_U64 = struct.Struct(">Q")
+
+Write = tuple[bytes, bytes | None]
+
+
+class PartitionStore:
+    """Items, applied index and stats of one partition replica."""
+
+    def __init__(self, path: str, map_size_bytes: int = MAP_SIZE_BYTES_DEFAULT,
+                 readers_max: int = READERS_MAX_DEFAULT,
+                 value_size: Callable[[bytes], int] = len) -> None:
+        """`value_size` measures a stored value for the size stat (default: its length)."""
+        assert map_size_bytes >= 1024 * 1024
+        assert 1 <= readers_max <= 65536
+        self._path = path
+        self._env = lmdb.open(path, subdir=True, map_size=map_size_bytes,
+                              max_dbs=2, max_readers=readers_max,
+                              sync=False, metasync=False)
+        assert self._env.max_key_size() >= BUCKET_KEY_BYTES
+        self._items = self._env.open_db(b"items")
+        self._meta = self._env.open_db(b"meta")
+        self._closed = False
+        self._value_size = value_size
+
+    # -- reads --------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        _check_key(key)
+        with self._env.begin(db=self._items) as txn:
+            return self._get_in(txn, key)
+
+    def applied_index(self) -> int:
+        with self._env.begin(db=self._meta) as txn:
+            return _meta_int(txn, self._meta, _META_APPLIED_INDEX)
+
+    def stats(self) -> tuple[int, int]:
+        """(item count, total value bytes), as of the last apply."""
+        with self._env.begin(db=self._meta) as txn:
+            count = _meta_int(txn, self._meta, _META_ITEM_COUNT)
+            value_bytes = _meta_int(txn, self._meta, _META_VALUE_BYTES)
+        return count, value_bytes
+
+    def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
+             start_inclusive: bool = True, end_inclusive: bool = False,
+             ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) for start <(=) key <(=) end, ascending or not.
+
+        `start` is always the low bound (inclusive unless start_inclusive is
+        False), `end` the high bound (exclusive unless end_inclusive; None
+        means no bound); `reverse` only flips the order. The read
+        transaction lives as long as the iterator: exhaust it or close() it
+        (contextlib.closing), or it pins old pages and a reader slot.
+        """
+        assert len(start) <= 2 * STORAGE_KEY_BYTES_MAX
+        assert end is None or len(end) <= 2 * STORAGE_KEY_BYTES_MAX
+
+        def below_low(key: bytes) -> bool:
+            return key < start or (key == start and not start_inclusive)
+
+        def above_high(key: bytes) -> bool:
+            if end is None:
+                return False
+            return key > end or (key == end and not end_inclusive)
+
+        with self._env.begin(db=self._items) as txn:
+            cursor = txn.cursor()
+            if reverse:
+                yield from self._scan_reverse(cursor, end, below_low, above_high)
+            else:
+                yield from self._scan_forward(cursor, start, below_low, above_high)
+
+    # -- writes -------------------------------------------------------------
+
+    def apply(self, index: int, writes: list[Write]) -> None:
+        """Apply one log entry: puts (bytes) and deletes (None), atomically."""
+        self.apply_batch([(index, writes)])
+
+    def apply_batch(self, batch: list[tuple[int, list[Write]]]) -> None:
+        """Apply log entries in one transaction; applied index = last index.
+
+        Indexes must be strictly increasing and above applied_index() (the
+        engine may skip entries that write nothing, so no contiguity check).
+        """
+        assert not self._closed
+        assert 1 <= len(batch) <= APPLY_BATCH_ENTRIES_MAX, len(batch)
+        with self._env.begin(write=True) as txn:
+            applied = _meta_int(txn, self._meta, _META_APPLIED_INDEX)
+            count = _meta_int(txn, self._meta, _META_ITEM_COUNT)
+            value_bytes = _meta_int(txn, self._meta, _META_VALUE_BYTES)
+            for index, writes in batch:
+                assert index > applied, (index, applied)
+                assert len(writes) <= WRITES_PER_ENTRY_MAX, len(writes)
+                applied = index
+                for key, value in writes:
+                    count_delta, bytes_delta = self._write_in(txn, key, value)
+                    count += count_delta
+                    value_bytes += bytes_delta
+            assert count >= 0 and value_bytes >= 0, (count, value_bytes)
+            txn.put(_META_APPLIED_INDEX, _U64.pack(applied), db=self._meta)
+            txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
+            txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+
+    # -- maintenance --------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Force everything committed so far to disk (before WAL truncation)."""
+        assert not self._closed
+        self._env.sync(True)
+
+    def copy_to(self, path: str) -> None:
+        """Write a compacted, consistent copy into the empty directory path."""
+        assert not self._closed
+        os.makedirs(path, exist_ok=True)
+        assert not os.listdir(path), f"{path} is not empty"
+        self._env.copy(path, compact=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._env.sync(True)
+        self._env.close()
+
+    def __enter__(self) -> PartitionStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------
+
+    def _get_in(self, txn: lmdb.Transaction, key: bytes) -> bytes | None:
+        if len(key) <= DIRECT_KEY_BYTES_MAX:
+            return txn.get(key, db=self._items)
+        bucket_key = _bucket_key(key)
+        raw = txn.get(bucket_key, db=self._items)
+        if raw is None:
+            return None
+        keys, values = _bucket_decode(bucket_key, raw)
+        position = bisect.bisect_left(keys, key)
+        if position < len(keys) and keys[position] == key:
+            return values[position]
+        return None
+
+    def _write_in(self, txn: lmdb.Transaction, key: bytes,
+                  value: bytes | None) -> tuple[int, int]:
+        """Put or delete one key; returns (item count delta, value bytes delta)."""
+        _check_key(key)
+        assert value is None or len(value) <= VALUE_BYTES_MAX
+        if len(key) <= DIRECT_KEY_BYTES_MAX:
+            old = txn.get(key, db=self._items)
+            if value is None:
+                if old is not None:
+                    txn.delete(key, db=self._items)
+            else:
+                txn.put(key, value, db=self._items)
+            return _deltas(old, value, self._value_size)
+        bucket_key = _bucket_key(key)
+        raw = txn.get(bucket_key, db=self._items)
+        keys, values = _bucket_decode(bucket_key, raw) if raw is not None else ([], [])
+        position = bisect.bisect_left(keys, key)
+        found = position < len(keys) and keys[position] == key
+        old = values[position] if found else None
+        if value is None and found:
+            del keys[position], values[position]
+        elif value is not None and found:
+            values[position] = value
+        elif value is not None:
+            keys.insert(position, key)
+            values.insert(position, value)
+        if keys:
+            txn.put(bucket_key, _bucket_encode(keys, values), db=self._items)
+        elif raw is not None:
+            txn.delete(bucket_key, db=self._items)
+        return _deltas(old, value, self._value_size)
+
+    def _expand(self, lmdb_key: bytes, raw: bytes,
+                reverse: bool) -> list[tuple[bytes, bytes]]:
+        """The (full key, value) pairs one LMDB record stands for."""
+        if len(lmdb_key) <= DIRECT_KEY_BYTES_MAX:
+            return [(lmdb_key, raw)]
+        keys, values = _bucket_decode(lmdb_key, raw)
+        pairs = list(zip(keys, values))
+        if reverse:
+            pairs.reverse()
+        return pairs
+
+    def _scan_forward(self, cursor: lmdb.Cursor, start: bytes, below_low,
+                      above_high) -> Iterator[tuple[bytes, bytes]]:
+        # A long start's candidates begin at its 480-byte prefix (proof 2, 3).
+        seek = start[:DIRECT_KEY_BYTES_MAX]
+        positioned = cursor.set_range(seek) if seek else cursor.first()
+        while positioned:
+            for key, value in self._expand(cursor.key(), cursor.value(), False):
+                if below_low(key):
+                    continue
+                if above_high(key):
+                    return
+                yield key, value
+            positioned = cursor.next()
+
+    def _scan_reverse(self, cursor: lmdb.Cursor, end: bytes | None, below_low,
+                      above_high) -> Iterator[tuple[bytes, bytes]]:
+        # Every LMDB record after the first one >= end holds only keys > end
+        # (a bucket key bounds its entries from below), so start there.
+        if end:
+            positioned = cursor.set_range(end) or cursor.last()
+        else:
+            positioned = cursor.last() if end is None else False
+        while positioned:
+            for key, value in self._expand(cursor.key(), cursor.value(), True):
+                if above_high(key):
+                    continue
+                if below_low(key):
+                    return
+                yield key, value
+            positioned = cursor.prev()
+
+
+def _check_key(key: bytes) -> None:
+    assert isinstance(key, bytes), type(key)
+    assert 1 <= len(key) <= STORAGE_KEY_BYTES_MAX, len(key)
+
+
+def _bucket_key(key: bytes) -> bytes:
+    assert len(key) > DIRECT_KEY_BYTES_MAX
+    return key[:DIRECT_KEY_BYTES_MAX] + BUCKET_KEY_SUFFIX
+
+
+def _bucket_encode(keys: list[bytes], values: list[bytes]) -> bytes:
+    assert len(keys) == len(values) >= 1
+    return msgpack.packb([[k, v] for k, v in zip(keys, values)], use_bin_type=True)
+
+
+def _bucket_decode(bucket_key: bytes, raw: bytes) -> tuple[list[bytes], list[bytes]]:
+    assert len(bucket_key) == BUCKET_KEY_BYTES
+    entries = msgpack.unpackb(raw, raw=True, max_bin_len=len(raw), max_array_len=len(raw))
+    assert isinstance(entries, list) and entries, "empty or malformed bucket"
+    keys = [entry[0] for entry in entries]
+    values = [entry[1] for entry in entries]
+    prefix = bucket_key[:DIRECT_KEY_BYTES_MAX]
+    for position, key in enumerate(keys):
+        assert len(key) > DIRECT_KEY_BYTES_MAX and key.startswith(prefix)
+        assert position == 0 or keys[position - 1] < key, "bucket out of order"
+    return keys, values
+
+
+def _deltas(old: bytes | None, new: bytes | None,
+            size: Callable[[bytes], int] = len) -> tuple[int, int]:
+    count_delta = (new is not None) - (old is not None)
+    bytes_delta = (size(new) if new is not None else 0) - (size(old) if old is not None else 0)
+    return count_delta, bytes_delta
+
+
+def _meta_int(txn: lmdb.Transaction, db: lmdb._Database, key: bytes) -> int:
+    raw = txn.get(key, db=db)
+    if raw is None:
+        return 0
+    assert len(raw) == _U64.size
+    return _U64.unpack(raw)[0]
