@@ -290,6 +290,16 @@ def test_malformed_http_is_400_and_closes_after_earlier_replies(server_port):
         assert reader.at_eof()
 
 
+def test_oversized_headers_are_400_and_close(server_port):
+    with connect(server_port) as sock:
+        reader = Reader(sock)
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n"
+                     + b"X-Filler: %s\r\n" % (b"a" * 1000) * 70)
+        status, headers, body = reader.response()
+        assert status == 400 and headers["connection"] == "close"
+        assert b"exceed 65536 bytes" in body
+
+
 def test_connection_close_header_is_honoured(server_port):
     with connect(server_port) as sock:
         reader = Reader(sock)

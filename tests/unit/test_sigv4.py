@@ -162,9 +162,11 @@ def test_missing_date_is_incomplete():
         Authenticator(CREDENTIALS).check(request, now)
 
 
-def test_malformed_x_amz_date_is_incomplete():
+@pytest.mark.parametrize("value", ["2024-01-01T00:00:00Z", "", "20240101T000000",
+                                   "2024010IT000000Z", "20241301T000000Z"])
+def test_malformed_x_amz_date_is_incomplete(value):
     request, now = signed()
-    request.headers["x-amz-date"] = "2024-01-01T00:00:00Z"
+    request.headers["x-amz-date"] = value
     with pytest.raises(IncompleteSignatureException, match="ISO-8601"):
         Authenticator(CREDENTIALS).check(request, now)
 

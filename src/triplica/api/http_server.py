@@ -49,6 +49,7 @@ from triplica.model import limits
 
 log = logging.getLogger(__name__)
 
+HEAD_BYTES_MAX = 64 * 1024      # request line and headers, names and values
 PIPELINE_DEPTH_MAX = 32          # parsed requests queued before reading pauses
 LINGER_SECONDS = 2.0             # keep draining input after an error reply
 SHUTDOWN_GRACE_SECONDS = 5.0     # wait for in-flight requests at shutdown
@@ -158,6 +159,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
 class _Reject:
     """Queue marker: answer with this error, then close the connection."""
 
@@ -232,6 +237,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._body_parts: list[bytes] = []
         self._body_bytes = 0
+        self._head_bytes = 0
 
     # asyncio.Protocol -------------------------------------------------------
 
@@ -259,6 +265,9 @@ class HttpConnection(asyncio.Protocol):
                 self._reject(RequestEntityTooLarge(
                     "Request size exceeded "
                     f"{limits.REQUEST_BODY_BYTES_MAX} bytes"))
+            elif isinstance(exc.__context__, _HeadTooLarge):
+                self._reject(SerializationException(
+                    f"Request line and headers exceed {HEAD_BYTES_MAX} bytes"))
             else:   # a bug in a callback above
                 log.error("HTTP parser callback failed", exc_info=exc.__context__)
                 self._reject(_INTERNAL_ERROR)
@@ -293,11 +302,18 @@ class HttpConnection(asyncio.Protocol):
         self._headers = {}
         self._body_parts = []
         self._body_bytes = 0
+        self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > HEAD_BYTES_MAX:
+            raise _HeadTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > HEAD_BYTES_MAX:
+            raise _HeadTooLarge()
         key = _HEADER_NAMES.get(name)
         if key is None:
             key = name.decode("latin-1").lower()

@@ -275,7 +275,8 @@ def _parse_amz_date(text: str) -> datetime:
     return parsed
 
 
-_last_amz_date: tuple[str, datetime] = ("", datetime.min)
+_last_amz_date: tuple[str | None, datetime] = (
+    None, datetime.min.replace(tzinfo=timezone.utc))
 
 
 def _parse_amz_date_uncached(text: str) -> datetime:
