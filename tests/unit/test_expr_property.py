@@ -54,7 +54,8 @@ def ref_eval(node, item):
 leaves = st.one_of(
     st.tuples(st.just("cmp"), st.sampled_from(OPS), st.sampled_from(NAMES), scalars),
     st.tuples(st.just("exists"), st.sampled_from(NAMES)),
-    st.tuples(st.just("begins"), st.sampled_from(NAMES), scalars),
+    st.tuples(st.just("begins"), st.sampled_from(NAMES),
+              st.tuples(st.just("S"), st.text(alphabet="abc", max_size=2))),
 )
 conditions = st.recursive(
     leaves,

@@ -254,10 +254,6 @@ def remove_path(root: dict, path: tuple) -> None:
         inner.pop(element, None)
 
 
-def _removal_order(path: tuple):
-    return path
-
-
 class UpdatePlan:
     """A resolved update: apply it to many items (one per request in practice)."""
     __slots__ = ("actions", "paths")
@@ -278,7 +274,7 @@ class UpdatePlan:
                 removals.append(path)
             elif value is not None:
                 set_path(result, path, value)
-        removals.sort(key=_removal_order, reverse=True)
+        removals.sort(reverse=True)  # later list indexes first; disjointness makes tuples comparable
         for path in removals:
             remove_path(result, path)
         return result
