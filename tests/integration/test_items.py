@@ -237,3 +237,12 @@ def test_expression_attribute_errors(raw: Any, table: str) -> None:
                      Expected={"a": {"Exists": False}}, ExpressionAttributeValues={":a": {"S": "x"}})
     assert code_message(error)[0] == "ValidationException"
     assert "Can not use both expression and non-expression parameters" in code_message(error)[1]
+
+
+def test_updated_new_returns_nested_paths_only(ddb: Any, table: str) -> None:
+    ddb.put_item(TableName=table, Item={**key("nested"), "m": {"M": {"a": {"N": "1"},
+                                        "b": {"N": "2"}}}, "other": {"S": "x"}})
+    result = ddb.update_item(TableName=table, Key=key("nested"), UpdateExpression="SET m.a = :v",
+                             ExpressionAttributeValues={":v": {"N": "9"}},
+                             ReturnValues="UPDATED_NEW")
+    assert result["Attributes"] == {"m": {"M": {"a": {"N": "9"}}}}

@@ -136,10 +136,11 @@ def delete_item(service: Service, request: dict[str, Any]) -> Any:
     return _acknowledge(future, response)
 
 
-def _updated_slice(item: dict[str, Any] | None, names: set[str]) -> dict[str, Any]:
-    if not item:
+def _updated_slice(item: dict[str, Any] | None, plan: Any) -> dict[str, Any]:
+    """The parts of the item at the paths the update wrote (UPDATED_OLD / UPDATED_NEW)."""
+    if not item or plan is None:
         return {}
-    return {name: item[name] for name in names if name in item}
+    return plan.updated_attributes(item)
 
 
 @register("UpdateItem")
@@ -173,11 +174,11 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     elif return_values == "ALL_NEW":
         response["Attributes"] = new
     elif return_values == "UPDATED_OLD":
-        attributes = _updated_slice(old, written)
+        attributes = _updated_slice(old, plan)
         if attributes:
             response["Attributes"] = attributes
     elif return_values == "UPDATED_NEW":
-        attributes = _updated_slice(new, written)
+        attributes = _updated_slice(new, plan)
         if attributes:
             response["Attributes"] = attributes
     _add_capacity(response, request, info.name, write_units(max(size, image_size(stored))),
