@@ -6,6 +6,7 @@ an awaitable when the handler waits for the log (writes).
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ import orjson
 from triplica.api import ops_batch, ops_items, ops_query, ops_tables  # noqa: F401
 from triplica.api import sigv4, wire
 from triplica.api.http_server import Request, Response
-from triplica.api.service import DEFAULT_REGION, OPERATIONS, Service
+from triplica.api.service import DEFAULT_REGION, OPERATIONS, AfterCommit, Service
 from triplica.engine.database import Database
 from triplica.errors import UnknownOperationException
 
@@ -29,11 +30,12 @@ class TriplicaApp:
         self.db = db
         self.service = Service(db)
         self.authenticator = sigv4.Authenticator(credentials)
+        self.verifies = credentials is not None
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
         headers = request.headers
         operation = wire.parse_target(headers)
-        self.authenticator.check(request, datetime.now(timezone.utc))
+        self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
         wire.check_content_type(headers)
         parameters = wire.parse_body(request.body)
         handler = OPERATIONS.get(operation)
@@ -43,9 +45,15 @@ class TriplicaApp:
         if operation in ("CreateTable", "DescribeEndpoints"):
             self._note_origin(headers)
         result = handler(self.service, parameters)
-        if inspect.isawaitable(result):
-            return self._finish_later(result)
-        return 200, result if type(result) is bytes else orjson.dumps(result), None
+        kind = type(result)
+        if kind is dict:
+            return 200, orjson.dumps(result), None
+        if kind is bytes:
+            return 200, result, None
+        if kind is AfterCommit:
+            return _after_commit(result)
+        assert inspect.isawaitable(result), kind
+        return self._finish_later(result)
 
     async def _finish_later(self, pending: Awaitable[Any]) -> Response:
         result = await pending
@@ -61,3 +69,28 @@ class TriplicaApp:
 
     async def close(self) -> None:
         await self.db.close()
+
+
+def _after_commit(result: AfterCommit) -> "asyncio.Future[Response]":
+    """A future for the HTTP layer that resolves once every log entry is durable."""
+    answer: asyncio.Future = asyncio.get_running_loop().create_future()
+    response: Response = (200, orjson.dumps(result.response), None)
+    remaining = [len(result.futures)]
+
+    def committed(future: asyncio.Future) -> None:
+        if answer.done():
+            return
+        if future.cancelled():
+            answer.cancel()
+            return
+        error = future.exception()
+        if error is not None:
+            answer.set_exception(error)
+            return
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            answer.set_result(response)
+
+    for future in result.futures:
+        future.add_done_callback(committed)
+    return answer

@@ -8,14 +8,13 @@ response bound would be crossed and returns the rest as UnprocessedKeys.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from triplica.api import expression_params as params
 from triplica.api.item_access import (checked_item_size, consumed_capacity, encode_image,
                                       image_size, decode_image, key_from_item, key_from_request,
                                       locate, read_units, table_of, write_units)
-from triplica.api.service import Service, register
+from triplica.api.service import AfterCommit, Service, register
 from triplica.api.validation import Violations, check_enum, expect_type
 from triplica.errors import ValidationException
 from triplica.model import limits
@@ -156,9 +155,4 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
             consumed_capacity(request["ReturnConsumedCapacity"], name, units,
                               "WriteCapacityUnits")
             for name, units in units_by_table.items()]
-    return _acknowledge_all(futures, response)
-
-
-async def _acknowledge_all(futures: list, response: dict[str, Any]) -> dict[str, Any]:
-    await asyncio.gather(*futures)
-    return response
+    return AfterCommit(futures, response)

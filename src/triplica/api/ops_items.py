@@ -16,7 +16,7 @@ from triplica.api.item_access import (check_common_enums, checked_item_size, con
                                       decode_image, encode_image, image_size, key_attributes,
                                       key_from_item, key_from_request, locate, read_units,
                                       table_of, write_units)
-from triplica.api.service import Service, register
+from triplica.api.service import AfterCommit, Service, register
 from triplica.api.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
                                      Violations, check_enum, expect_type)
 from triplica.errors import ConditionalCheckFailedException, ValidationException
@@ -45,11 +45,6 @@ def _check_condition(condition: Any, old: dict | None, request: dict[str, Any]) 
             "The conditional request failed", item=old if keep_old and old else None)
 
 
-async def _acknowledge(future: Any, response: dict[str, Any]) -> dict[str, Any]:
-    await future
-    return response
-
-
 def _add_capacity(response: dict[str, Any], request: dict[str, Any], table_name: str,
                   units: float, kind: str) -> None:
     capacity = consumed_capacity(request.get("ReturnConsumedCapacity"), table_name, units, kind)
@@ -74,7 +69,10 @@ def put_item(service: Service, request: dict[str, Any]) -> Any:
     condition = params.write_condition(request, ctx)
     ctx.check_unused()
     partition, key = locate(table, pk, sk)
-    stored = partition.read_latest(key)
+    # The old image is needed only for a condition, ALL_OLD or capacity: skip the read otherwise.
+    needs_old = condition is not None or return_values == "ALL_OLD" \
+        or request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
+    stored = partition.read_latest(key) if needs_old else None
     old = decode_image(stored)
     _check_condition(condition, old, request)
     future = partition.propose([(key, encode_image(item, size))])
@@ -83,7 +81,7 @@ def put_item(service: Service, request: dict[str, Any]) -> Any:
         response["Attributes"] = old
     _add_capacity(response, request, table.info.name,
                   write_units(max(size, image_size(stored))), WRITE_UNITS)
-    return _acknowledge(future, response)
+    return AfterCommit([future], response)
 
 
 @register("GetItem")
@@ -133,7 +131,7 @@ def delete_item(service: Service, request: dict[str, Any]) -> Any:
         response["Attributes"] = old
     _add_capacity(response, request, table.info.name, write_units(image_size(stored)),
                   WRITE_UNITS)
-    return _acknowledge(future, response)
+    return AfterCommit([future], response)
 
 
 def _updated_slice(item: dict[str, Any] | None, plan: Any) -> dict[str, Any]:
@@ -183,4 +181,4 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
             response["Attributes"] = attributes
     _add_capacity(response, request, info.name, write_units(max(size, image_size(stored))),
                   WRITE_UNITS)
-    return _acknowledge(future, response)
+    return AfterCommit([future], response)

@@ -25,6 +25,21 @@ def register(name: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
+class AfterCommit:
+    """A write's answer, to be sent once its log entries are durable.
+
+    Returning this instead of a coroutine lets the dispatcher chain a callback
+    on the partition's future: no Task per write on the hot path.
+    """
+
+    __slots__ = ("futures", "response")
+
+    def __init__(self, futures: list[Any], response: dict[str, Any]) -> None:
+        assert futures
+        self.futures = futures
+        self.response = response
+
+
 class Service:
     """What every handler may use: the database, the clock, the request's origin."""
 

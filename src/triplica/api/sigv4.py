@@ -153,11 +153,13 @@ class Authenticator:
         self._credentials = credentials
         self._signing_keys: dict[tuple[str, str, str], bytes] = {}
 
-    def check(self, request: Any, now: datetime) -> str:
-        """`request` has method, path, query, headers (lower-cased), body."""
+    def check(self, request: Any, now: datetime | None) -> str:
+        """`request` has method, path, query, headers (lower-cased), body.
+        `now` may be None only when no credentials are configured (nothing is verified)."""
         auth = parse_authorization(request.headers.get("authorization"))
         if self._credentials is None:
             return auth.access_key_id
+        assert now is not None, "signature verification needs the current time"
         secret = self._credentials.get(auth.access_key_id)
         if secret is None:
             raise UnrecognizedClientException(

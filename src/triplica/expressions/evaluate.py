@@ -266,3 +266,22 @@ class Condition:
 
     def evaluate(self, item: dict | None) -> bool:
         return self.root.evaluate(item if item is not None else {})
+
+    def top_level_names(self) -> set[str]:
+        """Resolved top-level attribute names the condition reads (Query uses
+        this to reject filters on key attributes)."""
+        names: set[str] = set()
+        _collect_names(self.root, names)
+        return names
+
+
+def _collect_names(node, names: set[str]) -> None:
+    """Walk condition nodes and operands through their slots; PathOperand is a leaf."""
+    if isinstance(node, PathOperand):
+        names.add(node.path[0])
+        return
+    for slot in getattr(node, "__slots__", ()):
+        child = getattr(node, slot, None)
+        for part in (child if isinstance(child, tuple) else (child,)):
+            if hasattr(part, "__slots__") and not isinstance(part, (str, dict)):
+                _collect_names(part, names)
