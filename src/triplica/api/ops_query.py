@@ -81,7 +81,7 @@ def _select(request: dict[str, Any], projection: Any) -> bool:
     if select == "ALL_PROJECTED_ATTRIBUTES":
         raise ValidationException(
             "One or more parameter values were invalid: Select type ALL_PROJECTED_ATTRIBUTES "
-            "is not supported")
+            "is supported only when using an IndexName")
     if select == "SPECIFIC_ATTRIBUTES" and projection is None:
         raise ValidationException(
             "One or more parameter values were invalid: Select type SPECIFIC_ATTRIBUTES "
