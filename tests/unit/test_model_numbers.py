@@ -149,3 +149,19 @@ def test_arithmetic_examples() -> None:
         add_numbers("1e37", "0.1")
     with pytest.raises(ValidationException, match="^Number underflow"):
         subtract_numbers("1.0000000000000000000000000000000000001e-130", "1e-130")
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from triplica.model.numbers import add_number_texts, format_number as _fmt, parse_number as _parse  # noqa: E402
+
+
+@given(st.integers(-10**19, 10**19), st.integers(-10**19, 10**19), st.booleans())
+def test_add_number_texts_fast_path_agrees_with_decimal(a: int, b: int, subtract: bool) -> None:
+    expected = _fmt(_parse(str(a)) - _parse(str(b)) if subtract else _parse(str(a)) + _parse(str(b)))
+    assert add_number_texts(str(a), str(b), subtract) == expected
+
+
+def test_add_number_texts_decimal_path() -> None:
+    assert add_number_texts("1.5", "2.25") == "3.75"
+    assert add_number_texts("1", "0.5", subtract=True) == "0.5"

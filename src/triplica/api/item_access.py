@@ -18,7 +18,7 @@ from triplica.api.validation import Violations, check_enum, check_table_name, ex
 from triplica.engine.database import Partition, Table
 from triplica.errors import ResourceNotFoundException, ValidationException
 from triplica.model import limits
-from triplica.model.keys import encode_storage_key, partition_hash, validate_key_value
+from triplica.model.keys import encode_storage_key, validate_key_value
 from triplica.model.size import item_size_bytes
 from triplica.model.values import validate_value
 
@@ -106,8 +106,9 @@ def key_attributes(table: Table, pk: dict, sk: dict | None) -> dict[str, Any]:
 
 
 def locate(table: Table, pk: dict, sk: dict | None) -> tuple[Partition, bytes]:
-    partition = table.partition_for_hash(partition_hash(pk))
-    return partition, encode_storage_key(pk, sk)
+    storage_key = encode_storage_key(pk, sk)
+    # The storage key starts with the 8-byte big-endian partition hash: hash once.
+    return table.partition_for_hash(int.from_bytes(storage_key[:8], "big")), storage_key
 
 
 # ----- stored images ------------------------------------------------------

@@ -171,6 +171,22 @@ def subtract_numbers(a: Decimal | str, b: Decimal | str) -> Decimal:
     return _checked(_EXACT.subtract(_as_decimal(a), _as_decimal(b)))
 
 
+_SMALL_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
+
+
+def add_number_texts(a: str, b: str, subtract: bool = False) -> str:
+    """Canonical text of a + b (or a - b) for two canonical number texts.
+
+    Counters ("SET n = n + :one") are the common case: when both operands are
+    integers below 10**18 the exact sum fits in 19 digits, so plain int
+    arithmetic is exact and needs no range check.
+    """
+    if _SMALL_INTEGER.fullmatch(a) and _SMALL_INTEGER.fullmatch(b):
+        return str(int(a) - int(b) if subtract else int(a) + int(b))
+    result = subtract_numbers(a, b) if subtract else add_numbers(a, b)
+    return format_number(result)
+
+
 def _as_decimal(value: Decimal | str) -> Decimal:
     if isinstance(value, Decimal):
         assert value.is_finite(), value
