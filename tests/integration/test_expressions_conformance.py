@@ -77,7 +77,8 @@ def table(ddb: Any) -> str:
 
 def names_for(*texts: str) -> dict:
     used = {alias for text in texts if text for alias in re.findall(r"#\w+", text)}
-    return {"ExpressionAttributeNames": {a: ALIASES[a] for a in used}} if used else {}
+    known = {alias: ALIASES[alias] for alias in used if alias in ALIASES}  # "#x": undefined
+    return {"ExpressionAttributeNames": known} if known else {}
 
 
 def values_arg(values: dict) -> dict:
@@ -111,7 +112,7 @@ CONDITIONS = [
     ("n = :v", {":v": N("4.2E1")}, True),
     ("n <> :v", {":v": N("43")}, True),
     ("n <> :v", {":v": N("42")}, False),
-    ("n < :v", {":v": N("42.0000000000000000000000000000000000001")}, True),
+    ("n < :v", {":v": N("42." + "0" * 35 + "1")}, True),
     ("n <= :v", {":v": N("42")}, True),
     ("n > :v", {":v": N("41.99999999999999999999999999999999999")}, True),
     ("n >= :v", {":v": N("43")}, False),
@@ -177,7 +178,8 @@ CONDITIONS = [
     ("n BETWEEN :a AND :b", {":a": N("42"), ":b": N("42")}, True),
     ("n BETWEEN :a AND :b", {":a": N("1"), ":b": N("41.9")}, False),
     ("neg BETWEEN :a AND :b", {":a": N("-8"), ":b": N("-7")}, True),
-    ("big BETWEEN :a AND :b", {":a": N(BIG), ":b": N("1E37")}, False),
+    ("big BETWEEN :a AND :b", {":a": N(BIG[:-1] + "9"), ":b": N("1E38")}, False),
+    ("big BETWEEN :a AND :b", {":a": N("1E37"), ":b": N(BIG)}, True),
     ("s BETWEEN :a AND :b", {":a": S("h"), ":b": S("i")}, True),
     ("b BETWEEN :a AND :b", {":a": B(b"\x00"), ":b": B(b"\x01")}, True),
     ("n BETWEEN :a AND :b", {":a": S("a"), ":b": S("z")}, False),

@@ -246,3 +246,12 @@ def test_updated_new_returns_nested_paths_only(ddb: Any, table: str) -> None:
                              ExpressionAttributeValues={":v": {"N": "9"}},
                              ReturnValues="UPDATED_NEW")
     assert result["Attributes"] == {"m": {"M": {"a": {"N": "9"}}}}
+
+
+def test_update_beyond_item_size_changes_nothing(raw: Any, table: str) -> None:
+    raw.put_item(TableName=table, Item={**key("grow"), "a": {"S": "x" * 300_000}})
+    error = error_of(raw.update_item, TableName=table, Key=key("grow"), UpdateExpression="SET b = :b",
+                     ExpressionAttributeValues={":b": {"S": "y" * 150_000}})
+    assert code_message(error) == ("ValidationException",
+                                   "Item size to update has exceeded the maximum allowed size")
+    assert "b" not in raw.get_item(TableName=table, Key=key("grow"))["Item"]

@@ -129,10 +129,11 @@ def image_size(stored: bytes | None) -> int:
     return SIZE_PREFIX.unpack_from(stored)[0]
 
 
-def checked_item_size(item: dict[str, Any]) -> int:
+def checked_item_size(item: dict[str, Any],
+                      message: str = "Item size has exceeded the maximum allowed size") -> int:
     size = item_size_bytes(item)
     if size > limits.ITEM_SIZE_BYTES_MAX:
-        raise ValidationException("Item size has exceeded the maximum allowed size")
+        raise ValidationException(message)
     return size
 
 

@@ -164,7 +164,7 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     _check_condition(condition, old, request)
     base = old if old is not None else key_attributes(table, pk, sk)
     new = plan.apply(base) if plan is not None else base
-    size = checked_item_size(new)
+    size = checked_item_size(new, "Item size to update has exceeded the maximum allowed size")
     future = partition.propose([(key, encode_image(new, size))])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:
