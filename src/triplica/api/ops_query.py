@@ -146,6 +146,22 @@ def _key_condition(table: Table, request: dict[str, Any], ctx: Any) -> Any:
     return condition
 
 
+def _check_filter_keys(table: Table, request: dict[str, Any], filter_condition: Any) -> None:
+    """A Query filter may not use key attributes (the key condition already does)."""
+    if filter_condition is None:
+        return
+    used = filter_condition.top_level_names()
+    for key_name in (table.info.hash_key, table.info.range_key):
+        if key_name is not None and key_name in used:
+            if request.get("FilterExpression") is not None:
+                raise ValidationException(
+                    "Filter Expression can only contain non-primary key attributes: "
+                    f"Primary key attribute: {key_name}")
+            raise ValidationException(
+                "QueryFilter can only contain non-key attributes: "
+                f"Primary key attribute: {key_name}")
+
+
 def _sort_range(prefix: bytes, condition: Any) -> tuple[bytes, bytes]:
     """[start, end) of storage keys that can satisfy the sort key condition."""
     op, values = condition.sort_op, condition.sort_values
@@ -173,6 +189,7 @@ def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     ctx = params.context_for(request)
     condition = _key_condition(table, request, ctx)
     filter_condition = params.read_filter(request, ctx, "QueryFilter")
+    _check_filter_keys(table, request, filter_condition)
     projection = params.read_projection(request, ctx)
     count_only = _select(request, projection)
     ctx.check_unused()
