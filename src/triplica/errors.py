@@ -11,6 +11,8 @@ from typing import Any
 
 ERROR_PREFIX_DYNAMODB = "com.amazonaws.dynamodb.v20120810#"
 ERROR_PREFIX_COYOTE = "com.amazon.coral.service#"
+ERROR_PREFIX_VALIDATE = "com.amazon.coral.validate#"
+ERROR_PREFIX_AVAILABILITY = "com.amazon.coral.availability#"
 
 
 class DynamoError(Exception):
@@ -30,7 +32,7 @@ class DynamoError(Exception):
 
 class ValidationException(DynamoError):
     type_name = "ValidationException"
-    prefix = ERROR_PREFIX_COYOTE
+    prefix = ERROR_PREFIX_VALIDATE
 
 
 class SerializationException(DynamoError):
@@ -50,6 +52,7 @@ class MissingAuthenticationTokenException(DynamoError):
 
 class UnrecognizedClientException(DynamoError):
     type_name = "UnrecognizedClientException"
+    prefix = ERROR_PREFIX_COYOTE
 
 
 class InvalidSignatureException(DynamoError):
@@ -111,7 +114,7 @@ class ProvisionedThroughputExceededException(DynamoError):
 
 class ThrottlingException(DynamoError):
     type_name = "ThrottlingException"
-    prefix = ERROR_PREFIX_COYOTE
+    prefix = ERROR_PREFIX_AVAILABILITY
 
 
 class TransactionConflictException(DynamoError):

@@ -195,3 +195,15 @@ def test_batch_limits_and_duplicates(raw: Any) -> None:
     with pytest.raises(ClientError) as info:
         raw.batch_get_item(RequestItems={name: {"Keys": [{"pk": {"S": f"k{i}"}} for i in range(101)]}})
     assert info.value.response["Error"]["Message"] == "Too many items requested for the BatchGetItem call"
+
+
+def test_query_begins_with_on_binary_edge_bytes(ddb: Any) -> None:
+    name = make_table(ddb, range_key=("sk", "B"))
+    values = [b"\x00", b"\x00\x00", b"\x00\x01", b"\x00\xff", b"\x01", b"\xff", b"\xff\x00",
+              b"\xff\xff", b"\xff\xff\x01", b"\xfe\xff"]
+    for value in values:
+        ddb.put_item(TableName=name, Item={"pk": {"S": "x"}, "sk": {"B": value}})
+    for prefix in (b"\x00", b"\xff", b"\xff\xff", b"\xfe", b"\x00\x00"):
+        items = ddb.query(TableName=name, KeyConditionExpression="pk = :p AND begins_with(sk, :b)",
+                          ExpressionAttributeValues={":p": {"S": "x"}, ":b": {"B": prefix}})["Items"]
+        assert [i["sk"]["B"] for i in items] == sorted(v for v in values if v.startswith(prefix))

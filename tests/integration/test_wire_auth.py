@@ -112,3 +112,11 @@ def test_expired_signature(locked: ServerProcess) -> None:
                          "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "a" * 64}))
     assert status == 400 and body["__type"].endswith("#InvalidSignatureException")
     assert body["message"].startswith("Signature expired: 20200101T000000Z is now earlier than")
+
+
+def test_error_type_namespaces(server: ServerProcess) -> None:
+    status, body, _ = post(server, b'{"TableName": "x"}', headers("DynamoDB_20120810.DescribeTable"))
+    assert body["__type"] == "com.amazon.coral.validate#ValidationException"
+    status, body, _ = post(server, b'{"TableName": "nonexistent"}',
+                           headers("DynamoDB_20120810.DescribeTable"))
+    assert body["__type"] == "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"

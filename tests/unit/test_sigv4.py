@@ -109,7 +109,7 @@ def test_unknown_key_is_unrecognized_client():
         Authenticator(CREDENTIALS).check(request, now)
     assert info.value.message == "The security token included in the request is invalid."
     assert info.value.body()["__type"] == \
-        "com.amazonaws.dynamodb.v20120810#UnrecognizedClientException"
+        "com.amazon.coral.service#UnrecognizedClientException"
 
 
 def test_wrong_service_is_invalid_signature():

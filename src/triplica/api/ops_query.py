@@ -45,8 +45,9 @@ class _Page:
         self.last_item: dict[str, Any] | None = None
         self.full = False
 
-    def offer(self, stored: bytes) -> None:
-        item = decode_image(stored)
+    def offer(self, stored: bytes, item: dict[str, Any] | None = None) -> None:
+        if item is None:
+            item = decode_image(stored)
         self.scanned += 1
         self.bytes_read += image_size(stored)
         self.last_item = item
@@ -165,8 +166,13 @@ def _check_filter_keys(table: Table, request: dict[str, Any], filter_condition: 
 def _sort_range(prefix: bytes, condition: Any) -> tuple[bytes, bytes]:
     """[start, end) of storage keys that can satisfy the sort key condition."""
     op, values = condition.sort_op, condition.sort_values
-    if op is None or op == "begins_with":
+    if op is None:
         return prefix, prefix + PARTITION_END
+    if op == "begins_with":
+        # S and B encode as tag || escaped bytes || 00 01, and escaping maps each byte on its
+        # own, so every value starting with v encodes to a key starting with this prefix.
+        start = prefix + encode_key_value(values[0])[:-2]
+        return start, _prefix_successor(start)
     first = prefix + encode_key_value(values[0])
     if op == "=":
         return first, first + AFTER_EXACT
@@ -180,6 +186,13 @@ def _sort_range(prefix: bytes, condition: Any) -> tuple[bytes, bytes]:
         return first, prefix + PARTITION_END
     assert op == "BETWEEN", op
     return first, prefix + encode_key_value(values[1]) + AFTER_EXACT
+
+
+def _prefix_successor(key: bytes) -> bytes:
+    """The smallest byte string above every string that starts with `key`."""
+    stripped = key.rstrip(b"\xff")
+    assert stripped, "a storage key prefix is never all 0xff bytes"
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
 @register("Query")
@@ -223,11 +236,12 @@ def _fill(page: _Page, rows: Iterator[tuple[bytes, bytes]], sort_check: Any,
     range_key = table.info.range_key
     try:
         for _, stored in rows:
+            item = None
             if sort_check is not None:
                 item = decode_image(stored)
                 if not sort_check.sort_matches(item[range_key]):
                     continue
-            page.offer(stored)
+            page.offer(stored, item)
             if page.full:
                 break
     finally:

@@ -15,12 +15,13 @@ already invoked and not yet linearized. Configurations (completions passed,
 set of linearized ops, register value) are memoized, so permutations that
 reach the same configuration are explored once. Two reductions on top, both
 sound and complete:
-- an op that must be linearized (it completed) and that is legal in the
-  current value without changing it (a get that sees it, a failed cas whose
-  comparand differs, a write of the same value) is linearized at once with
-  no branching: moving it earlier changes nothing anyone else observes;
+- a completed read-only op (a get, a failed cas) that is legal in the
+  current value is linearized at once with no branching: a read changes no
+  value, so moving it earlier changes nothing anyone else observes (this
+  does not hold for a write of the current value: it would be missing
+  where it really took effect);
 - an op that never completed (or whose answer was ambiguous) need not be
-  linearized at all, so it is only ever tried when it changes the value.
+  linearized at all, so it is only tried when it changes the value.
 
 Event semantics (see `history.HistoryEvent`): `ok False` on a completed cas
 is an observation (the value differed from `expected` at some instant in
@@ -293,9 +294,12 @@ class _Search:
         for i in self.candidates[j]:
             if linearized >> i & 1:
                 continue
-            after = _step(self.ops[i], state)
-            if after < 0 or after == state:
-                continue  # illegal, or a no-op the settle step already took
+            op = self.ops[i]
+            if op.kind == _READ_EQ or op.kind == _READ_NE:
+                continue  # legal reads were taken by _settle
+            after = _step(op, state)
+            if after < 0 or (after == state and op.complete_ms is None):
+                continue  # illegal, or an optional op that changes nothing
             child = self._settle(j, after, linearized | (1 << i), config, i)
             if child is None:
                 continue
@@ -307,7 +311,7 @@ class _Search:
 
     def _settle(self, j: int, state: int, linearized: int,
                 parent: tuple[int, int, int] | None, op_index: int = -1):
-        """Take every forced no-op linearization, pass linearized returns.
+        """Linearize every legal completed read, pass linearized returns.
 
         Returns the new configuration, or None if it was already seen.
         """
@@ -320,9 +324,9 @@ class _Search:
             progressed = False
             for i in self.candidates[j]:
                 op = self.ops[i]
-                if op.complete_ms is None or linearized >> i & 1:
+                if linearized >> i & 1:
                     continue
-                if _step(op, state) == state:
+                if (op.kind == _READ_EQ or op.kind == _READ_NE) and _step(op, state) >= 0:
                     linearized |= 1 << i
                     taken.append(i)
                     progressed = True
@@ -373,7 +377,11 @@ def _explain(key: str, search: _Search, interner: _Interner) -> str:
         lines.append(f"  last ops of one longest valid order ({len(prefix)} ops):")
         lines.extend(f"    {_describe(ops[i], interner)}" for i in tail)
     concurrent = [i for i in search.candidates[j] if not config[2] >> i & 1]
-    others = [i for i in concurrent if i != search.returns[j]][:EXPLANATION_OPS_MAX]
+    # Answered ops first (they had to fit), then the most recent unanswered.
+    others = sorted(
+        (i for i in concurrent if i != search.returns[j]),
+        key=lambda i: (ops[i].complete_ms is None, -ops[i].invoke_ms, i),
+    )[:EXPLANATION_OPS_MAX]
     if others:
         lines.append("  ops open at that point, not yet ordered:")
         lines.extend(f"    {_describe(ops[i], interner)}" for i in others)
