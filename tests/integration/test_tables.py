@@ -218,3 +218,14 @@ def test_unknown_operation_and_auth(server: Any) -> None:
     assert info.value.code == 400
     body = info.value.read()
     assert b"MissingAuthenticationTokenException" in body
+
+
+def test_many_tables_in_one_server(ddb: Any) -> None:
+    """Each table's partition maps its own LMDB environment; hundreds must fit in one process."""
+    names = [make_table(ddb, name=unique_name("many"), range_key=None) for _ in range(150)]
+    for name in names:
+        ddb.put_item(TableName=name, Item={"pk": {"S": name}})
+    for name in names[::10]:
+        assert ddb.get_item(TableName=name, Key={"pk": {"S": name}})["Item"]["pk"]["S"] == name
+    for name in names:
+        ddb.delete_table(TableName=name)

@@ -50,7 +50,10 @@ from collections.abc import Iterator
 import lmdb
 import msgpack
 
-MAP_SIZE_BYTES_DEFAULT = 1024**4          # virtual address space, not disk
+# Virtual address space reserved per partition replica, not disk. A partition
+# splits long before this (DynamoDB keeps partitions near 10 GB), and 2,500
+# tables x 16 GiB stays well inside x86-64's 128 TiB of user address space.
+MAP_SIZE_BYTES_DEFAULT = 16 * 1024**3
 READERS_MAX_DEFAULT = 512
 DIRECT_KEY_BYTES_MAX = 480
 BUCKET_KEY_SUFFIX = b"\x00"
