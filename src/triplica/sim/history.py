@@ -1,20 +1,16 @@
-"""Client-observed operation histories, the input of the history checkers.
+"""Client history events, the input of the linearizability checker.
 
-A history is what clients saw, not what the servers did: each event is one
-operation with the virtual time it was invoked and the time its answer came
-back (or None when no answer ever came). The linearizability checker
-(`sim/linearizability.py`) and the lost-write check read these events; the
-simulator's clients and the chaos test's clients write them.
-
-Semantics of the fields:
-- `op` is 'put', 'cas' or 'get' on one key (a register per key).
-- `value` is what a put or cas writes; `expected` is the cas comparand
-  (None = the key must be absent); `result` is what a get returned
-  (None = absent).
-- `complete_ms is None`: no answer; the op may or may not have taken effect,
-  at any time after `invoke_ms`.
-- `ok is False`: the op definitely had no effect (a cas whose condition
-  failed, or a put/get failure known to have changed nothing).
+One event per client operation: `invoke_ms` when the client started it,
+`complete_ms` when it got a definite answer, or None when it gave up (the
+operation may or may not have taken effect, at any time after invoke_ms).
+Fields:
+- op: 'put' | 'cas' | 'get'
+- value: the value written (put, cas), None for get
+- expected: the value a cas compares against (None = "key absent"), else None
+- ok: True/False for a completed cas (swapped or not), True for put and get,
+  None when complete_ms is None
+- result: the value read (get), the previous value (cas), None for put
+Times are virtual (simulated real-time) milliseconds.
 """
 from __future__ import annotations
 
@@ -25,11 +21,11 @@ from typing import Any
 @dataclass(frozen=True)
 class HistoryEvent:
     client: int
-    op: str  # 'put' | 'cas' | 'get'
+    op: str
     key: str
     value: Any
     expected: Any
     invoke_ms: int
-    complete_ms: int | None
-    ok: bool | None
+    complete_ms: "int | None"
+    ok: "bool | None"
     result: Any
