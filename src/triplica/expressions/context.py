@@ -46,6 +46,17 @@ class ExpressionContext:
         self.values: dict[str, dict] = validated or {}
         self.used_names: set[str] = set()
         self.used_values: set[str] = set()
+        self._shape: tuple | None = None
+
+    def shape(self) -> tuple:
+        """What static resolution depends on: the names map and each :value's type
+        (a validated value has exactly one type key). Compiled expressions are
+        cached by it."""
+        shape = self._shape
+        if shape is None:
+            types = tuple([(key, next(iter(value))) for key, value in self.values.items()])
+            shape = self._shape = (tuple(self.names.items()), types)
+        return shape
 
     def name(self, alias: str) -> str | None:
         """Resolve #alias; None when undefined (the caller reports it with its kind)."""
@@ -61,6 +72,9 @@ class ExpressionContext:
         return resolved
 
     def check_unused(self) -> None:
+        # used_* only ever hold keys of names/values, so equal sizes mean all used.
+        if len(self.used_names) == len(self.names) and len(self.used_values) == len(self.values):
+            return
         unused_names = sorted(set(self.names) - self.used_names)
         if unused_names:
             raise ValidationException(

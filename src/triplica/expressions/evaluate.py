@@ -13,6 +13,8 @@ operator and function reference"):
 """
 from __future__ import annotations
 
+import re
+
 from triplica.model.numbers import parse_number
 from triplica.model.values import compare_values, decode_binary, values_equal
 
@@ -71,15 +73,43 @@ def size_of(value: dict) -> int | None:
     return None
 
 
+# -- number fast paths ----------------------------------------------------------
+# Integers below 10**18 compare exactly as Python ints; anything else goes to
+# the Decimal comparison in model.values. Counters, timestamps and sort keys
+# are mostly such integers, and parsing them as Decimals dominated filters.
+_small_integer = re.compile(r"-?(?:0|[1-9][0-9]{0,17})").fullmatch
+
+
+def order_values(left: dict, right: dict) -> int | None:
+    """compare_values (-1, 0, 1 or None when unordered) with an int fast path."""
+    x = left.get("N")
+    if x is not None:
+        y = right.get("N")
+        if y is not None and _small_integer(x) and _small_integer(y):
+            a, b = int(x), int(y)
+            return (a > b) - (a < b)
+    return compare_values(left, right)
+
+
+def equal_values(left: dict, right: dict) -> bool:
+    """values_equal with an int fast path for two numbers."""
+    x = left.get("N")
+    if x is not None:
+        y = right.get("N")
+        if y is not None and x != y and _small_integer(x) and _small_integer(y):
+            return int(x) == int(y)
+    return values_equal(left, right)
+
+
 # -- value predicates shared with key conditions and legacy conditions -------
 def compare(op: str, left: dict | None, right: dict | None) -> bool:
     if op == "<>":
-        return left is None or right is None or not values_equal(left, right)
+        return left is None or right is None or not equal_values(left, right)
     if left is None or right is None:
         return False
     if op == "=":
-        return values_equal(left, right)
-    order = compare_values(left, right)
+        return equal_values(left, right)
+    order = order_values(left, right)
     if order is None:
         return False
     if op == "<":
@@ -94,8 +124,8 @@ def compare(op: str, left: dict | None, right: dict | None) -> bool:
 def between(value: dict | None, low: dict | None, high: dict | None) -> bool:
     if value is None or low is None or high is None:
         return False
-    above = compare_values(value, low)
-    below = compare_values(value, high)
+    above = order_values(value, low)
+    below = order_values(value, high)
     return above is not None and below is not None and above >= 0 and below <= 0
 
 
@@ -168,7 +198,7 @@ class In:
             return False
         for choice in self.choices:
             other = choice.get(item)
-            if other is not None and values_equal(value, other):
+            if other is not None and equal_values(value, other):
                 return True
         return False
 
@@ -259,10 +289,11 @@ class Contains:
 
 class Condition:
     """A resolved condition, ready to evaluate against many items."""
-    __slots__ = ("root",)
+    __slots__ = ("root", "names")
 
-    def __init__(self, root) -> None:
+    def __init__(self, root, names: frozenset[str] | None = None) -> None:
         self.root = root
+        self.names = names  # top-level names read, when the builder knows them
 
     def evaluate(self, item: dict | None) -> bool:
         return self.root.evaluate(item if item is not None else {})
@@ -270,6 +301,8 @@ class Condition:
     def top_level_names(self) -> set[str]:
         """Resolved top-level attribute names the condition reads (Query uses
         this to reject filters on key attributes)."""
+        if self.names is not None:
+            return set(self.names)
         names: set[str] = set()
         _collect_names(self.root, names)
         return names

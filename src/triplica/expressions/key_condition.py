@@ -15,7 +15,7 @@ from . import evaluate as ev
 from . import messages
 from .context import ExpressionContext
 from .grammar.parser import parse_condition_tree
-from .resolve import Resolver
+from .resolve import Resolver, check_bounds
 from .tree import AndNode, BetweenNode, CompareNode, FunctionNode, InNode, NotNode, OrNode, PathNode, ValueNode
 
 KIND = "KeyConditionExpression"
@@ -105,7 +105,8 @@ def _invalid_operator(name: str) -> ValidationException:
     return messages.invalid(KIND, f"Invalid operator used in KeyConditionExpression: {name}")
 
 
-def _one_condition(node, resolver: Resolver) -> tuple[str, str, tuple[dict, ...]]:
+def _one_condition(node, resolver: Resolver) -> tuple[str, str, tuple[str, ...]]:
+    """Check one ANDed condition; return (attribute name, operator, :placeholders)."""
     operator = _operator_name(node)
     if operator is not None:
         raise _invalid_operator(operator)
@@ -127,15 +128,42 @@ def _one_condition(node, resolver: Resolver) -> tuple[str, str, tuple[dict, ...]
         raise ValidationException(NOT_SUPPORTED)
     if op == "BETWEEN":
         resolver.check_bounds(values[0], values[1])
-    return path[0], op, values
+    return path[0], op, tuple(v.name for v in value_nodes)
+
+
+def _bind(shapes: tuple, values: dict, hash_key: str, range_key: str | None) -> KeyCondition:
+    conditions = []
+    for name, op, placeholders in shapes:
+        bound = tuple([values[placeholder] for placeholder in placeholders])
+        if op == "BETWEEN":
+            check_bounds(KIND, bound[0], bound[1])
+        conditions.append((name, op, bound))
+    return build_key_condition(conditions, hash_key, range_key)
+
+
+# (text, hash key, range key, context shape) -> (condition shapes, names used, values used).
+# Every check but BETWEEN's bounds depends only on the key; see resolve.py.
+_compiled: dict[tuple, tuple] = {}
+COMPILED_ENTRIES_MAX = 4096
 
 
 def parse_key_condition(
     text: str, ctx: ExpressionContext, hash_key: str, range_key: str | None
 ) -> KeyCondition:
-    tree = parse_condition_tree(text, KIND)
-    resolver = Resolver(ctx, KIND)
-    nodes: list = []
-    _flatten(tree, nodes)
-    conditions = [_one_condition(node, resolver) for node in nodes]
-    return build_key_condition(conditions, hash_key, range_key)
+    key = (text, hash_key, range_key, ctx.shape())
+    entry = _compiled.get(key)
+    if entry is None:
+        tree = parse_condition_tree(text, KIND)
+        resolver = Resolver(ctx, KIND)
+        nodes: list = []
+        _flatten(tree, nodes)
+        shapes = tuple(_one_condition(node, resolver) for node in nodes)
+        condition = _bind(shapes, ctx.values, hash_key, range_key)
+        if len(_compiled) >= COMPILED_ENTRIES_MAX:
+            _compiled.clear()
+        _compiled[key] = (shapes, frozenset(resolver.used_names), frozenset(resolver.used_values))
+        return condition
+    shapes, used_names, used_values = entry
+    ctx.used_names |= used_names
+    ctx.used_values |= used_values
+    return _bind(shapes, ctx.values, hash_key, range_key)

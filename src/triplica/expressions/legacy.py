@@ -217,16 +217,35 @@ def check_no_mixing(request: dict, pairs: Iterable[tuple[str, str]]) -> None:
     """pairs: (non-expression parameter, expression parameter) names to check,
     e.g. [("Expected", "ConditionExpression"), ("AttributesToGet", "ProjectionExpression")].
     Raises when the request uses parameters of both families."""
-    legacy: list[str] = []
-    modern: list[str] = []
-    for legacy_name, expression_name in pairs:
-        if request.get(legacy_name) is not None and legacy_name not in legacy:
-            legacy.append(legacy_name)
-        if request.get(expression_name) is not None and expression_name not in modern:
-            modern.append(expression_name)
-    if legacy and modern:
+    cacheable = pairs.__class__ is tuple and len(_families) < _FAMILIES_ENTRIES_MAX
+    families = _families.get(pairs) if pairs.__class__ is tuple else None
+    if families is None:
+        families = _split_families(pairs)
+        if cacheable:
+            _families[pairs] = families
+    legacy_names, expression_names = families
+    # Every request passes through here: look for a legacy parameter first,
+    # since requests using one are rare.
+    legacy = [name for name in legacy_names if request.get(name) is not None]
+    if not legacy:
+        return
+    modern = [name for name in expression_names if request.get(name) is not None]
+    if modern:
         raise ValidationException(
             "Can not use both expression and non-expression parameters in the same request: "
             "Non-expression parameters: {" + ", ".join(legacy) + "} "
             "Expression parameters: {" + ", ".join(modern) + "}"
         )
+
+
+# pairs tuple -> (legacy names, expression names), each without repeats, in
+# order of first appearance (the order the error message lists them in).
+# Callers pass a module constant, so a handful of entries is plenty.
+_families: dict[tuple, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_FAMILIES_ENTRIES_MAX = 64
+
+
+def _split_families(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    pairs = list(pairs)
+    return (tuple(dict.fromkeys(legacy for legacy, _ in pairs)),
+            tuple(dict.fromkeys(modern for _, modern in pairs)))

@@ -13,7 +13,7 @@ the original item.
 from __future__ import annotations
 
 from triplica.errors import ValidationException
-from triplica.model.numbers import add_numbers, format_number, parse_number, subtract_numbers
+from triplica.model.numbers import add_number_texts, parse_number
 from triplica.model.values import decode_binary
 
 from .messages import RUNTIME_INVALID_PATH, RUNTIME_MISSING_OPERAND, RUNTIME_WRONG_TYPE
@@ -79,10 +79,11 @@ class Arithmetic:
 
     def compute(self, item: dict) -> dict:
         left, right = self.left.compute(item), self.right.compute(item)
-        if "N" not in left or "N" not in right:
+        left_number, right_number = left.get("N"), right.get("N")
+        if left_number is None or right_number is None:
             raise ValidationException(RUNTIME_WRONG_TYPE)
-        operation = add_numbers if self.op == "+" else subtract_numbers
-        return {"N": format_number(operation(left["N"], right["N"]))}
+        # Stored and validated numbers are canonical text, as add_number_texts needs.
+        return {"N": add_number_texts(left_number, right_number, self.op == "-")}
 
 
 # -- set arithmetic --------------------------------------------------------------
@@ -99,7 +100,7 @@ def add_value(existing: dict | None, addend: dict) -> dict:
     if existing is None:
         return addend
     if "N" in addend and "N" in existing:
-        return {"N": format_number(add_numbers(existing["N"], addend["N"]))}
+        return {"N": add_number_texts(existing["N"], addend["N"])}
     for type_name in SET_TYPES:
         if type_name in addend and type_name in existing:
             key = _member_key(type_name)
@@ -258,9 +259,11 @@ class UpdatePlan:
     """A resolved update: apply it to many items (one per request in practice)."""
     __slots__ = ("actions", "paths")
 
-    def __init__(self, actions: tuple) -> None:
+    def __init__(self, actions: tuple, paths: tuple[tuple, ...] | None = None) -> None:
         self.actions = actions
-        self.paths: tuple[tuple, ...] = tuple(action.path for action in actions)
+        # paths: the actions' paths, when the builder already has them.
+        self.paths: tuple[tuple, ...] = (
+            paths if paths is not None else tuple(action.path for action in actions))
 
     def top_level_names(self) -> set[str]:
         return {path[0] for path in self.paths}
