@@ -255,3 +255,23 @@ def test_update_beyond_item_size_changes_nothing(raw: Any, table: str) -> None:
     assert code_message(error) == ("ValidationException",
                                    "Item size to update has exceeded the maximum allowed size")
     assert "b" not in raw.get_item(TableName=table, Key=key("grow"))["Item"]
+
+
+def test_table_size_tracks_updates_exactly(ddb: Any) -> None:
+    from triplica.model.size import item_size_bytes
+    name = make_table(ddb)
+    ddb.put_item(TableName=name, Item={**key("sz"), "a": {"S": "abc"}, "l": {"L": [{"N": "1"}]},
+                                       "m": {"M": {"x": {"S": "y"}}}})
+    for expression, values in [
+            ("SET a = :s, b = :n", {":s": {"S": "a much longer string"}, ":n": {"N": "12345.678"}}),
+            ("REMOVE l[0] SET m.z = :n", {":n": {"N": "1"}}),
+            ("ADD s :ss", {":ss": {"SS": ["p", "q"]}}),
+            ("DELETE s :ss REMOVE a", {":ss": {"SS": ["p"]}}),
+            ("SET l = list_append(l, :l)", {":l": {"L": [{"S": "x" * 100}]}})]:
+        ddb.update_item(TableName=name, Key=key("sz"), UpdateExpression=expression,
+                        ExpressionAttributeValues=values)
+    ddb.update_item(TableName=name, Key=key("new"), UpdateExpression="SET q = :q",
+                    ExpressionAttributeValues={":q": {"BOOL": True}})
+    items = ddb.scan(TableName=name)["Items"]  # no binary values: wire form as returned
+    expected = sum(item_size_bytes(item) for item in items)
+    assert ddb.describe_table(TableName=name)["Table"]["TableSizeBytes"] == expected

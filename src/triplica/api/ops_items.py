@@ -20,6 +20,8 @@ from triplica.api.service import AfterCommit, Service, register
 from triplica.api.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
                                      Violations, check_enum, expect_type)
 from triplica.errors import ConditionalCheckFailedException, ValidationException
+from triplica.model import limits
+from triplica.model.size import attribute_size_bytes, item_size_bytes
 from triplica.model.values import validate_item
 
 WRITE_UNITS = "WriteCapacityUnits"
@@ -141,6 +143,25 @@ def _updated_slice(item: dict[str, Any] | None, plan: Any) -> dict[str, Any]:
     return plan.updated_attributes(item)
 
 
+def _updated_size(old: dict | None, stored: bytes | None, new: dict[str, Any],
+                  written: set[str]) -> int:
+    """Size of the updated item: the stored size adjusted for the attributes the update
+    wrote, instead of re-measuring the whole item."""
+    if old is None:
+        size = item_size_bytes(new)
+    else:
+        size = image_size(stored)
+        for name in written:
+            if name in old:
+                size -= attribute_size_bytes(name, old[name])
+            if name in new:
+                size += attribute_size_bytes(name, new[name])
+        assert size >= 0, size
+    if size > limits.ITEM_SIZE_BYTES_MAX:
+        raise ValidationException("Item size to update has exceeded the maximum allowed size")
+    return size
+
+
 @register("UpdateItem")
 def update_item(service: Service, request: dict[str, Any]) -> Any:
     violations = _write_violations(request)
@@ -164,7 +185,7 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     _check_condition(condition, old, request)
     base = old if old is not None else key_attributes(table, pk, sk)
     new = plan.apply(base) if plan is not None else base
-    size = checked_item_size(new, "Item size to update has exceeded the maximum allowed size")
+    size = _updated_size(old, stored, new, written)
     future = partition.propose([(key, encode_image(new, size))])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:

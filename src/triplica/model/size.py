@@ -31,6 +31,11 @@ def item_size_bytes(item: dict) -> int:
     return total
 
 
+def attribute_size_bytes(name: str, av: dict) -> int:
+    """Size one top-level attribute adds to its item."""
+    return _text_size(name) + value_size_bytes(av)
+
+
 def value_size_bytes(av: dict) -> int:
     """Size of one AttributeValue (see module docstring for the rules)."""
     for type_name, inner in av.items():
