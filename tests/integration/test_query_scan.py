@@ -207,3 +207,22 @@ def test_query_begins_with_on_binary_edge_bytes(ddb: Any) -> None:
         items = ddb.query(TableName=name, KeyConditionExpression="pk = :p AND begins_with(sk, :b)",
                           ExpressionAttributeValues={":p": {"S": "x"}, ":b": {"B": prefix}})["Items"]
         assert [i["sk"]["B"] for i in items] == sorted(v for v in values if v.startswith(prefix))
+
+
+def test_batch_get_stops_at_16_megabytes(ddb: Any) -> None:
+    name = make_table(ddb, range_key=None)
+    blob = "z" * 390_000
+    count = 45  # 45 x ~390 KB is about 17.5 MB: more than one BatchGetItem answer may hold
+    for start in range(0, count, 5):
+        ddb.batch_write_item(RequestItems={name: [
+            {"PutRequest": {"Item": {"pk": {"S": f"big{i}"}, "v": {"S": blob}}}}
+            for i in range(start, start + 5)]})
+    keys = [{"pk": {"S": f"big{i}"}} for i in range(count)]
+    got = ddb.batch_get_item(RequestItems={name: {"Keys": keys}})
+    returned = {item["pk"]["S"] for item in got["Responses"][name]}
+    unprocessed = got["UnprocessedKeys"][name]["Keys"]
+    assert returned and unprocessed
+    assert sum(len(item["v"]["S"]) for item in got["Responses"][name]) <= 16 * 1024 * 1024
+    again = ddb.batch_get_item(RequestItems={name: {"Keys": unprocessed}})
+    returned |= {item["pk"]["S"] for item in again["Responses"][name]}
+    assert returned == {f"big{i}" for i in range(count)}

@@ -68,17 +68,19 @@ def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     unprocessed: dict[str, Any] = {}
     capacities = []
     bytes_total = 0
+    full = False
     for table_name, table, spec, projection, located in plans:
         consistent = bool(spec.get("ConsistentRead"))
         found = responses.setdefault(table_name, [])
         units = 0.0
         for key, partition, storage_key in located:
-            if bytes_total >= limits.BATCH_GET_RESPONSE_BYTES_MAX:
+            stored = None if full else partition.read_applied(storage_key)
+            if full or bytes_total + image_size(stored) > limits.BATCH_GET_RESPONSE_BYTES_MAX:
+                full = True  # the answer is full: this key and the rest are unprocessed
                 pending = unprocessed.setdefault(
                     table_name, {k: v for k, v in spec.items() if k != "Keys"})
                 pending.setdefault("Keys", []).append(key)
                 continue
-            stored = partition.read_applied(storage_key)
             units += read_units(image_size(stored), consistent)
             if stored is not None:
                 bytes_total += image_size(stored)
