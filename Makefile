@@ -23,3 +23,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
+
+# Deterministic simulator sweep of the replication core: make sim SEEDS=100000 [START=0] [JOBS=2]
+.PHONY: sim
+sim: $(STAMP)
+	$(PY) -m triplica.sim --seeds $(or $(SEEDS),1000) --start $(or $(START),0) --jobs $(or $(JOBS),2)

@@ -1,0 +1,1 @@
+"""Deterministic simulation of replication groups (see runner.py)."""

@@ -1,0 +1,303 @@
+"""Many replicas of one group in one process, on a virtual clock.
+
+`SimCluster` owns the event queue (virtual real time, integer ms), the
+network, each node's disk, clock and key/value state machine, and drives
+each Replica exactly as a production driver would: tick before step, then
+ready -> fsync (after the disk's latency) -> send -> apply -> advance. A
+crash drops the Ready whose fsync has not completed, the in-memory replica
+and the state machine; a restart rebuilds them from the disk.
+
+Continuous checks (recorded in `violations`, never raised mid-run):
+- two replicas chose different values for one index (seen at apply time);
+- two replicas that applied the same index hold different state checksums;
+- more than one leader holds a valid lease at the same instant (checked
+  after every event; leases only start or extend at events, so this is
+  exact).
+
+Every event folds into `trace_hash`, so two runs of one seed can be compared.
+"""
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import msgpack
+
+from triplica.replication.config import Membership
+from triplica.replication.log import EntryKind
+from triplica.replication.messages import Message, message_from_wire, message_to_wire
+from triplica.replication.options import ReplicaOptions
+from triplica.replication.replica import Ready, Replica
+from triplica.sim.disk import SimDisk
+from triplica.sim.kv import Command, KeyValueStateMachine
+from triplica.sim.network import SimNetwork
+from triplica.storage.checksum import crc32c
+
+TICK_MS = 10
+GROUP = 1
+
+
+@dataclass
+class SimNode:
+    node_id: int
+    disk: SimDisk
+    rng: random.Random
+    clock_offset_ms: int
+    clock_drift: float  # local clock runs at (1 + drift) x real time
+    disk_latency_ms: Callable[[], int]
+    bootstrap: "Membership | None"
+    replica: "Replica | None" = None
+    kv: "KeyValueStateMachine | None" = None
+    up: bool = False
+    incarnation: int = 0
+    fsync_in_flight: bool = False
+    pending_writes: dict[int, tuple[Command, Callable[[Any], None]]] = field(default_factory=dict)
+
+    def local_ms(self, real_ms: int) -> int:
+        return self.clock_offset_ms + int(real_ms * (1.0 + self.clock_drift))
+
+
+class SimCluster:
+    def __init__(self, rng: random.Random, node_ids: list[int], options: ReplicaOptions,
+                 network: "SimNetwork | None" = None, compact_every_entries: int = 10**9,
+                 trace: bool = False, wire_roundtrip: bool = True) -> None:
+        self.rng = rng
+        self.options = options
+        self.network = network or SimNetwork(rng)
+        self.now_ms = 0
+        self.compact_every_entries = compact_every_entries
+        self.trace_enabled = trace
+        self.trace_lines: list[str] = []
+        self.trace_hash = 0
+        self.wire_roundtrip = wire_roundtrip
+        self.violations: list[str] = []
+        self.chosen: dict[int, bytes] = {}  # index -> kind+data, first seen applied
+        self.state_checksums: dict[int, int] = {}
+        self.value_index: dict[str, int] = {}  # value written -> index that wrote it
+        self.lease_holders_max = 0
+        self._queue: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.membership = Membership.of(node_ids)
+        self.nodes: dict[int, SimNode] = {}
+        for node_id in node_ids:
+            self.add_node(node_id, self.membership)
+        for node_id in node_ids:
+            self.start(node_id)
+
+    # ------------------------------------------------------------- events
+
+    def at(self, delay_ms: int, action: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (self.now_ms + max(0, delay_ms), self._seq, action))
+
+    def run_until(self, predicate: Callable[[], bool], limit_ms: int) -> bool:
+        """Process events until predicate() holds or virtual time passes limit."""
+        deadline = self.now_ms + limit_ms
+        while not predicate():
+            if not self._queue or self._queue[0][0] > deadline:
+                self.now_ms = max(self.now_ms, deadline)
+                return predicate()
+            self._step_one()
+        return True
+
+    def run_for(self, duration_ms: int) -> None:
+        self.run_until(lambda: False, duration_ms)
+
+    def _step_one(self) -> None:
+        time_ms, _, action = heapq.heappop(self._queue)
+        assert time_ms >= self.now_ms
+        self.now_ms = time_ms
+        action()
+        self._check_leases()
+
+    def _trace(self, *fields: object) -> None:
+        line = " ".join(str(f) for f in (self.now_ms,) + fields)
+        self.trace_hash = crc32c(line.encode(), self.trace_hash)
+        if self.trace_enabled:
+            self.trace_lines.append(line)
+
+    # -------------------------------------------------------------- nodes
+
+    def add_node(self, node_id: int, bootstrap: "Membership | None") -> SimNode:
+        drift_max = self.options.clock_drift_rate_max
+        node = SimNode(
+            node_id=node_id, disk=SimDisk(), rng=random.Random(self.rng.getrandbits(64)),
+            clock_offset_ms=self.rng.randrange(0, 10_000),
+            clock_drift=self.rng.uniform(-drift_max, drift_max),
+            disk_latency_ms=lambda: 1, bootstrap=bootstrap)
+        self.nodes[node_id] = node
+        return node
+
+    def start(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        assert not node.up
+        persisted = node.disk.load()
+        node.incarnation += 1
+        node.up = True
+        node.fsync_in_flight = False
+        node.pending_writes = {}
+        node.replica = Replica(node_id, GROUP, node.bootstrap, node.rng, node.local_ms(self.now_ms),
+                               self.options, persisted)
+        snapshot = persisted.snapshot
+        node.kv = KeyValueStateMachine.restore(snapshot.data) if snapshot else KeyValueStateMachine()
+        self._trace("start", node_id, "lost", persisted.lost_indexes)
+        self._schedule_tick(node, node.incarnation)
+
+    def crash(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        self._trace("crash", node_id)
+        node.up = False
+        node.replica = None
+        node.kv = None
+        node.pending_writes = {}
+        node.fsync_in_flight = False
+
+    def _schedule_tick(self, node: SimNode, incarnation: int) -> None:
+        def tick() -> None:
+            if node.up and node.incarnation == incarnation:
+                assert node.replica is not None
+                node.replica.tick(node.local_ms(self.now_ms))
+                self._drive(node)
+                self._schedule_tick(node, incarnation)
+        self.at(TICK_MS, tick)
+
+    def _drive(self, node: SimNode) -> None:
+        """Process Readies until one needs an fsync or there is nothing to do."""
+        for _ in range(1000):
+            if not node.up or node.fsync_in_flight:
+                return
+            assert node.replica is not None
+            ready = node.replica.ready()
+            if ready.empty:
+                return
+            if ready.must_persist:
+                node.fsync_in_flight = True
+                self.at(node.disk_latency_ms(), lambda i=node.incarnation, r=ready: self._fsynced(node, i, r))
+                return
+            self._finish(node, ready)
+        raise AssertionError(f"node {node.node_id}: Ready loop does not settle")
+
+    def _fsynced(self, node: SimNode, incarnation: int, ready: Ready) -> None:
+        if node.up and node.incarnation == incarnation:
+            node.disk.write(ready)
+            self._finish(node, ready)
+            self._drive(node)
+
+    def _finish(self, node: SimNode, ready: Ready) -> None:
+        replica, kv = node.replica, node.kv
+        assert replica is not None and kv is not None
+        for message in ready.messages:
+            self._send(message)
+        if ready.install_snapshot and ready.snapshot is not None:
+            node.kv = kv = KeyValueStateMachine.restore(ready.snapshot.data)
+            self._check_state(node, ready.snapshot.index, kv)
+        for entry in ready.committed_entries:
+            self._apply(node, kv, entry)
+        replica.advance(ready)
+        node.fsync_in_flight = False
+        if replica.applied_index - replica.log.snapshot_index >= self.compact_every_entries and not replica.is_log_replica:
+            replica.compact(replica.applied_index, kv.snapshot())
+
+    def _apply(self, node: SimNode, kv: KeyValueStateMachine, entry: Any) -> None:
+        identity = bytes([entry.kind]) + entry.data
+        first = self.chosen.setdefault(entry.index, identity)
+        if first != identity:
+            self.violations.append(f"index {entry.index}: node {node.node_id} applied a different value than another replica")
+        result = None
+        command = None
+        if entry.kind == EntryKind.COMMAND:
+            command = Command.decode(entry.data)
+            result = kv.apply(command)
+            if result is not None and result[0] and command.value is not None:
+                self.value_index.setdefault(command.value, entry.index)
+        self._check_state(node, entry.index, kv)
+        pending = node.pending_writes.pop(entry.index, None)
+        if pending is not None:
+            wanted, reply = pending
+            if command is not None and (command.client, command.seq) == (wanted.client, wanted.seq) and result is not None:
+                reply(("ok", result))
+
+    def _check_state(self, node: SimNode, index: int, kv: KeyValueStateMachine) -> None:
+        checksum = kv.checksum()
+        first = self.state_checksums.setdefault(index, checksum)
+        if first != checksum:
+            self.violations.append(f"index {index}: node {node.node_id} state checksum differs")
+
+    def _send(self, message: Message) -> None:
+        if self.wire_roundtrip:
+            message = message_from_wire(msgpack.unpackb(msgpack.packb(message_to_wire(message)), use_list=False))
+        for delay in self.network.delays_ms(message.sender, message.to):
+            self.at(delay, lambda m=message: self._deliver(m))
+
+    def _deliver(self, message: Message) -> None:
+        node = self.nodes.get(message.to)
+        if node is None or not node.up:
+            return
+        assert node.replica is not None
+        self._trace("recv", message.to, type(message).__name__, message.sender, message.ballot.round)
+        node.replica.tick(node.local_ms(self.now_ms))
+        node.replica.step(message)
+        self._drive(node)
+
+    def _check_leases(self) -> None:
+        leaders = [n for n in self.nodes.values() if n.up and n.replica is not None and n.replica.is_leader]
+        if len(leaders) < 2:
+            return
+        holders = [n.node_id for n in leaders if n.replica.lease_valid(n.local_ms(self.now_ms))]  # type: ignore[union-attr]
+        self.lease_holders_max = max(self.lease_holders_max, len(holders))
+        if len(holders) > 1 and len(self.violations) < 50:
+            self.violations.append(f"t={self.now_ms}: nodes {holders} hold valid leases at once")
+
+    # ---------------------------------------------------- client requests
+
+    def leader(self) -> "int | None":
+        for node in self.nodes.values():
+            if node.up and node.replica is not None and node.replica.is_leader:
+                return node.node_id
+        return None
+
+    def change_membership(self, membership: Membership) -> "int | None":
+        """Ask the current leader to propose `membership` (a scripted-test helper)."""
+        leader = self.leader()
+        if leader is None:
+            return None
+        node = self.nodes[leader]
+        assert node.replica is not None
+        node.replica.tick(node.local_ms(self.now_ms))
+        index = node.replica.propose_membership(membership)
+        self._drive(node)
+        return index
+
+    def handle_client(self, node_id: int, request: tuple, reply: Callable[[Any], None]) -> None:
+        """A client request arrived at a node (after the client link delay)."""
+        node = self.nodes.get(node_id)
+        if node is None or not node.up:
+            return  # the client times out
+        replica, kv = node.replica, node.kv
+        assert replica is not None and kv is not None
+        kind = request[0]
+        replica.tick(node.local_ms(self.now_ms))
+        if kind == "write":
+            command: Command = request[1]
+            index = replica.propose(command.encode())
+            if index is None:
+                reply(("not_leader", replica.leader_id))
+                return
+            node.pending_writes[index] = (command, reply)
+            self._drive(node)
+        elif kind == "strong_get":
+            if replica.read_allowed(node.local_ms(self.now_ms)):
+                reply(("ok", kv.get(request[1])))
+            else:
+                reply(("not_leader", replica.leader_id))
+        elif kind == "eventual_get":
+            if replica.is_log_replica:
+                reply(("not_leader", replica.leader_id))
+            else:
+                reply(("ok", kv.get(request[1])))
+        else:
+            raise AssertionError(kind)

@@ -1,0 +1,225 @@
+"""Scripted scenarios: the real Replica driven by the simulator, no random faults.
+
+Each test builds a SimCluster (lossless network, 1 ms disks), steps virtual
+time and asserts on replica state. Failures replay exactly (fixed seeds).
+"""
+import random
+
+import pytest
+
+from triplica.replication.config import Membership
+from triplica.replication.options import ReplicaOptions
+from triplica.sim.cluster import SimCluster
+from triplica.sim.kv import Command
+
+OPTIONS = ReplicaOptions()
+
+
+def make_cluster(seed: int = 1, nodes=(1, 2, 3), **kwargs) -> SimCluster:
+    cluster = SimCluster(random.Random(seed), list(nodes), OPTIONS, **kwargs)
+    assert cluster.run_until(lambda: cluster.leader() is not None, 3000), "no leader elected"
+    return cluster
+
+
+class Writer:
+    """Writes through the client path (propose on the leader, ack on apply)."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cluster = cluster
+        self.seq = 0
+        self.acks: list = []
+
+    def put(self, key: str, value: str, node: "int | None" = None) -> list:
+        self.seq += 1
+        replies: list = []
+        target = node if node is not None else self.cluster.leader()
+        self.cluster.handle_client(target, ("write", Command(1, self.seq, "put", key, value)), replies.append)
+        return replies
+
+    def put_and_wait(self, key: str, value: str, limit_ms: int = 2000) -> None:
+        replies = self.put(key, value)
+        assert self.cluster.run_until(lambda: bool(replies), limit_ms), f"write {key}={value} not acknowledged"
+        assert replies[0][0] == "ok", replies
+
+
+def kv_of(cluster: SimCluster, node: int) -> dict:
+    return dict(cluster.nodes[node].kv.data)
+
+
+def settle(cluster: SimCluster, ms: int = 500) -> None:
+    cluster.run_for(ms)
+    assert cluster.violations == []
+
+
+def test_elects_one_leader_and_replicates():
+    cluster = make_cluster()
+    writer = Writer(cluster)
+    for i in range(10):
+        writer.put_and_wait("k", f"v{i}")
+    settle(cluster)
+    assert [kv_of(cluster, n) for n in (1, 2, 3)] == [{"k": "v9"}] * 3
+    leader = cluster.nodes[cluster.leader()].replica
+    assert leader.read_allowed(cluster.nodes[leader.node_id].local_ms(cluster.now_ms))
+    followers = [n for n in (1, 2, 3) if n != leader.node_id]
+    assert not any(cluster.nodes[n].replica.read_allowed(cluster.nodes[n].local_ms(cluster.now_ms)) for n in followers)
+
+
+def test_not_leader_refuses_proposals():
+    cluster = make_cluster()
+    settle(cluster, 200)
+    follower = next(n for n in (1, 2, 3) if n != cluster.leader())
+    replies = Writer(cluster).put("k", "v", node=follower)
+    assert replies == [("not_leader", cluster.leader())]
+
+
+def test_leader_crash_elects_a_new_leader_that_keeps_acked_writes():
+    cluster = make_cluster()
+    writer = Writer(cluster)
+    for i in range(5):
+        writer.put_and_wait("k", f"v{i}")
+    old = cluster.leader()
+    cluster.crash(old)
+    crash_ms = cluster.now_ms
+    assert cluster.run_until(lambda: cluster.leader() not in (None, old), 3000)
+    assert cluster.now_ms - crash_ms < 2000
+    writer.put_and_wait("k", "after")
+    cluster.start(old)
+    settle(cluster, 1000)
+    assert [kv_of(cluster, n) for n in (1, 2, 3)] == [{"k": "after"}] * 3
+
+
+def test_partitioned_leader_loses_its_lease_before_a_new_leader_is_elected():
+    cluster = make_cluster()
+    Writer(cluster).put_and_wait("k", "v")
+    old = cluster.leader()
+    old_node = cluster.nodes[old]
+    cluster.network.isolate(old, [1, 2, 3])
+    cut_ms = cluster.now_ms
+    assert cluster.run_until(lambda: not old_node.replica.lease_valid(old_node.local_ms(cluster.now_ms)), 2000)
+    lease_end_ms = cluster.now_ms
+    assert lease_end_ms - cut_ms <= OPTIONS.lease_ms / (1 - OPTIONS.clock_drift_rate_max) + 1
+    assert not old_node.replica.read_allowed(old_node.local_ms(cluster.now_ms))
+    others = [n for n in (1, 2, 3) if n != old]
+    assert cluster.run_until(lambda: any(cluster.nodes[n].replica.is_leader for n in others), 3000)
+    new_leader = next(n for n in others if cluster.nodes[n].replica.is_leader)
+    assert cluster.now_ms >= lease_end_ms
+    assert cluster.lease_holders_max <= 1 and cluster.violations == []
+    # The old leader, still cut off, steps down (no quorum for an election timeout).
+    assert cluster.run_until(lambda: not old_node.replica.is_leader, 2000)
+    cluster.network.heal()
+    settle(cluster)
+    assert cluster.leader() == new_leader
+
+
+def test_lagging_follower_catches_up_from_the_log():
+    cluster = make_cluster()
+    writer = Writer(cluster)
+    lagging = next(n for n in (1, 2, 3) if n != cluster.leader())
+    cluster.crash(lagging)
+    for i in range(40):
+        writer.put_and_wait(f"k{i % 4}", f"v{i}")
+    cluster.start(lagging)
+    leader_state = kv_of(cluster, cluster.leader())
+    assert cluster.run_until(lambda: cluster.nodes[lagging].kv.data == leader_state, 3000)
+    assert cluster.nodes[lagging].replica.log.snapshot_index == 0
+    settle(cluster)
+
+
+def test_follower_behind_compacted_log_gets_a_snapshot_plus_tail():
+    cluster = make_cluster(compact_every_entries=8)
+    writer = Writer(cluster)
+    lagging = next(n for n in (1, 2, 3) if n != cluster.leader())
+    cluster.crash(lagging)
+    for i in range(40):
+        writer.put_and_wait(f"k{i % 4}", f"v{i}")
+    assert cluster.nodes[cluster.leader()].replica.log.snapshot_index > 8
+    cluster.start(lagging)
+    leader_state = kv_of(cluster, cluster.leader())
+    assert cluster.run_until(lambda: cluster.nodes[lagging].kv.data == leader_state, 3000)
+    assert cluster.nodes[lagging].replica.log.snapshot_index > 0
+    writer.put_and_wait("k0", "tail")
+    settle(cluster)
+    assert kv_of(cluster, lagging)["k0"] == "tail"
+
+
+def test_corrupted_record_is_detected_and_repaired_never_used():
+    cluster = make_cluster()
+    writer = Writer(cluster)
+    for i in range(10):
+        writer.put_and_wait("k", f"v{i}")
+    victim = next(n for n in (1, 2, 3) if n != cluster.leader())
+    cluster.crash(victim)
+    flipped = cluster.nodes[victim].disk.flip_bit(random.Random(5))
+    cluster.start(victim)
+    replica = cluster.nodes[victim].replica
+    assert replica.repairing and replica.commit_index < flipped
+    assert cluster.run_until(lambda: not cluster.nodes[victim].replica.repairing, 3000)
+    writer.put_and_wait("k", "later")
+    settle(cluster)
+    assert kv_of(cluster, victim) == {"k": "later"}
+
+
+def test_membership_change_adds_a_log_replica_then_removes_a_full_replica():
+    cluster = make_cluster()
+    writer = Writer(cluster)
+    writer.put_and_wait("k", "v0")
+    cluster.add_node(4, bootstrap=None)
+    cluster.start(4)
+    with_log_replica = Membership.of([1, 2, 3, 4], log_replicas=[4])
+    index = cluster.change_membership(with_log_replica)
+    assert index is not None
+    # A second change is refused while the first is pending.
+    assert cluster.change_membership(Membership.of([1, 2, 3, 4])) is None
+    assert cluster.run_until(lambda: cluster.nodes[4].replica.committed_config == with_log_replica, 2000)
+    leader = cluster.leader()
+    removed = next(n for n in (1, 2, 3) if n != leader)
+    final = Membership.of(sorted({1, 2, 3, 4} - {removed}), log_replicas=[4])
+    assert cluster.run_until(lambda: cluster.change_membership(final) is not None, 2000)
+    assert cluster.run_until(lambda: all(cluster.nodes[n].replica.committed_config == final for n in final.members), 2000)
+    cluster.crash(removed)
+    writer.put_and_wait("k", "v1")
+    settle(cluster)
+    # The log replica stores the log but applies nothing and never leads.
+    log_replica = cluster.nodes[4].replica
+    assert log_replica.commit_index >= cluster.nodes[cluster.leader()].replica.commit_index - 1
+    assert kv_of(cluster, 4) == {} and not log_replica.is_leader
+
+
+def test_log_replica_vote_keeps_the_group_writable_and_it_never_leads():
+    cluster = make_cluster()
+    writer = Writer(cluster)
+    cluster.add_node(4, bootstrap=None)
+    cluster.start(4)
+    assert cluster.run_until(lambda: cluster.change_membership(Membership.of([1, 2, 3, 4], [4])) is not None, 2000)
+    leader = cluster.leader()
+    drop = next(n for n in (1, 2, 3) if n != leader)
+    target = Membership.of(sorted({1, 2, 3, 4} - {drop}), [4])
+    assert cluster.run_until(lambda: cluster.nodes[leader].replica.committed_config == Membership.of([1, 2, 3, 4], [4]), 2000)
+    assert cluster.run_until(lambda: cluster.change_membership(target) is not None, 2000)
+    assert cluster.run_until(lambda: cluster.nodes[leader].replica.committed_config == target, 2000)
+    cluster.crash(drop)
+    full = [n for n in target.members if n not in target.log_replicas]
+    other_full = next(n for n in full if n != leader)
+    # The other full replica is down: the leader commits with the log replica's vote.
+    cluster.crash(other_full)
+    writer.put_and_wait("k", "with-log-replica-vote")
+    # The leader dies, the other full replica returns: it is elected with the
+    # log replica's vote; the log replica itself never campaigns.
+    cluster.start(other_full)
+    cluster.crash(leader)
+    assert cluster.run_until(lambda: cluster.leader() == other_full, 4000)
+    writer.put_and_wait("k", "after-failover")
+    settle(cluster)
+    assert kv_of(cluster, other_full) == {"k": "after-failover"}
+    assert not cluster.nodes[4].replica.is_leader
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_determinism_of_a_scripted_run(seed):
+    def run() -> int:
+        cluster = make_cluster(seed)
+        writer = Writer(cluster)
+        for i in range(5):
+            writer.put_and_wait("k", f"v{i}")
+        return cluster.trace_hash
+    assert run() == run()
