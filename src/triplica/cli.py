@@ -1,4 +1,4 @@
-"""Command line: `triplica serve [--host H] [--port P] [--data-dir D] [--sync MODE]`."""
+"""Command line: `triplica serve [--host H] [--port P] [--data-dir D] [--sync MODE] [--replicas N]`."""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +13,37 @@ def _serve(args: argparse.Namespace) -> int:
     from triplica.engine.database import Database
 
     credentials = load_credentials(args.credentials) if args.credentials else None
-    db = Database(args.data_dir, sync_mode=args.sync)
-    run(TriplicaApp(db, credentials), args.host, args.port)
+    if args.replicas == 1:
+        db = Database(args.data_dir, sync_mode=args.sync)
+        run(TriplicaApp(db, credentials), args.host, args.port)
+        return 0
+    return _serve_replicated(args, credentials)
+
+
+def _serve_replicated(args: argparse.Namespace, credentials: "dict[str, str] | None") -> int:
+    """Like http_server.run, but the Database (its replica drivers) opens inside the loop."""
+    import asyncio
+    import signal
+
+    import uvloop
+
+    from triplica.api.app import TriplicaApp
+    from triplica.api.http_server import serve_until_stopped
+    from triplica.engine.database import Database
+
+    async def main() -> None:
+        db = Database(args.data_dir, sync_mode=args.sync, replicas=args.replicas)
+        app = TriplicaApp(db, credentials)
+        if not await db.wait_for_leaders():
+            logging.getLogger("triplica").warning("some partitions have no leader yet")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_until_stopped(app, args.host, args.port, stop)
+
+    uvloop.run(main())
+    sys.stdout.flush()
     return 0
 
 
@@ -28,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default="./triplica-data")
     serve.add_argument("--sync", choices=("always", "batch", "none"), default="batch",
                        help="WAL fsync policy: every record, once per group commit, or never")
+    serve.add_argument("--replicas", type=int, choices=(1, 3), default=1,
+                       help="copies of each partition: 3 = a Paxos group in three AZs in this "
+                            "process, 1 = a single copy")
     serve.add_argument("--credentials", default=None,
                        help="file of 'ACCESS_KEY_ID SECRET' lines; enables SigV4 verification")
     serve.add_argument("--log-level", default="WARNING")

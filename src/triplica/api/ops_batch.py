@@ -74,7 +74,7 @@ def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         found = responses.setdefault(table_name, [])
         units = 0.0
         for key, partition, storage_key in located:
-            stored = None if full else partition.read_applied(storage_key)
+            stored = None if full else partition.read_applied(storage_key, consistent=consistent)
             if full or bytes_total + image_size(stored) > limits.BATCH_GET_RESPONSE_BYTES_MAX:
                 full = True  # the answer is full: this key and the rest are unprocessed
                 pending = unprocessed.setdefault(

@@ -98,7 +98,7 @@ def get_item(service: Service, request: dict[str, Any]) -> Any:
     ctx.check_unused()
     consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
     partition, key = locate(table, pk, sk)
-    stored = partition.read_applied(key)
+    stored = partition.read_applied(key, consistent=consistent)
     capacity = consumed_capacity(request.get("ReturnConsumedCapacity"), table.info.name,
                                  read_units(image_size(stored), consistent), READ_UNITS)
     if stored is not None and projection is None and capacity is None:

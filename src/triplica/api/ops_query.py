@@ -222,11 +222,12 @@ def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         inclusive = True
         if start_key is not None and start_key >= start:
             start, inclusive = start_key, False
-        rows = partition.scan(start, end, reverse=False, start_inclusive=inclusive)
+        rows = partition.scan(start, end, reverse=False, start_inclusive=inclusive,
+                              consistent=consistent)
     else:
         if start_key is not None and start_key < end:
             end = start_key
-        rows = partition.scan(start, end, reverse=True)
+        rows = partition.scan(start, end, reverse=True, consistent=consistent)
     _fill(page, rows, condition if condition.sort_op == "begins_with" else None, table)
     return _finish(table, request, page, consistent, count_only)
 
@@ -310,7 +311,8 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
                 continue
             if start_key >= start:
                 start, inclusive = start_key, False
-        _fill(page, partition.scan(start, end, reverse=False, start_inclusive=inclusive),
+        _fill(page, partition.scan(start, end, reverse=False, start_inclusive=inclusive,
+                                  consistent=consistent),
               None, table)
         if page.full:
             break

@@ -3,17 +3,27 @@
 It answers "which partition holds this key" by the key's hash and the table's
 ordered hash ranges, and owns the partitions' lifecycle (open on start, create
 with a table, drain and remove with a table).
+
+`replicas` picks the partition kind: 1 is a single `Partition` (WAL + LMDB),
+3 a `ReplicatedPartition` (a Multi-Paxos group of three replicas in three AZs,
+in this process, over the in-process transport). Replicated partitions run
+drivers on the event loop, so such a Database must be built inside a running
+loop (cli.py does), and `wait_for_leaders` lets the server start listening
+only once every partition has a leader.
 """
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import os
 import shutil
+import time
 import uuid
 
 from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, TableInfo
 from triplica.engine.partition import Partition
+from triplica.engine.replicated_partition import ReplicatedPartition
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +52,25 @@ class Table:
         return items, size
 
 
+REPLICA_COUNTS = (1, 3)
+LEADERS_WAIT_S_DEFAULT = 10.0
+
+
+async def _close_partition(partition: "Partition | ReplicatedPartition") -> None:
+    await partition.drain()
+    if isinstance(partition, ReplicatedPartition):
+        await partition.aclose()
+    else:
+        partition.close()
+
+
 class Database:
-    def __init__(self, data_dir: str, sync_mode: str = "batch") -> None:
+    def __init__(self, data_dir: str, sync_mode: str = "batch", replicas: int = 1) -> None:
+        assert replicas in REPLICA_COUNTS, replicas
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
         self.sync_mode = sync_mode
+        self.replicas = replicas
         self.catalog = Catalog(data_dir)
         self.tables: dict[str, Table] = {}
         for info in self.catalog.tables.values():
@@ -56,9 +80,25 @@ class Database:
         return os.path.join(self.data_dir, "tables", info.table_id, partition.partition_id)
 
     def _open_table(self, info: TableInfo) -> Table:
-        partitions = [Partition(self._partition_dir(info, p), self.sync_mode)
-                      for p in info.partitions]
+        if self.replicas == 1:
+            partitions = [Partition(self._partition_dir(info, p), self.sync_mode)
+                          for p in info.partitions]
+        else:
+            partitions = [ReplicatedPartition(self._partition_dir(info, p), self.sync_mode,
+                                              replicas=self.replicas)
+                          for p in info.partitions]
         return Table(info, partitions)
+
+    async def wait_for_leaders(self, timeout_s: float = LEADERS_WAIT_S_DEFAULT) -> bool:
+        """Wait (bounded) until every replicated partition can serve consistent reads."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(partition.leader() is not None and partition.leader().read_allowed()
+                   for table in self.tables.values() for partition in table.partitions
+                   if isinstance(partition, ReplicatedPartition)):
+                return True
+            await asyncio.sleep(0.01)
+        return False
 
     def create_table(self, info: TableInfo) -> Table:
         assert info.name not in self.tables
@@ -81,14 +121,12 @@ class Database:
         del self.catalog.tables[name]
         self.catalog.save()
         for partition in table.partitions:
-            await partition.drain()
-            partition.close()
+            await _close_partition(partition)
         shutil.rmtree(os.path.join(self.data_dir, "tables", table.info.table_id),
                       ignore_errors=True)
 
     async def close(self) -> None:
         for table in self.tables.values():
             for partition in table.partitions:
-                await partition.drain()
-                partition.close()
+                await _close_partition(partition)
         self.tables.clear()

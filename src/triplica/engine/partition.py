@@ -97,8 +97,12 @@ class Partition:
 
     # ----- reads ----------------------------------------------------------
 
-    def read_applied(self, key: bytes) -> bytes | None:
-        """The committed, applied value: what a reader may be shown."""
+    def read_applied(self, key: bytes, consistent: bool = False) -> bytes | None:
+        """The committed, applied value: what a reader may be shown.
+
+        `consistent` (a strongly consistent read) changes nothing here: the
+        single replica is its own leader. ReplicatedPartition honours it.
+        """
         return self.store.get(key)
 
     def read_latest(self, key: bytes) -> bytes | None:
@@ -109,7 +113,7 @@ class Partition:
         return self.store.get(key)
 
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
-             start_inclusive: bool = True) -> Iterator[tuple[bytes, bytes]]:
+             start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:
         return self.store.scan(start, end, reverse=reverse, start_inclusive=start_inclusive)
 
     def stats(self) -> tuple[int, int]:

@@ -1,0 +1,390 @@
+"""A partition kept as a Multi-Paxos group of replicas inside one process.
+
+`ReplicatedPartition` has exactly the interface of `Partition` (the API
+layer can't tell them apart): `read_applied`, `read_latest`, `scan`,
+`stats`, `propose`, `drain`, `close`. It hosts N replicas (3 by default, in
+AZs "az-a", "az-b", "az-c", each in its own directory under the partition
+directory), each run by a `ReplicaDriver` and connected through an
+`InProcessNetwork` (DESIGN.md: same code paths as a cluster, only the
+transport differs).
+
+Writes. `propose(writes)` hands the entry to the current leader's core. The
+future resolves once the entry is committed by a quorum (durable in two
+WALs of three) AND applied on the leader, so the next read from the
+leader's store sees it. With no usable leader (an election is running),
+proposals wait up to LEADER_WAIT_S, then fail with InternalServerError;
+they were never proposed, so nothing half-happened. On leadership loss
+every proposed-but-unacknowledged write fails with InternalServerError and
+the overlay is cleared: the write may or may not have happened (DynamoDB's
+500 semantics; the client retries).
+
+Overlay: like Partition, writes proposed but not yet applied on the leader
+are kept per key, so `read_latest` (what a new write is evaluated against)
+sees them. The overlay belongs to one leadership (node, ballot).
+
+Reads. "Usable leader" means `read_allowed(now)`: the leader holds a quorum
+lease and has applied its own fence entry, so its applied state plus the
+overlay is the latest state of the partition.
+- read_latest: usable leader's state + overlay; none -> InternalServerError.
+- consistent=True (strongly consistent): the usable leader's applied state;
+  none -> InternalServerError at once. The API handlers are synchronous, so
+  "waiting for a lease" would block the event loop; a leader renews its
+  lease on every heartbeat, so this only fails while an election runs.
+- consistent=False (eventually consistent): the current leader's applied
+  state when there is one (it is local here and the freshest, so a client
+  reads its own acknowledged writes, which the existing test suite expects),
+  otherwise the live replica that has applied the most. Never a stopped one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+
+from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
+from triplica.errors import InternalServerError
+from triplica.replication.config import Membership
+from triplica.replication.log import LogEntry
+from triplica.replication.messages import Message, message_from_wire, message_to_wire
+from triplica.replication.options import ReplicaOptions
+from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDriver
+from triplica.storage.lmdb_store import PartitionStore
+from triplica.transport.framing import pack_payload, unpack_payload
+from triplica.transport.inprocess import InProcessNetwork
+
+log = logging.getLogger(__name__)
+
+AVAILABILITY_ZONES = ("az-a", "az-b", "az-c")
+GROUP_ID = 1
+LEADER_WAIT_S = 3.0
+LEADER_POLL_S = 0.005
+WAITING_WRITES_MAX = 10_000
+PENDING_WRITES_MAX = 100_000
+DRAIN_S_MAX = 10.0
+BOOTSTRAP_ROUNDS_MAX = 20
+
+
+class ReplicatedPartition:
+    """N replicas of one partition, one leader, same interface as Partition."""
+
+    def __init__(self, directory: str, sync_mode: str = "batch", replicas: int = 3,
+                 options: ReplicaOptions = ReplicaOptions(),
+                 compact_entries: int = COMPACT_ENTRIES_DEFAULT) -> None:
+        assert sync_mode in ("always", "batch", "none"), sync_mode
+        assert 1 <= replicas <= len(AVAILABILITY_ZONES), replicas
+        os.makedirs(directory, exist_ok=True)
+        self.directory = directory
+        self.sync_mode = sync_mode
+        self._loop = asyncio.get_running_loop()
+        self._options = options
+        self._compact_entries = compact_entries
+        self._network = InProcessNetwork()
+        self._node_ids = list(range(1, replicas + 1))
+        self._zones = {node: AVAILABILITY_ZONES[node - 1] for node in self._node_ids}
+        self._addresses = {node: (self._zones[node], node) for node in self._node_ids}
+        self._membership = Membership.of(self._node_ids)
+        self.drivers: dict[int, ReplicaDriver | None] = {node: None for node in self._node_ids}
+        # Writes proposed to one leadership: index -> (future, writes); overlay by key.
+        self._pending: dict[int, tuple[asyncio.Future, list[Write], bytes]] = {}
+        self._pending_owner: tuple[int, object] | None = None  # (node, ballot)
+        self._overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        # Writes waiting for a usable leader: (deadline, writes, future).
+        self._waiting: deque[tuple[float, list[Write], asyncio.Future]] = deque()
+        self._waiter: asyncio.Task | None = None
+        self._usable_cache: tuple[int, ReplicaDriver | None] | None = None
+        self._closed = False
+        fresh = not any(os.path.exists(self.replica_directory(n)) for n in self._node_ids)
+        try:
+            if fresh and replicas > 1:
+                self._bootstrap()
+            for node in self._node_ids:
+                if self.drivers[node] is None:
+                    self.start_replica(node)
+                else:
+                    self.drivers[node].start()  # type: ignore[union-attr]
+        except BaseException:
+            self._close_now()
+            raise
+
+    # ------------------------------------------------------------ replicas
+
+    def replica_directory(self, node: int) -> str:
+        return os.path.join(self.directory, self._zones[node])
+
+    def _bootstrap(self) -> None:
+        """Elect the first leader of a brand-new group synchronously (a few ms).
+
+        Every replica is empty: none ever acknowledged a leader, so none
+        vouches for a lease and the restart guard (refuse promises for one
+        election timeout, options.py) protects nothing. Their clocks may
+        therefore start back-dated by that guard; node 1's also by the full
+        jitter, so it campaigns at its first tick. Messages go straight from
+        core to core (through the wire encoding) and every Ready is persisted
+        inline, exactly as the drivers would, until node 1 can serve
+        consistent reads. If that does not happen (it always does here), the
+        drivers simply elect someone on their own.
+        """
+        base_ms = self._options.election_timeout_base_ms
+        jitter_ms = self._options.election_timeout_jitter_ms
+        now_ms = int(self._loop.time() * 1000)
+        for node in self._node_ids:
+            back_ms = base_ms + jitter_ms if node == 1 else base_ms
+            self.drivers[node] = self._make_driver(node, start_ms=now_ms - back_ms)
+        drivers = [d for d in self.drivers.values() if d is not None]
+
+        def deliver(message: Message) -> None:
+            target = self.drivers[message.to]
+            assert target is not None
+            wire = unpack_payload(pack_payload(message_to_wire(message)))
+            target.replica.tick(target.now_ms())
+            target.replica.step(message_from_wire(wire))
+
+        for _ in range(BOOTSTRAP_ROUNDS_MAX):
+            for driver in drivers:
+                driver.replica.tick(driver.now_ms())
+                driver.drive_sync(deliver)
+            first = drivers[0]
+            if first.replica.is_leader and first.lease_read_allowed():
+                return
+        log.warning("partition %s: no leader after bootstrap; the drivers will elect one",
+                    self.directory)
+
+    def start_replica(self, node: int) -> ReplicaDriver:
+        """Open (or reopen after `stop_replica`) one replica from its directory."""
+        assert self.drivers[node] is None, f"replica {node} is running"
+        driver = self._make_driver(node)
+        self.drivers[node] = driver
+        driver.start()
+        return driver
+
+    def _make_driver(self, node: int, start_ms: int | None = None) -> ReplicaDriver:
+        return ReplicaDriver(
+            node_id=node, group=GROUP_ID, membership=self._membership,
+            directory=self.replica_directory(node), network=self._network,
+            addresses=self._addresses, sync_mode=self.sync_mode, decode=decode_entry,
+            listener=self, options=self._options, value_size=stored_item_size,
+            compact_entries=self._compact_entries, start_ms=start_ms)
+
+    async def stop_replica(self, node: int) -> None:
+        """Stop one replica's driver (a node power-off, as far as its peers can tell)."""
+        driver = self.drivers[node]
+        assert driver is not None, f"replica {node} is not running"
+        self.drivers[node] = None
+        self._usable_cache = None
+        await driver.close()
+        self._leadership_may_have_changed()
+
+    def leader(self) -> ReplicaDriver | None:
+        for driver in self.drivers.values():
+            if driver is not None and driver.is_leader:
+                return driver
+        return None
+
+    def _usable_leader(self) -> ReplicaDriver | None:
+        """The leader allowed to serve consistent reads now, if any.
+
+        Cached for the current millisecond: the core's lease check scans the
+        uncommitted log tail, and a burst of requests in one loop turn would
+        otherwise pay it per request. Role changes invalidate the cache.
+        """
+        now_ms = int(self._loop.time() * 1000)
+        if self._usable_cache is not None and self._usable_cache[0] == now_ms:
+            return self._usable_cache[1]
+        usable = None
+        for driver in self.drivers.values():
+            if driver is not None and driver.is_leader and driver.read_allowed():
+                usable = driver
+                break
+        self._usable_cache = (now_ms, usable)
+        return usable
+
+    def _reader(self) -> ReplicaDriver:
+        """The replica an eventually consistent read goes to (see module docstring)."""
+        leader = self.leader()
+        if leader is not None:
+            return leader
+        live = [d for d in self.drivers.values() if d is not None and d.running]
+        if not live:
+            raise InternalServerError("Internal server error")
+        return max(live, key=lambda d: d.applied_index)
+
+    def _consistent_store(self) -> PartitionStore:
+        leader = self._usable_leader()
+        if leader is None:
+            raise InternalServerError("Internal server error")
+        return leader.store
+
+    # --------------------------------------------------------------- reads
+
+    def read_applied(self, key: bytes, consistent: bool = False) -> bytes | None:
+        store = self._consistent_store() if consistent else self._reader().store
+        return store.get(key)
+
+    def read_latest(self, key: bytes) -> bytes | None:
+        leader = self._usable_leader()
+        if leader is None:
+            raise InternalServerError("Internal server error")
+        self._own_leadership(leader)
+        pending = self._overlay.get(key)
+        if pending is not None:
+            return pending[1]
+        return leader.store.get(key)
+
+    def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
+             start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        store = self._consistent_store() if consistent else self._reader().store
+        return store.scan(start, end, reverse=reverse, start_inclusive=start_inclusive)
+
+    def stats(self) -> tuple[int, int]:
+        return self._reader().store.stats()
+
+    # -------------------------------------------------------------- writes
+
+    def propose(self, writes: list[Write]) -> asyncio.Future:
+        """Replicate writes as one log entry; resolves once committed and applied on the leader."""
+        if self._closed:
+            raise InternalServerError("Internal server error")
+        assert writes, "empty log entry"
+        future = self._loop.create_future()
+        leader = self._usable_leader()
+        if leader is not None and not self._waiting and self._propose_to(leader, writes, future):
+            return future
+        if len(self._waiting) >= WAITING_WRITES_MAX:
+            raise InternalServerError("Internal server error")
+        self._waiting.append((time.monotonic() + LEADER_WAIT_S, writes, future))
+        if self._waiter is None:
+            self._waiter = self._loop.create_task(self._wait_for_leader())
+        return future
+
+    def _propose_to(self, leader: ReplicaDriver, writes: list[Write], future: asyncio.Future) -> bool:
+        if len(self._pending) >= PENDING_WRITES_MAX:
+            future.set_exception(InternalServerError("Internal server error"))
+            return True
+        self._own_leadership(leader)
+        payload = encode_entry(writes)
+        index = leader.propose(payload)
+        if index is None:
+            return False
+        for key, value in writes:
+            self._overlay[key] = (index, value)
+        self._pending[index] = (future, writes, payload)
+        return True
+
+    async def _wait_for_leader(self) -> None:
+        try:
+            while self._waiting and not self._closed:
+                leader = self._usable_leader()
+                while leader is not None and self._waiting:
+                    _, writes, future = self._waiting[0]
+                    if not future.done() and not self._propose_to(leader, writes, future):
+                        break
+                    self._waiting.popleft()
+                now = time.monotonic()
+                while self._waiting and self._waiting[0][0] <= now:
+                    _, _, future = self._waiting.popleft()
+                    if not future.done():
+                        future.set_exception(InternalServerError("Internal server error"))
+                if self._waiting:
+                    await asyncio.sleep(LEADER_POLL_S)
+        finally:
+            self._waiter = None
+
+    def _own_leadership(self, leader: ReplicaDriver) -> None:
+        """Pending writes and the overlay belong to one (node, ballot)."""
+        owner = (leader.node_id, leader.replica.ballot)
+        if self._pending_owner != owner:
+            self._fail_pending()
+            self._pending_owner = owner
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        self._overlay.clear()
+        self._pending_owner = None
+        for future, _, _ in pending.values():
+            if not future.done():
+                future.set_exception(InternalServerError("Internal server error"))
+
+    def _leadership_may_have_changed(self) -> None:
+        if self._pending_owner is None:
+            return
+        node, ballot = self._pending_owner
+        driver = self.drivers.get(node)
+        if driver is None or not driver.is_leader or driver.replica.ballot != ballot:
+            self._fail_pending()
+
+    # ----------------------------------------------- DriverListener (callbacks)
+
+    def applied(self, driver: ReplicaDriver, entries: tuple[LogEntry, ...]) -> None:
+        if self._pending_owner is None or self._pending_owner[0] != driver.node_id:
+            return
+        ballot = self._pending_owner[1]
+        for entry in entries:
+            pending = self._pending.pop(entry.index, None)
+            if pending is None:
+                continue
+            future, writes, payload = pending
+            for key, _ in writes:
+                queued = self._overlay.get(key)
+                if queued is not None and queued[0] == entry.index:
+                    del self._overlay[key]
+            if future.done():
+                continue
+            if entry.ballot == ballot and entry.data == payload:
+                future.set_result(entry.index)
+            else:  # cannot happen while one leadership lasts; fail safe if it does
+                log.error("partition %s: index %s applied another value", self.directory, entry.index)
+                future.set_exception(InternalServerError("Internal server error"))
+
+    def role_changed(self, driver: ReplicaDriver) -> None:
+        self._usable_cache = None
+        self._leadership_may_have_changed()
+
+    # ----------------------------------------------------------- lifecycle
+
+    async def drain(self) -> None:
+        """Wait until every proposed or waiting write has an answer (bounded)."""
+        deadline = time.monotonic() + DRAIN_S_MAX
+        while (self._pending or self._waiting) and time.monotonic() < deadline:
+            await asyncio.sleep(LEADER_POLL_S)
+        if self._waiter is not None:
+            await asyncio.shield(self._waiter)
+
+    async def aclose(self) -> None:
+        """Stop every replica cleanly (tasks awaited, files closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fail_everything()
+        if self._waiter is not None:
+            self._waiter.cancel()
+            await asyncio.gather(self._waiter, return_exceptions=True)
+        for node, driver in list(self.drivers.items()):
+            if driver is not None:
+                self.drivers[node] = None
+                await driver.close()
+
+    def close(self) -> None:
+        """Synchronous close for callers that cannot await (prefer `aclose`)."""
+        if self._closed:
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
+        self._closed = True
+        self._fail_everything()
+        if self._waiter is not None:
+            self._waiter.cancel()
+        for node, driver in list(self.drivers.items()):
+            if driver is not None:
+                self.drivers[node] = None
+                driver.close_now()
+
+    def _fail_everything(self) -> None:
+        self._fail_pending()
+        while self._waiting:
+            _, _, future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(InternalServerError("Internal server error"))

@@ -1,0 +1,451 @@
+"""The asyncio driver of one replica: clock, disk, network and state machine.
+
+It runs the sans-I/O `Replica` core exactly as the simulator does
+(sim/cluster.py): tick before step, then loop over `ready()`:
+
+    persist hard state / snapshot / entries   (PaxosLog, one fsync, worker thread)
+    send messages                             (per-peer bounded outboxes)
+    install the snapshot if asked             (swap the LMDB environment)
+    apply committed entries                   (PartitionStore: items + applied index, one txn)
+    advance
+
+Only one Ready is in flight at a time; proposals and messages that arrive
+during an fsync accumulate in the core and go out in the next Ready, which
+is the group commit. The fsync runs in the driver's own worker thread so the
+event loop keeps serving reads, ticks and other replicas.
+
+Time is `loop.time()` in integer ms; ticks come every TICK_S from
+`loop.call_later`. All three replicas of `triplica serve` share one clock, so
+the drift bound of options.py holds trivially here.
+
+Snapshots (catch-up of a replica behind the leader's compacted log): the
+core's snapshot `data` is a small token naming the index. Local compaction
+only needs the LMDB environment to be durable at or past that index
+(`checkpoint`), so it costs one env sync, not a copy. When a snapshot must
+leave the node (InstallSnapshot, or a Promise carrying one), the sender
+copies its LMDB environment (`copy_to`) and ships the file's bytes. The copy
+is taken at the sender's applied index j >= the snapshot's index i; that is
+safe because entries carry absolute item images and every j <= commit: the
+receiver installs state S_j, tells the core it holds i, and skips re-applied
+entries <= j (the store's applied index guards every apply). Images travel
+whole in one message (fine for now: bounded by the transport's frame size).
+
+Bounds: every outbox is bounded (a full one drops the message: Paxos
+tolerates loss, heartbeats resend); the Ready loop handles at most
+READY_ROUNDS_MAX Readies before yielding. Every task is owned by the driver
+and cancelled and awaited by `close()`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Protocol
+
+from triplica.replication.config import Membership
+from triplica.replication.log import EntryKind, HardState, LogEntry, Snapshot
+from triplica.replication.messages import Message, message_from_wire, message_to_wire
+from triplica.replication.options import ReplicaOptions
+from triplica.replication.replica import Ready, Replica
+from triplica.storage.lmdb_store import PartitionStore
+from triplica.storage.paxos_log import PaxosLog
+from triplica.transport.base import Address, TransportError
+from triplica.transport.inprocess import InProcessNetwork
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.010
+READY_ROUNDS_MAX = 64
+OUTBOX_MESSAGES_MAX = 4096
+SEND_BATCH_MESSAGES_MAX = 256
+SEND_DEADLINE_S = 0.5
+COMPACT_ENTRIES_DEFAULT = 20_000
+SNAPSHOT_TOKEN_PREFIX = b"lmdb-token:"
+SNAPSHOT_IMAGE_PREFIX = b"lmdb-image:"
+LMDB_DATA_FILE = "data.mdb"
+
+Decode = Callable[[bytes], list]
+
+
+class DriverListener(Protocol):
+    """What the owner of a driver hears about (all called on the event loop)."""
+
+    def applied(self, driver: "ReplicaDriver", entries: tuple[LogEntry, ...]) -> None: ...
+
+    def role_changed(self, driver: "ReplicaDriver") -> None: ...
+
+
+def snapshot_token(index: int) -> bytes:
+    return SNAPSHOT_TOKEN_PREFIX + str(index).encode()
+
+
+class ReplicaDriver:
+    """One replica (core + PaxosLog + PartitionStore) on the running event loop."""
+
+    def __init__(self, *, node_id: int, group: int, membership: Membership, directory: str,
+                 network: InProcessNetwork, addresses: dict[int, Address], sync_mode: str,
+                 decode: Decode, listener: DriverListener | None = None,
+                 options: ReplicaOptions = ReplicaOptions(),
+                 value_size: Callable[[bytes], int] = len,
+                 compact_entries: int = COMPACT_ENTRIES_DEFAULT,
+                 start_ms: int | None = None) -> None:
+        """`start_ms`: the core's clock at creation; only a brand-new group may
+        back-date it (see ReplicatedPartition._bootstrap), never a restart."""
+        assert node_id in addresses and compact_entries >= 1
+        self.node_id = node_id
+        self.directory = directory
+        self._loop = asyncio.get_running_loop()
+        self._network = network
+        self._address = addresses[node_id]
+        self._sync_mode = sync_mode
+        self._decode = decode
+        self._listener = listener
+        self._compact_entries = compact_entries
+        self._value_size = value_size
+        os.makedirs(directory, exist_ok=True)
+        self.log = PaxosLog(os.path.join(directory, "log"), sync_mode=sync_mode)
+        persisted = self.log.state()
+        self.store = PartitionStore(self._items_path, value_size=value_size)
+        if persisted.snapshot is not None and self.store.applied_index() < persisted.snapshot.index:
+            self._install_image(persisted.snapshot.index)  # a crash interrupted an install
+        now_ms = self.now_ms()
+        assert start_ms is None or (start_ms <= now_ms and persisted.hard_state == HardState()
+                                    and not persisted.entries and persisted.snapshot is None)
+        self.replica = Replica(node_id, group, membership, random.Random(),
+                               now_ms if start_ms is None else start_ms, options, persisted)
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"paxos-{node_id}")
+        self._server = network.server(self._address, self._on_batch)
+        self._clients = {peer: network.client(address) for peer, address in addresses.items()
+                         if peer != node_id}
+        self._outboxes: dict[int, asyncio.Queue] = {
+            peer: asyncio.Queue(OUTBOX_MESSAGES_MAX) for peer in self._clients}
+        self._wake = asyncio.Event()
+        self._busy = False  # the Ready loop is processing (a Ready may be in flight)
+        self._parked: Ready | None = None  # a Ready taken by an idle tick, for the loop
+        self._tasks: list[asyncio.Task] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._role_seen = (False, None)
+        self._incoming_seq = 0
+        self.running = False
+        self.failure: BaseException | None = None
+        self.dropped_messages = 0
+
+    @property
+    def _items_path(self) -> str:
+        return os.path.join(self.directory, "items")
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        assert not self.running and not self._tasks
+        self.running = True
+        self._tasks.append(self._loop.create_task(self._run()))
+        for peer in self._clients:
+            self._tasks.append(self._loop.create_task(self._send_loop(peer)))
+        self._tick_handle = self._loop.call_later(TICK_S, self._on_tick)
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop (like a power-off of this replica, minus losing the page cache)."""
+        was_running = self.running
+        self.running = False
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._server.close()
+        for client in self._clients.values():
+            await client.close()
+        await asyncio.to_thread(self._executor.shutdown, True)
+        self.log.close()
+        self.store.close()
+        if was_running:
+            self._notify_role()
+
+    def close_now(self) -> None:
+        """Synchronous best-effort close, for callers that cannot await `close()`.
+
+        Tasks are cancelled (they never touch the files again), the server is
+        taken off the network, the worker thread finishes its current fsync.
+        """
+        self.running = False
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        for task in self._tasks:
+            task.cancel()
+        self._network.unregister(self._server)
+        self._executor.shutdown(wait=True)
+        self.log.close()
+        self.store.close()
+
+    def drive_sync(self, deliver: Callable[[Message], None]) -> None:
+        """Process Readies inline (fsync in this thread), before `start()` only.
+
+        Used to elect the first leader of a brand-new group synchronously, so a
+        table is writable the moment CreateTable returns. `deliver` hands each
+        message straight to its recipient's core.
+        """
+        assert not self.running
+        for _ in range(READY_ROUNDS_MAX):
+            ready = self.replica.ready()
+            if ready.empty:
+                return
+            if ready.must_persist:
+                self.log.persist(ready.hard_state, ready.entries, ready.snapshot)
+            for message in ready.messages:
+                deliver(message)
+            if ready.committed_entries:
+                self._apply(ready.committed_entries)
+            self.replica.advance(ready)
+
+    def lease_read_allowed(self) -> bool:
+        """read_allowed for a driver that is not started yet (bootstrap)."""
+        return self.replica.read_allowed(self.now_ms())
+
+    # ---------------------------------------------------------------- clock
+
+    def now_ms(self) -> int:
+        return int(self._loop.time() * 1000)
+
+    def _on_tick(self) -> None:
+        if not self.running:
+            return
+        self.replica.tick(self.now_ms())
+        if self._busy or self._wake.is_set():
+            self._wake.set()
+        else:  # idle: most ticks produce nothing, so don't wake the task for them
+            ready = self.replica.ready()
+            if not ready.empty:
+                self._parked = ready
+                self._wake.set()
+        self._notify_role()
+        self._tick_handle = self._loop.call_later(TICK_S, self._on_tick)
+
+    # ----------------------------------------------------------- interface
+
+    def propose(self, data: bytes) -> int | None:
+        """Append a command if this replica leads; returns its index or None."""
+        if not self.running:
+            return None
+        # No tick here: the leader's tick checks its lease, which scans the
+        # uncommitted tail; the 10 ms ticks keep the core's clock fresh.
+        index = self.replica.propose(data)
+        if index is not None:
+            self._wake.set()
+        self._notify_role()
+        return index
+
+    def read_allowed(self) -> bool:
+        return self.running and self.replica.read_allowed(self.now_ms())
+
+    @property
+    def is_leader(self) -> bool:
+        return self.running and self.replica.is_leader
+
+    @property
+    def applied_index(self) -> int:
+        return self.store.applied_index()
+
+    # ------------------------------------------------------------- inbound
+
+    async def _on_batch(self, batch: list) -> None:
+        if not self.running:
+            return
+        ticked_ms = -1
+        for wire in batch:
+            message = message_from_wire(wire)
+            if message.to != self.node_id:
+                continue
+            snapshot = getattr(message, "snapshot", None)
+            if snapshot is not None:
+                message = await self._receive_snapshot(message, snapshot)
+                if message is None or not self.running:
+                    continue
+            now_ms = self.now_ms()
+            if now_ms != ticked_ms:  # tick before step, once per ms of receipt time
+                self.replica.tick(now_ms)
+                ticked_ms = now_ms
+            self.replica.step(message)
+        self._wake.set()
+        self._notify_role()
+
+    async def _receive_snapshot(self, message: Message, snapshot: Snapshot) -> Message | None:
+        """Write a shipped LMDB image to disk; hand the core a token instead."""
+        if not snapshot.data.startswith(SNAPSHOT_IMAGE_PREFIX):
+            log.warning("replica %s: snapshot without an image from %s", self.node_id, message.sender)
+            return None
+        self._incoming_seq += 1
+        path = os.path.join(self.directory, f"incoming-{snapshot.index:020d}-{self._incoming_seq:06d}")
+        image = memoryview(snapshot.data)[len(SNAPSHOT_IMAGE_PREFIX):]
+        await self._loop.run_in_executor(self._executor, _write_image, path, image)
+        token = replace(snapshot, data=snapshot_token(snapshot.index))
+        return replace(message, snapshot=token)
+
+    # ------------------------------------------------------------ outbound
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        for message in messages:
+            outbox = self._outboxes.get(message.to)
+            if outbox is None:
+                continue
+            try:
+                outbox.put_nowait(message)
+            except asyncio.QueueFull:
+                self.dropped_messages += 1
+
+    async def _send_loop(self, peer: int) -> None:
+        outbox, client = self._outboxes[peer], self._clients[peer]
+        while True:
+            batch = [await outbox.get()]
+            while not outbox.empty() and len(batch) < SEND_BATCH_MESSAGES_MAX:
+                batch.append(outbox.get_nowait())
+            wires = []
+            for message in batch:
+                snapshot = getattr(message, "snapshot", None)
+                if snapshot is not None:
+                    message = await self._attach_image(message, snapshot)
+                    if message is None:
+                        continue
+                wires.append(message_to_wire(message))
+            try:
+                await client.send(wires, SEND_DEADLINE_S)
+            except (TransportError, TypeError) as error:
+                self.dropped_messages += len(wires)
+                log.debug("replica %s: send to %s failed: %s", self.node_id, peer, error)
+
+    async def _attach_image(self, message: Message, snapshot: Snapshot) -> Message | None:
+        """Replace the token by a copy of this replica's LMDB environment."""
+        try:
+            image = await self._loop.run_in_executor(self._executor, self._copy_image)
+        except Exception:  # the store was swapped or closed under us: skip this one
+            log.warning("replica %s: could not copy its store for a snapshot", self.node_id,
+                        exc_info=True)
+            return None
+        return replace(message, snapshot=replace(snapshot, data=SNAPSHOT_IMAGE_PREFIX + image))
+
+    def _copy_image(self) -> bytes:
+        with tempfile.TemporaryDirectory(dir=self.directory, prefix="outgoing-") as path:
+            self.store.copy_to(path)
+            with open(os.path.join(path, LMDB_DATA_FILE), "rb") as file:
+                return file.read()
+
+    # ---------------------------------------------------------- Ready loop
+
+    async def _run(self) -> None:
+        await self._server.start()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._busy = True
+            try:
+                for _ in range(READY_ROUNDS_MAX):
+                    ready = self._parked if self._parked is not None else self.replica.ready()
+                    self._parked = None
+                    if ready.empty:
+                        break
+                    await self._process(ready)
+                else:
+                    self._wake.set()  # more to do: let the loop breathe first
+                await self._maybe_compact()
+                self._busy = False
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # disk failure or a bug: stop this replica
+                log.exception("replica %s failed; stopping it", self.node_id)
+                self.failure = error
+                self.running = False
+                if self._tick_handle is not None:
+                    self._tick_handle.cancel()
+                self._notify_role()
+                return
+
+    async def _process(self, ready: Ready) -> None:
+        if ready.must_persist:
+            if self._sync_mode == "none":
+                self.log.persist(ready.hard_state, ready.entries, ready.snapshot)
+            else:
+                await self._loop.run_in_executor(self._executor, self.log.persist,
+                                                 ready.hard_state, ready.entries, ready.snapshot)
+        self._send(ready.messages)
+        if ready.install_snapshot and ready.snapshot is not None:
+            self._install_image(ready.snapshot.index)
+        if ready.committed_entries:
+            self._apply(ready.committed_entries)
+        self.replica.advance(ready)
+        self._notify_role()
+        if ready.committed_entries and self._listener is not None:
+            self._listener.applied(self, ready.committed_entries)
+
+    def _apply(self, entries: tuple[LogEntry, ...]) -> None:
+        applied = self.store.applied_index()
+        batch = []
+        for entry in entries:
+            if entry.index <= applied:
+                continue  # already in the store (restart, or an image taken past the snapshot)
+            writes = self._decode(entry.data) if entry.kind == EntryKind.COMMAND else []
+            batch.append((entry.index, writes))
+        if batch:
+            self.store.apply_batch(batch)
+
+    def _install_image(self, index: int) -> None:
+        """Make the newest received image for snapshot `index` the store."""
+        prefix = f"incoming-{index:020d}-"
+        names = sorted(n for n in os.listdir(self.directory) if n.startswith(prefix))
+        if not names:
+            raise RuntimeError(f"replica {self.node_id}: no image for snapshot {index}")
+        self.store.close()
+        shutil.rmtree(self._items_path, ignore_errors=True)
+        os.rename(os.path.join(self.directory, names[-1]), self._items_path)
+        _fsync_directory(self.directory)
+        for name in os.listdir(self.directory):
+            if name.startswith("incoming-"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        self.store = PartitionStore(self._items_path, value_size=self._value_size)
+        assert self.store.applied_index() >= index, (self.store.applied_index(), index)
+
+    async def _maybe_compact(self) -> None:
+        replica = self.replica
+        if replica.is_log_replica or replica.applied_index - replica.log.snapshot_index < self._compact_entries:
+            return
+        index = replica.applied_index
+        assert self.store.applied_index() >= index
+        await self._loop.run_in_executor(self._executor, self.store.checkpoint)
+        replica.compact(index, snapshot_token(index))
+        self._wake.set()
+
+    # ------------------------------------------------------------ helpers
+
+    def _notify_role(self) -> None:
+        leading = self.running and self.replica.is_leader
+        seen = (leading, self.replica.ballot if leading else None)
+        if seen != self._role_seen:
+            self._role_seen = seen
+            if self._listener is not None:
+                self._listener.role_changed(self)
+
+
+def _write_image(path: str, image: memoryview) -> None:
+    os.makedirs(path)
+    with open(os.path.join(path, LMDB_DATA_FILE), "wb") as file:
+        file.write(image)
+        file.flush()
+        os.fsync(file.fileno())
+    _fsync_directory(path)
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
