@@ -75,7 +75,8 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Any, sync_mode: str) -> N
 
 
 def test_flipped_bit_in_wal_is_detected(tmp_path: Any) -> None:
-    server = ServerProcess(str(tmp_path)).start()
+    # One copy: with three, the damaged replica's peers hold the data (see test_replicated_*).
+    server = ServerProcess(str(tmp_path), "--replicas", "1").start()
     try:
         client = server.client()
         _create(client, "durable")
@@ -96,7 +97,7 @@ def test_flipped_bit_in_wal_is_detected(tmp_path: Any) -> None:
     for items_dir in glob.glob(os.path.join(str(tmp_path), "tables", "*", "*", "items")):
         for name in os.listdir(items_dir):
             os.remove(os.path.join(items_dir, name))
-    broken = ServerProcess(str(tmp_path))
+    broken = ServerProcess(str(tmp_path), "--replicas", "1")
     with pytest.raises(RuntimeError):
         broken.start()
     assert broken.process is not None
