@@ -28,3 +28,8 @@ clean:
 .PHONY: sim
 sim: $(STAMP)
 	$(PY) -m triplica.sim --seeds $(or $(SEEDS),1000) --start $(or $(START),0) --jobs $(or $(JOBS),2)
+
+# Power-off chaos against a local 3-node cluster: make chaos [SECONDS=300] [SEED=n]
+.PHONY: chaos
+chaos: $(STAMP)
+	$(PY) -m triplica.ops.chaos --seconds $(or $(SECONDS),300) $(if $(SEED),--seed $(SEED),)

@@ -1,4 +1,5 @@
-"""Command line: `triplica serve [--host H] [--port P] [--data-dir D] [--sync MODE] [--replicas N]`."""
+"""Command line: `triplica serve [--host H] [--port P] [--data-dir D] [--sync MODE] [--replicas N]`,
+`triplica node --config FILE`, `triplica cluster up|down|start-node --data-dir DIR ...`."""
 from __future__ import annotations
 
 import argparse
@@ -57,14 +58,67 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default="./triplica-data")
     serve.add_argument("--sync", choices=("always", "batch", "none"), default="batch",
                        help="WAL fsync policy: every record, once per group commit, or never")
-    serve.add_argument("--replicas", type=int, choices=(1, 3), default=1,
-                       help="copies of each partition: 3 = a Paxos group in three AZs in this "
-                            "process, 1 = a single copy")
+    serve.add_argument("--replicas", type=int, choices=(1, 3), default=3,
+                       help="copies of each partition: 3 (default) = a Paxos group in three AZs "
+                            "in this process, 1 = a single copy")
     serve.add_argument("--credentials", default=None,
                        help="file of 'ACCESS_KEY_ID SECRET' lines; enables SigV4 verification")
     serve.add_argument("--log-level", default="WARNING")
     serve.set_defaults(run=_serve)
+    _add_cluster_commands(commands)
     return parser
+
+
+# ------------------------------------------------- node and cluster (issue 3)
+
+def _node(args: argparse.Namespace) -> int:
+    from triplica.cluster.config import load_node_config
+    from triplica.cluster.node import run_node
+
+    run_node(load_node_config(args.config))
+    sys.stdout.flush()
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from triplica.cluster import local
+
+    try:
+        if args.action == "up":
+            endpoint = local.cluster_up(args.data_dir, nodes=args.nodes, azs=args.azs,
+                                        base_port=args.base_port, sync=args.sync)
+            print(endpoint, flush=True)
+        elif args.action == "down":
+            stopped = local.cluster_down(args.data_dir)
+            print(f"stopped {len(stopped)} processes", flush=True)
+        else:
+            print(local.start_node(args.data_dir, args.node), flush=True)
+    except local.ClusterError as error:
+        print(f"triplica cluster {args.action}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_cluster_commands(commands: "argparse._SubParsersAction") -> None:
+    node = commands.add_parser("node", help="run one storage node (see cluster/config.py)")
+    node.add_argument("--config", required=True, help="node config file (.json or .toml)")
+    node.add_argument("--log-level", default="WARNING")
+    node.set_defaults(run=_node)
+    cluster = commands.add_parser("cluster", help="a local multi-process cluster on 127.0.0.1")
+    actions = cluster.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start N nodes and a router, print the endpoint")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--azs", type=int, default=3)
+    up.add_argument("--base-port", type=int, default=8000,
+                    help="router port; node i uses base+i (HTTP) and base+100+i (peers)")
+    up.add_argument("--sync", choices=("always", "batch", "none"), default="batch")
+    down = actions.add_parser("down", help="stop every process of the cluster (SIGTERM, SIGKILL)")
+    start = actions.add_parser("start-node", help="(re)start one stopped node from its config")
+    start.add_argument("--node", type=int, required=True)
+    for action in (up, down, start):
+        action.add_argument("--data-dir", required=True)
+        action.add_argument("--log-level", default="WARNING")
+    cluster.set_defaults(run=_cluster)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,6 +80,15 @@ def test_hard_state_is_written_in_two_copies_and_the_latest_wins(tmp_path):
         assert log.hard_state == HardState(Ballot(3, 1), 7)
 
 
+def test_a_hard_state_alone_is_remembered_without_reopening(tmp_path):
+    with PaxosLog(str(tmp_path / "log")) as log:
+        log.persist(HardState(Ballot(1, 2), 0), [], None)
+        assert log.hard_state == HardState(Ballot(1, 2), 0)
+        log.persist(None, [entry(1)], None)
+        log.persist(HardState(Ballot(1, 2), 1), [], None)
+        assert log.hard_state == HardState(Ballot(1, 2), 1)
+
+
 def test_snapshot_drops_entries_below_it_and_compacts_segments(tmp_path):
     directory = str(tmp_path / "log")
     with PaxosLog(directory, segment_bytes_max=512) as log:

@@ -9,6 +9,7 @@ only after the entry is durable in the WAL and applied.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from triplica.api import expression_params as params
@@ -19,7 +20,8 @@ from triplica.api.item_access import (check_common_enums, checked_item_size, con
 from triplica.api.service import AfterCommit, Service, register
 from triplica.api.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
                                      Violations, check_enum, expect_type)
-from triplica.errors import ConditionalCheckFailedException, ValidationException
+from triplica.errors import (ConditionalCheckFailedException, InternalServerError,
+                             ValidationException)
 from triplica.model import limits
 from triplica.model.size import attribute_size_bytes, item_size_bytes
 from triplica.model.values import validate_item
@@ -40,11 +42,38 @@ def _write_violations(request: dict[str, Any]) -> Violations:
     return violations
 
 
-def _check_condition(condition: Any, old: dict | None, request: dict[str, Any]) -> None:
-    if condition is not None and not condition.evaluate(old):
-        keep_old = request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
-        raise ConditionalCheckFailedException(
-            "The conditional request failed", item=old if keep_old and old else None)
+def _condition_failure(condition: Any, old: dict | None, request: dict[str, Any],
+                       partition: Any, key: bytes) -> Any:
+    """None when the condition holds; otherwise what the handler must answer.
+
+    The condition was evaluated against the latest state, which may include a
+    queued write that is not durable yet. Answering "condition failed" at once
+    would let the client observe that write before any reader can (and before
+    it is certain to happen): the failure is sent only once the queued write
+    it depended on is durable, and becomes a 500 if that write fails.
+    """
+    if condition is None or condition.evaluate(old):
+        return None
+    keep_old = request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+    error = ConditionalCheckFailedException(
+        "The conditional request failed", item=old if keep_old and old else None)
+    return _answer_after_queued(partition, key, error)
+
+
+def _answer_after_queued(partition: Any, key: bytes, error: Exception) -> Any:
+    """Raise `error` now, or once the queued write to `key` it was derived from is durable."""
+    queued = partition.pending_write(key)
+    if queued is None:
+        raise error
+    return _fail_after(queued, error)
+
+
+async def _fail_after(queued: Any, error: Exception) -> Any:
+    try:
+        await asyncio.shield(queued)
+    except Exception:
+        raise InternalServerError("Internal server error") from None
+    raise error
 
 
 def _add_capacity(response: dict[str, Any], request: dict[str, Any], table_name: str,
@@ -76,7 +105,9 @@ def put_item(service: Service, request: dict[str, Any]) -> Any:
         or request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
     stored = partition.read_latest(key) if needs_old else None
     old = decode_image(stored)
-    _check_condition(condition, old, request)
+    failure = _condition_failure(condition, old, request, partition, key)
+    if failure is not None:
+        return failure
     future = partition.propose([(key, encode_image(item, size))])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:
@@ -126,7 +157,9 @@ def delete_item(service: Service, request: dict[str, Any]) -> Any:
     partition, key = locate(table, pk, sk)
     stored = partition.read_latest(key)
     old = decode_image(stored)
-    _check_condition(condition, old, request)
+    failure = _condition_failure(condition, old, request, partition, key)
+    if failure is not None:
+        return failure
     future = partition.propose([(key, None)])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:
@@ -182,10 +215,15 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     partition, key = locate(table, pk, sk)
     stored = partition.read_latest(key)
     old = decode_image(stored)
-    _check_condition(condition, old, request)
+    failure = _condition_failure(condition, old, request, partition, key)
+    if failure is not None:
+        return failure
     base = old if old is not None else key_attributes(table, pk, sk)
-    new = plan.apply(base) if plan is not None else base
-    size = _updated_size(old, stored, new, written)
+    try:  # errors that depend on the item's current (possibly queued) state
+        new = plan.apply(base) if plan is not None else base
+        size = _updated_size(old, stored, new, written)
+    except ValidationException as error:
+        return _answer_after_queued(partition, key, error)
     future = partition.propose([(key, encode_image(new, size))])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 import uuid
+from typing import Any, Callable
 
 from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, TableInfo
 from triplica.engine.partition import Partition
@@ -56,21 +57,29 @@ REPLICA_COUNTS = (1, 3)
 LEADERS_WAIT_S_DEFAULT = 10.0
 
 
+# Builds the partition of one hash range: (table, range, directory) -> partition.
+PartitionFactory = Callable[[TableInfo, PartitionInfo, str], Any]
+
+
 async def _close_partition(partition: "Partition | ReplicatedPartition") -> None:
     await partition.drain()
-    if isinstance(partition, ReplicatedPartition):
-        await partition.aclose()
+    aclose = getattr(partition, "aclose", None)
+    if aclose is not None:
+        await aclose()
     else:
         partition.close()
 
 
 class Database:
-    def __init__(self, data_dir: str, sync_mode: str = "batch", replicas: int = 1) -> None:
+    def __init__(self, data_dir: str, sync_mode: str = "batch", replicas: int = 1,
+                 partition_factory: PartitionFactory | None = None) -> None:
+        """`partition_factory` overrides `replicas` (a storage node's NodePartition)."""
         assert replicas in REPLICA_COUNTS, replicas
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
         self.sync_mode = sync_mode
         self.replicas = replicas
+        self.partition_factory = partition_factory
         self.catalog = Catalog(data_dir)
         self.tables: dict[str, Table] = {}
         for info in self.catalog.tables.values():
@@ -80,7 +89,10 @@ class Database:
         return os.path.join(self.data_dir, "tables", info.table_id, partition.partition_id)
 
     def _open_table(self, info: TableInfo) -> Table:
-        if self.replicas == 1:
+        if self.partition_factory is not None:
+            partitions = [self.partition_factory(info, p, self._partition_dir(info, p))
+                          for p in info.partitions]
+        elif self.replicas == 1:
             partitions = [Partition(self._partition_dir(info, p), self.sync_mode)
                           for p in info.partitions]
         else:

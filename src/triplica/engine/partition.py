@@ -72,7 +72,8 @@ class Partition:
         self.wal = WriteAheadLog(os.path.join(directory, "wal"), sync_mode=sync_mode)
         self._recover()
         self._next_index = max(self.wal.last_index(), self.store.applied_index()) + 1
-        self._overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        # key -> (log index, queued value, that entry's future): the latest queued write.
+        self._overlay: dict[bytes, tuple[int, bytes | None, asyncio.Future]] = {}
         self._queue: list[tuple[int, list[Write], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self._failure: BaseException | None = None
@@ -112,6 +113,15 @@ class Partition:
             return pending[1]
         return self.store.get(key)
 
+    def pending_write(self, key: bytes) -> asyncio.Future | None:
+        """The future of the latest queued (not yet durable) write to `key`, if any.
+
+        An answer computed from queued state (a failed condition) must not be
+        sent before that state is durable: see api/ops_items.py.
+        """
+        pending = self._overlay.get(key)
+        return pending[2] if pending is not None else None
+
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:
         return self.store.scan(start, end, reverse=reverse, start_inclusive=start_inclusive)
@@ -128,9 +138,9 @@ class Partition:
         assert writes, "empty log entry"
         index = self._next_index
         self._next_index = index + 1
-        for key, value in writes:
-            self._overlay[key] = (index, value)
         future = asyncio.get_running_loop().create_future()
+        for key, value in writes:
+            self._overlay[key] = (index, value, future)
         self._queue.append((index, writes, future))
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())

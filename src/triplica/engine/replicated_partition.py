@@ -65,13 +65,21 @@ WAITING_WRITES_MAX = 10_000
 PENDING_WRITES_MAX = 100_000
 DRAIN_S_MAX = 10.0
 BOOTSTRAP_ROUNDS_MAX = 20
+# Timing for `triplica serve`: an idle group's cost is one heartbeat round
+# per interval, so heartbeats come every 200 ms instead of 50 and the election
+# timeout grows to match (options.py wants at least three heartbeats per
+# timeout): 600 ms + up to 300 ms of jitter. The lease follows from the
+# timeout by the unchanged arithmetic of options.py (about 566 ms, renewed
+# every heartbeat); a failover takes up to ~1 s instead of ~0.6 s.
+SERVE_OPTIONS = ReplicaOptions(heartbeat_interval_ms=200, election_timeout_base_ms=600,
+                               election_timeout_jitter_ms=300)
 
 
 class ReplicatedPartition:
     """N replicas of one partition, one leader, same interface as Partition."""
 
     def __init__(self, directory: str, sync_mode: str = "batch", replicas: int = 3,
-                 options: ReplicaOptions = ReplicaOptions(),
+                 options: ReplicaOptions = SERVE_OPTIONS,
                  compact_entries: int = COMPACT_ENTRIES_DEFAULT) -> None:
         assert sync_mode in ("always", "batch", "none"), sync_mode
         assert 1 <= replicas <= len(AVAILABILITY_ZONES), replicas
@@ -146,8 +154,9 @@ class ReplicatedPartition:
             for driver in drivers:
                 driver.replica.tick(driver.now_ms())
                 driver.drive_sync(deliver)
-            first = drivers[0]
-            if first.replica.is_leader and first.lease_read_allowed():
+            # Usually node 1; another node may win if the bootstrap itself
+            # outlasted its (jittered) election timeout. Either is fine.
+            if any(d.replica.is_leader and d.lease_read_allowed() for d in drivers):
                 return
         log.warning("partition %s: no leader after bootstrap; the drivers will elect one",
                     self.directory)
@@ -186,9 +195,9 @@ class ReplicatedPartition:
     def _usable_leader(self) -> ReplicaDriver | None:
         """The leader allowed to serve consistent reads now, if any.
 
-        Cached for the current millisecond: the core's lease check scans the
-        uncommitted log tail, and a burst of requests in one loop turn would
-        otherwise pay it per request. Role changes invalidate the cache.
+        Cached for the current millisecond: the lease check is a quorum
+        computation over the members, and a burst of requests in one loop
+        turn would otherwise pay it per request. Role changes invalidate it.
         """
         now_ms = int(self._loop.time() * 1000)
         if self._usable_cache is not None and self._usable_cache[0] == now_ms:
@@ -232,6 +241,14 @@ class ReplicatedPartition:
         if pending is not None:
             return pending[1]
         return leader.store.get(key)
+
+    def pending_write(self, key: bytes) -> asyncio.Future | None:
+        """The future of the latest queued (not yet committed) write to `key`, if any."""
+        queued = self._overlay.get(key)
+        if queued is None:
+            return None
+        pending = self._pending.get(queued[0])
+        return pending[0] if pending is not None else None
 
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:

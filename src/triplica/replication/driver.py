@@ -3,8 +3,11 @@
 It runs the sans-I/O `Replica` core exactly as the simulator does
 (sim/cluster.py): tick before step, then loop over `ready()`:
 
-    persist hard state / snapshot / entries   (PaxosLog, one fsync, worker thread)
-    send messages                             (per-peer bounded outboxes)
+    persist hard state / snapshot / entries   (PaxosLog, one fsync, worker thread;
+                                               a commit-index-only hard state waits
+                                               for the next append, see _needs_disk)
+    send messages                             (in-process peer inboxes, or per-peer
+                                               bounded outboxes on the transport)
     install the snapshot if asked             (swap the LMDB environment)
     apply committed entries                   (PartitionStore: items + applied index, one txn)
     advance
@@ -14,9 +17,22 @@ during an fsync accumulate in the core and go out in the next Ready, which
 is the group commit. The fsync runs in the driver's own worker thread so the
 event loop keeps serving reads, ticks and other replicas.
 
-Time is `loop.time()` in integer ms; ticks come every TICK_S from
-`loop.call_later`. All three replicas of `triplica serve` share one clock, so
-the drift bound of options.py holds trivially here.
+Time is `loop.time()` in integer ms. The core is ticked when it asks
+(`Replica.next_tick_ms`: the next heartbeat, election or step-down deadline,
+one `loop.call_at` timer), before each Ready, and before each batch of
+received messages; an idle group therefore costs one wake-up per heartbeat,
+not a periodic tick per replica. All three replicas of `triplica serve` share
+one clock, so the drift bound of options.py holds trivially here.
+
+In-process peers: when a peer's driver lives in this process on the same
+`InProcessNetwork` and its server is registered there (so a test that takes
+a server off the network still partitions it), messages go straight into
+the peer's bounded inbox as the frozen dataclasses they are (immutable, so
+sharing them is safe), skipping msgpack and the transport's tasks; the peer
+steps them in one `call_soon` callback. Messages carrying a snapshot still
+take the transport (they must ship the LMDB image). A Ready that needs no
+disk (messages only, e.g. heartbeats and their answers) is handled inline
+when the Ready loop is idle.
 
 Snapshots (catch-up of a replica behind the leader's compacted log): the
 core's snapshot `data` is a small token naming the index. Local compaction
@@ -43,6 +59,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -60,9 +77,10 @@ from triplica.transport.inprocess import InProcessNetwork
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.010
+TICK_S_MIN = 0.001  # never schedule the tick timer closer than this
 READY_ROUNDS_MAX = 64
 OUTBOX_MESSAGES_MAX = 4096
+INBOX_MESSAGES_MAX = 4096  # direct in-process deliveries waiting for their step
 SEND_BATCH_MESSAGES_MAX = 256
 SEND_DEADLINE_S = 0.5
 COMPACT_ENTRIES_DEFAULT = 20_000
@@ -71,6 +89,9 @@ SNAPSHOT_IMAGE_PREFIX = b"lmdb-image:"
 LMDB_DATA_FILE = "data.mdb"
 
 Decode = Callable[[bytes], list]
+
+# Running drivers by (id(network), address), for direct in-process delivery.
+_LOCAL_DRIVERS: dict[tuple[int, Address], "ReplicaDriver"] = {}
 
 
 class DriverListener(Protocol):
@@ -103,6 +124,8 @@ class ReplicaDriver:
         self._loop = asyncio.get_running_loop()
         self._network = network
         self._address = addresses[node_id]
+        self._addresses = dict(addresses)
+        self._local = isinstance(network, InProcessNetwork)
         self._sync_mode = sync_mode
         self._decode = decode
         self._listener = listener
@@ -130,6 +153,10 @@ class ReplicaDriver:
         self._parked: Ready | None = None  # a Ready taken by an idle tick, for the loop
         self._tasks: list[asyncio.Task] = []
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_due_ms = 0
+        self._inbox: deque[Message] = deque()
+        self._hard_state_deferred: HardState | None = None  # see _needs_disk
+        self._inbox_scheduled = False
         self._role_seen = (False, None)
         self._incoming_seq = 0
         self.running = False
@@ -148,13 +175,16 @@ class ReplicaDriver:
         self._tasks.append(self._loop.create_task(self._run()))
         for peer in self._clients:
             self._tasks.append(self._loop.create_task(self._send_loop(peer)))
-        self._tick_handle = self._loop.call_later(TICK_S, self._on_tick)
+        if self._local:
+            _LOCAL_DRIVERS[(id(self._network), self._address)] = self
+        self._schedule_tick()
         self._wake.set()
 
     async def close(self) -> None:
         """Stop (like a power-off of this replica, minus losing the page cache)."""
         was_running = self.running
         self.running = False
+        self._forget_local()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -178,6 +208,7 @@ class ReplicaDriver:
         taken off the network, the worker thread finishes its current fsync.
         """
         self.running = False
+        self._forget_local()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -218,18 +249,58 @@ class ReplicaDriver:
         return int(self._loop.time() * 1000)
 
     def _on_tick(self) -> None:
+        self._tick_handle = None
         if not self.running:
             return
         self.replica.tick(self.now_ms())
-        if self._busy or self._wake.is_set():
+        self._pump()
+
+    def _schedule_tick(self) -> None:
+        """Make the timer fire by the core's next deadline (earlier is harmless)."""
+        if not self.running:
+            return
+        due_ms = self.replica.next_tick_ms()
+        if self._tick_handle is not None:
+            if self._tick_due_ms <= due_ms:
+                return
+            self._tick_handle.cancel()
+        self._tick_due_ms = due_ms
+        # +1 ms: now_ms() floors, and the core acts once its clock reaches due_ms.
+        when_s = max((due_ms + 1) / 1000, self._loop.time() + TICK_S_MIN)
+        self._tick_handle = self._loop.call_at(when_s, self._on_tick)
+
+    def _pump(self) -> None:
+        """After feeding the core: hand its output on, then re-arm the timer.
+
+        While the Ready loop is busy (or has work queued) it picks the output
+        up itself. Otherwise a Ready that needs no disk and applies nothing
+        (heartbeats and their answers) is sent right here, without waking the
+        loop task; the first one that does need them is parked for the task.
+        """
+        if self._busy or self._wake.is_set() or self._parked is not None:
             self._wake.set()
-        else:  # idle: most ticks produce nothing, so don't wake the task for them
-            ready = self.replica.ready()
-            if not ready.empty:
-                self._parked = ready
+        else:
+            for _ in range(READY_ROUNDS_MAX):
+                ready = self.replica.ready()
+                if ready.empty:
+                    break
+                if self._needs_disk(ready) or ready.install_snapshot:
+                    self._parked = ready
+                    self._wake.set()
+                    break
+                if ready.hard_state is not None:
+                    self._hard_state_deferred = ready.hard_state
+                try:
+                    self._finish(ready)
+                except Exception as error:  # a disk failure or a bug: stop this replica
+                    self._fail(error)
+                    return
+                if not ready.committed_entries:
+                    break  # advance() of a Ready that applied nothing creates no output
+            if self._compaction_due():
                 self._wake.set()
         self._notify_role()
-        self._tick_handle = self._loop.call_later(TICK_S, self._on_tick)
+        self._schedule_tick()
 
     # ----------------------------------------------------------- interface
 
@@ -237,8 +308,8 @@ class ReplicaDriver:
         """Append a command if this replica leads; returns its index or None."""
         if not self.running:
             return None
-        # No tick here: the leader's tick checks its lease, which scans the
-        # uncommitted tail; the 10 ms ticks keep the core's clock fresh.
+        # No tick here: the Ready loop ticks right before the round that
+        # sends this entry, so its send time (lease start) is fresh.
         index = self.replica.propose(data)
         if index is not None:
             self._wake.set()
@@ -258,6 +329,41 @@ class ReplicaDriver:
 
     # ------------------------------------------------------------- inbound
 
+    def _deliver_local(self, message: Message) -> None:
+        """A peer in this process hands us a message (see the module docstring)."""
+        if len(self._inbox) >= INBOX_MESSAGES_MAX:
+            self.dropped_messages += 1  # like a full outbox: Paxos tolerates loss
+            return
+        self._inbox.append(message)
+        if not self._inbox_scheduled:
+            self._inbox_scheduled = True
+            self._loop.call_soon(self._step_inbox)
+
+    def _step_inbox(self) -> None:
+        self._inbox_scheduled = False
+        if not self.running:
+            self._inbox.clear()
+            return
+        self.replica.tick(self.now_ms())  # tick before step
+        while self._inbox:
+            self.replica.step(self._inbox.popleft())
+        self._pump()
+
+    def _local_peer(self, node: int) -> "ReplicaDriver | None":
+        address = self._addresses[node]
+        peer = _LOCAL_DRIVERS.get((id(self._network), address))
+        if peer is None or not peer.running or not peer._server.open:
+            return None
+        if self._network.lookup(address) is not peer._server:
+            return None
+        return peer
+
+    def _forget_local(self) -> None:
+        key = (id(self._network), self._address)
+        if _LOCAL_DRIVERS.get(key) is self:
+            del _LOCAL_DRIVERS[key]
+        self._inbox.clear()
+
     async def _on_batch(self, batch: list) -> None:
         if not self.running:
             return
@@ -276,8 +382,7 @@ class ReplicaDriver:
                 self.replica.tick(now_ms)
                 ticked_ms = now_ms
             self.replica.step(message)
-        self._wake.set()
-        self._notify_role()
+        self._pump()
 
     async def _receive_snapshot(self, message: Message, snapshot: Snapshot) -> Message | None:
         """Write a shipped LMDB image to disk; hand the core a token instead."""
@@ -295,6 +400,11 @@ class ReplicaDriver:
 
     def _send(self, messages: tuple[Message, ...]) -> None:
         for message in messages:
+            if self._local and getattr(message, "snapshot", None) is None:
+                peer = self._local_peer(message.to)
+                if peer is not None:
+                    peer._deliver_local(message)
+                    continue
             outbox = self._outboxes.get(message.to)
             if outbox is None:
                 continue
@@ -349,8 +459,11 @@ class ReplicaDriver:
             self._busy = True
             try:
                 for _ in range(READY_ROUNDS_MAX):
-                    ready = self._parked if self._parked is not None else self.replica.ready()
-                    self._parked = None
+                    if self._parked is not None:
+                        ready, self._parked = self._parked, None
+                    else:
+                        self.replica.tick(self.now_ms())  # fresh send times for this round
+                        ready = self.replica.ready()
                     if ready.empty:
                         break
                     await self._process(ready)
@@ -358,24 +471,53 @@ class ReplicaDriver:
                     self._wake.set()  # more to do: let the loop breathe first
                 await self._maybe_compact()
                 self._busy = False
+                self._schedule_tick()
             except asyncio.CancelledError:
                 raise
             except BaseException as error:  # disk failure or a bug: stop this replica
-                log.exception("replica %s failed; stopping it", self.node_id)
-                self.failure = error
-                self.running = False
-                if self._tick_handle is not None:
-                    self._tick_handle.cancel()
-                self._notify_role()
+                self._fail(error)
                 return
 
+    def _fail(self, error: BaseException) -> None:
+        log.error("replica %s failed; stopping it", self.node_id, exc_info=error)
+        self.failure = error
+        self.running = False
+        self._forget_local()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        self._notify_role()
+
     async def _process(self, ready: Ready) -> None:
-        if ready.must_persist:
+        if self._needs_disk(ready):
+            hard_state = ready.hard_state or self._hard_state_deferred
+            self._hard_state_deferred = None
             if self._sync_mode == "none":
-                self.log.persist(ready.hard_state, ready.entries, ready.snapshot)
+                self.log.persist(hard_state, ready.entries, ready.snapshot)
             else:
                 await self._loop.run_in_executor(self._executor, self.log.persist,
-                                                 ready.hard_state, ready.entries, ready.snapshot)
+                                                 hard_state, ready.entries, ready.snapshot)
+        elif ready.hard_state is not None:
+            self._hard_state_deferred = ready.hard_state
+        self._finish(ready)
+
+    def _needs_disk(self, ready: Ready) -> bool:
+        """Must this Ready be written (and fsynced) before its messages go out?
+
+        Not when its only durable change is a higher commit index under the
+        same promise: the commit index is a restart optimisation (log.py); a
+        replica that restarts with an older one just learns the rest again
+        from the leader, exactly as after a crash before that fsync. Such a
+        hard state waits for the next append (entries, a snapshot or a new
+        promise), which writes it after everything it covers.
+        """
+        if ready.entries or ready.snapshot is not None:
+            return True
+        hard_state = ready.hard_state
+        return hard_state is not None and hard_state.promised != self.log.hard_state.promised
+
+    def _finish(self, ready: Ready) -> None:
+        """Everything after persisting: send, install, apply, advance, tell the owner."""
         self._send(ready.messages)
         if ready.install_snapshot and ready.snapshot is not None:
             self._install_image(ready.snapshot.index)
@@ -413,9 +555,14 @@ class ReplicaDriver:
         self.store = PartitionStore(self._items_path, value_size=self._value_size)
         assert self.store.applied_index() >= index, (self.store.applied_index(), index)
 
+    def _compaction_due(self) -> bool:
+        replica = self.replica
+        return (not replica.is_log_replica
+                and replica.applied_index - replica.log.snapshot_index >= self._compact_entries)
+
     async def _maybe_compact(self) -> None:
         replica = self.replica
-        if replica.is_log_replica or replica.applied_index - replica.log.snapshot_index < self._compact_entries:
+        if not self._compaction_due():
             return
         index = replica.applied_index
         assert self.store.applied_index() >= index

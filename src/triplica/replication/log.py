@@ -13,10 +13,14 @@ Invariants of ReplicaLog:
 - no entry at or below `snapshot_index` is kept;
 - `last_index` is the largest index held (or snapshot_index when empty);
 - the log may have holes above the commit index (pipelined or lost accepts),
-  never at or below it.
+  never at or below it;
+- `_config_indexes` is the sorted list of indexes whose entry held is a
+  CONFIG entry, so `last_config_entry` (asked on every lease check through
+  the pending configuration) is a bisection, not a scan of the tail.
 """
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -105,6 +109,7 @@ class ReplicaLog:
     def __init__(self, snapshot: "Snapshot | None") -> None:
         self.snapshot = snapshot
         self._slots: dict[int, LogEntry] = {}
+        self._config_indexes: list[int] = []
         self._last_index = self.snapshot_index
 
     @property
@@ -120,6 +125,13 @@ class ReplicaLog:
 
     def put(self, entry: LogEntry) -> None:
         assert entry.index > self.snapshot_index, (entry.index, self.snapshot_index)
+        previous = self._slots.get(entry.index)
+        was_config = previous is not None and previous.kind == EntryKind.CONFIG
+        is_config = entry.kind == EntryKind.CONFIG
+        if was_config and not is_config:
+            self._config_indexes.remove(entry.index)
+        elif is_config and not was_config:
+            insort(self._config_indexes, entry.index)
         self._slots[entry.index] = entry
         if entry.index > self._last_index:
             self._last_index = entry.index
@@ -134,6 +146,7 @@ class ReplicaLog:
         assert snapshot.index >= self.snapshot_index
         for index in [i for i in self._slots if i <= snapshot.index]:
             del self._slots[index]
+        self._config_indexes = [i for i in self._config_indexes if i > snapshot.index]
         self.snapshot = snapshot
         self._last_index = max(self._slots, default=snapshot.index)
 
@@ -141,11 +154,15 @@ class ReplicaLog:
         """Forget entries >= index (used only when restoring a damaged log)."""
         for i in [i for i in self._slots if i >= index]:
             del self._slots[i]
+        self._config_indexes = [i for i in self._config_indexes if i < index]
         self._last_index = max(self._slots, default=self.snapshot_index)
 
     def last_config_entry(self, first: int, last: int) -> "LogEntry | None":
-        for i in range(min(last, self._last_index), max(first, self.snapshot_index + 1) - 1, -1):
-            entry = self._slots.get(i)
-            if entry is not None and entry.kind == EntryKind.CONFIG:
-                return entry
-        return None
+        """The CONFIG entry with the highest index in [first, last], if any."""
+        first = max(first, self.snapshot_index + 1)
+        position = bisect_right(self._config_indexes, min(last, self._last_index))
+        if position == 0 or self._config_indexes[position - 1] < first:
+            return None
+        entry = self._slots[self._config_indexes[position - 1]]
+        assert entry.kind == EntryKind.CONFIG, entry
+        return entry

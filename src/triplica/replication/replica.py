@@ -170,6 +170,19 @@ class Replica(Proposer):
             else:
                 self._election_deadline_ms = now_ms + self._election_timeout_ms()
 
+    def next_tick_ms(self) -> int:
+        """The earliest clock at which `tick` can change anything.
+
+        A driver may sleep until then instead of ticking periodically (an idle
+        group then costs one wake-up per heartbeat, not one per tick). Ticking
+        earlier is always allowed and does nothing; step/propose may move the
+        deadline, so drivers ask again after feeding the core.
+        """
+        if self.role is Role.LEADER:
+            step_down_ms = self._quorum_contact_ms() + self.options.election_timeout_base_ms + 1
+            return min(self._next_heartbeat_ms, step_down_ms)
+        return self._election_deadline_ms
+
     def step(self, message: Message) -> None:
         assert message.group == self.group and message.to == self.node_id, message
         handler = _HANDLERS[type(message)]

@@ -115,7 +115,7 @@ class PaxosLog:
         first_seq = self._wal.last_index() + 1
         self._wal.append([(first_seq + i, payload) for i, (_, payload, _) in enumerate(payloads)])
         for offset, (kind, _, value) in enumerate(payloads):
-            if kind == HARD_STATE and payloads[offset - 1][0] == HARD_STATE:
+            if kind == HARD_STATE and offset > 0 and payloads[offset - 1][0] == HARD_STATE:
                 continue  # the second copy: the pair lives at the first one
             self._remember(kind, value, first_seq + offset)
         if snapshot is not None:

@@ -1,0 +1,131 @@
+"""Node and router configuration files, and replica placement.
+
+A config file is JSON (`.json`) or TOML (`.toml`, read with tomllib). A node's:
+
+    {"node_id": 1, "az": "az-a", "data_dir": "/var/lib/triplica",
+     "listen_host": "0.0.0.0", "http_port": 8001, "peer_port": 9001,
+     "sync": "batch",
+     "nodes": [{"id": 1, "az": "az-a", "host": "10.0.0.1", "http_port": 8001, "peer_port": 9001},
+               {"id": 2, "az": "az-b", "host": "10.0.0.2", "http_port": 8001, "peer_port": 9001},
+               {"id": 3, "az": "az-c", "host": "10.0.0.3", "http_port": 8001, "peer_port": 9001}]}
+
+`nodes` lists every node of the cluster (this one included, same list on
+every node); `host` is where the others reach it. A router's config:
+
+    {"listen_host": "0.0.0.0", "port": 8000, "credentials": null, "nodes": [...same list...]}
+
+Placement: a partition's replicas are three nodes in three different AZs,
+never two in one AZ. Per AZ the node is chosen by rendezvous hashing of the
+partition's group key, and the three AZs by the same hash, so placement is a
+pure function every node computes alike; with 3 nodes in 3 AZs every
+partition lives on all three.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+REPLICAS_PER_PARTITION = 3
+SYNC_MODES = ("always", "batch", "none")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    id: int
+    az: str
+    host: str
+    http_port: int
+    peer_port: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: int
+    az: str
+    data_dir: str
+    http_port: int
+    peer_port: int
+    nodes: tuple[NodeSpec, ...]
+    listen_host: str = "127.0.0.1"
+    sync: str = "batch"
+
+    def __post_init__(self) -> None:
+        ids = [n.id for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate node ids in {ids}")
+        me = [n for n in self.nodes if n.id == self.node_id]
+        if not me:
+            raise ValueError(f"node {self.node_id} is not in the nodes list")
+        if me[0].az != self.az:
+            raise ValueError(f"node {self.node_id}: az {self.az} differs from the list's {me[0].az}")
+        if self.sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}")
+        check_zones(self.nodes)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    port: int
+    nodes: tuple[NodeSpec, ...]
+    listen_host: str = "127.0.0.1"
+    credentials: str | None = None  # file of 'ACCESS_KEY_ID SECRET' lines
+
+
+def check_zones(nodes: tuple[NodeSpec, ...]) -> None:
+    if len({n.az for n in nodes}) < REPLICAS_PER_PARTITION:
+        raise ValueError(f"need nodes in at least {REPLICAS_PER_PARTITION} availability zones")
+
+
+def _read(path: str) -> dict[str, Any]:
+    with open(path, "rb") as file:
+        if path.endswith(".toml"):
+            return tomllib.load(file)
+        return json.load(file)
+
+
+def _nodes(data: dict[str, Any]) -> tuple[NodeSpec, ...]:
+    return tuple(NodeSpec(int(n["id"]), str(n["az"]), str(n["host"]), int(n["http_port"]),
+                          int(n["peer_port"])) for n in data["nodes"])
+
+
+def load_node_config(path: str) -> NodeConfig:
+    data = _read(path)
+    return NodeConfig(node_id=int(data["node_id"]), az=str(data["az"]),
+                      data_dir=str(data["data_dir"]), http_port=int(data["http_port"]),
+                      peer_port=int(data["peer_port"]), nodes=_nodes(data),
+                      listen_host=str(data.get("listen_host", "127.0.0.1")),
+                      sync=str(data.get("sync", "batch")))
+
+
+def load_router_config(path: str) -> RouterConfig:
+    data = _read(path)
+    nodes = _nodes(data)
+    check_zones(nodes)
+    return RouterConfig(port=int(data["port"]), nodes=nodes,
+                        listen_host=str(data.get("listen_host", "127.0.0.1")),
+                        credentials=data.get("credentials"))
+
+
+def write_json(path: str, config: NodeConfig | RouterConfig) -> None:
+    data = asdict(config)
+    with open(path, "w") as file:
+        json.dump(data, file, indent=2)
+
+
+def _score(group_key: str, name: str) -> bytes:
+    return hashlib.sha256(f"{group_key}\0{name}".encode()).digest()
+
+
+def placement(nodes: tuple[NodeSpec, ...], group_key: str) -> list[int]:
+    """The member node ids of a partition: one node in each of three AZs."""
+    by_zone: dict[str, list[NodeSpec]] = {}
+    for node in nodes:
+        by_zone.setdefault(node.az, []).append(node)
+    zones = sorted(by_zone, key=lambda zone: _score(group_key, zone))[:REPLICAS_PER_PARTITION]
+    assert len(zones) == REPLICAS_PER_PARTITION, "check_zones guarantees three AZs"
+    members = [max(by_zone[zone], key=lambda n: _score(group_key, str(n.id))).id
+               for zone in zones]
+    return sorted(members)

@@ -1,0 +1,194 @@
+"""A local multi-process cluster on 127.0.0.1: `triplica cluster up|down|start-node`.
+
+Layout of DIR (everything a cluster needs, so `down` and restarts need only DIR):
+
+    DIR/node-<id>.json   node config (cluster/config.py)   DIR/node-<id>/   its data
+    DIR/node-<id>.pid    pid of the running process        DIR/node-<id>.log
+    DIR/router.json, router.pid, router.log
+
+Ports from --base-port N: router N, node i HTTP N + i, node i peers N + 100 + i.
+Node i is in AZ number (i - 1) mod azs (az-a, az-b, ...). Processes run in
+their own sessions, detached from the caller. `down` sends SIGTERM, waits a
+grace period, then SIGKILLs what is left; a pid is signalled only while
+/proc says it is still a triplica process (pid reuse).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from triplica.cluster.config import NodeConfig, NodeSpec, RouterConfig, write_json
+
+READY_WAIT_S_MAX = 30.0
+STOP_GRACE_S = 10.0
+POLL_S = 0.05
+PEER_PORT_OFFSET = 100
+NODES_MAX = 99
+_FAKE_AUTHORIZATION = ("AWS4-HMAC-SHA256 Credential=triplica/20240101/us-east-1/dynamodb/"
+                       "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
+
+
+class ClusterError(Exception):
+    pass
+
+
+def zone_name(index: int) -> str:
+    return "az-" + string.ascii_lowercase[index]
+
+
+def node_specs(nodes: int, azs: int, base_port: int) -> tuple[NodeSpec, ...]:
+    if not 3 <= azs <= min(nodes, len(string.ascii_lowercase)) or nodes > NODES_MAX:
+        raise ClusterError("need 3 <= azs <= nodes <= 99 (three replicas in three AZs)")
+    return tuple(NodeSpec(i, zone_name((i - 1) % azs), "127.0.0.1", base_port + i,
+                          base_port + PEER_PORT_OFFSET + i) for i in range(1, nodes + 1))
+
+
+def _path(data_dir: str, name: str, suffix: str) -> str:
+    return os.path.join(data_dir, f"{name}{suffix}")
+
+
+def _spawn(data_dir: str, name: str, command: list[str]) -> int:
+    with open(_path(data_dir, name, ".log"), "ab") as log_file:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    with open(_path(data_dir, name, ".pid"), "w") as file:
+        file.write(str(process.pid))
+    return process.pid
+
+
+def start_node(data_dir: str, node_id: int) -> int:
+    """Start (or restart) node `node_id` from its config in DIR; returns its pid."""
+    config = _path(data_dir, f"node-{node_id}", ".json")
+    if not os.path.exists(config):
+        raise ClusterError(f"no config {config}")
+    if _alive(_read_pid(_path(data_dir, f"node-{node_id}", ".pid"))):
+        raise ClusterError(f"node {node_id} is running")
+    return _spawn(data_dir, f"node-{node_id}",
+                  [sys.executable, "-m", "triplica.cli", "node", "--config", config])
+
+
+def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 8000,
+               sync: str = "batch") -> str:
+    """Write configs, start nodes and router, wait for ListTables; returns the endpoint."""
+    data_dir = os.path.abspath(data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    if running_pids(data_dir):
+        raise ClusterError(f"a cluster is already running in {data_dir}")
+    specs = node_specs(nodes, azs, base_port)
+    for spec in specs:
+        write_json(_path(data_dir, f"node-{spec.id}", ".json"), NodeConfig(
+            node_id=spec.id, az=spec.az, data_dir=os.path.join(data_dir, f"node-{spec.id}"),
+            http_port=spec.http_port, peer_port=spec.peer_port, nodes=specs, sync=sync))
+    router_config = _path(data_dir, "router", ".json")
+    write_json(router_config, RouterConfig(port=base_port, nodes=specs))
+    try:
+        for spec in specs:
+            start_node(data_dir, spec.id)
+        _spawn(data_dir, "router", [sys.executable, "-m", "triplica.cluster.router",
+                                    "--config", router_config])
+        endpoint = f"http://127.0.0.1:{base_port}"
+        for spec in specs:  # every node, not only the one the router happens to ask
+            wait_ready(f"http://127.0.0.1:{spec.http_port}", data_dir)
+        wait_ready(endpoint, data_dir)
+    except BaseException:
+        cluster_down(data_dir)
+        raise
+    return endpoint
+
+
+def wait_ready(endpoint: str, data_dir: str, timeout_s: float = READY_WAIT_S_MAX) -> None:
+    """Until `endpoint` (a node, or the router) answers ListTables with 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if list_tables_ok(endpoint):
+            return
+        for name, pid in running_pids(data_dir, include_dead=True).items():
+            if not _alive(pid):
+                raise ClusterError(f"{name} exited; see {_path(data_dir, name, '.log')}")
+        time.sleep(POLL_S)
+    raise ClusterError(f"the router at {endpoint} did not answer within {timeout_s}s")
+
+
+def list_tables_ok(endpoint: str) -> bool:
+    request = urllib.request.Request(endpoint + "/", data=b"{}", method="POST", headers={
+        "X-Amz-Target": "DynamoDB_20120810.ListTables",
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Date": "20240101T000000Z", "Authorization": _FAKE_AUTHORIZATION})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path) as file:
+            return int(file.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    """Running (not a zombie) and still a triplica process."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            state = file.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read()
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and b"triplica" in command
+
+
+def running_pids(data_dir: str, include_dead: bool = False) -> dict[str, int]:
+    """name -> pid of every process with a pid file in DIR (alive only, by default)."""
+    pids = {}
+    for path in sorted(glob.glob(os.path.join(data_dir, "*.pid"))):
+        pid = _read_pid(path)
+        if pid is not None and (include_dead or _alive(pid)):
+            pids[os.path.basename(path)[:-len(".pid")]] = pid
+    return pids
+
+
+def stop_processes(pids: list[int], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM all, wait up to `grace_s` for them, then SIGKILL the rest."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace_s
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+
+
+def _signal(pid: int, signum: int) -> None:
+    if _alive(pid):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def cluster_down(data_dir: str, grace_s: float = STOP_GRACE_S) -> list[int]:
+    """Stop the router, then every node; remove pid files. Returns the pids stopped."""
+    data_dir = os.path.abspath(data_dir)
+    pids = running_pids(data_dir, include_dead=True)
+    if "router" in pids:
+        stop_processes([pids["router"]], grace_s)
+    stop_processes([pid for name, pid in pids.items() if name != "router"], grace_s)
+    for name in pids:
+        os.remove(_path(data_dir, name, ".pid"))
+    return list(pids.values())

@@ -1,0 +1,163 @@
+"""A storage node process: `triplica node --config FILE`.
+
+The node serves DynamoDB's HTTP API (for the router; no SigV4 check, the
+router does it) over a Database whose partitions are NodePartitions: this
+node's replica of each group, the other members reached over TCP through
+one PeerNetwork (peer_network.py).
+
+Its HTTP layer adds two things to TriplicaApp:
+- a `NotLeaderError` from a partition becomes `421` with header
+  `x-triplica-leader: <node id | none>` (internal: the router follows it,
+  an SDK client never sees it);
+- CreateTable needs the router's `x-triplica-group-token` header: every
+  node derives the new partitions' group keys (the names their replicas use
+  to find each other) from that token, so all nodes agree on them although
+  each node picks its own table and partition ids. A CreateTable sent to a
+  node directly is refused. Group key and members are written to
+  `group.json` in the partition directory before the replica starts and
+  read back on restart.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+from typing import Any, Awaitable
+
+import orjson
+
+from triplica.api.app import TriplicaApp
+from triplica.api.http_server import Request, Response, serve_until_stopped
+from triplica.api import wire
+from triplica.cluster.config import NodeConfig, placement
+from triplica.cluster.peer_network import PeerNetwork
+from triplica.engine.catalog import PartitionInfo, TableInfo
+from triplica.engine.database import Database
+from triplica.engine.node_partition import NodePartition, NotLeaderError, UnhostedPartition
+from triplica.errors import ValidationException
+
+log = logging.getLogger(__name__)
+
+LEADER_HEADER = "x-triplica-leader"
+GROUP_TOKEN_HEADER = "x-triplica-group-token"
+GROUP_FILE = "group.json"
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def redirect_response(error: NotLeaderError) -> Response:
+    leader = "none" if error.leader_id is None else str(error.leader_id)
+    body = orjson.dumps({"__type": "triplica#NotLeader", "message": str(error)})
+    return error.status, body, {LEADER_HEADER: leader}
+
+
+class StorageNode:
+    """Builds this node's partitions (the Database's partition factory)."""
+
+    def __init__(self, config: NodeConfig, network: PeerNetwork) -> None:
+        self.config = config
+        self.network = network
+        self.create_token: str | None = None  # set by NodeApp around a CreateTable
+
+    def open_partition(self, info: TableInfo, partition: PartitionInfo,
+                       directory: str) -> NodePartition | UnhostedPartition:
+        path = os.path.join(directory, GROUP_FILE)
+        fresh = not os.path.exists(path)
+        if fresh:
+            if self.create_token is None:
+                raise ValidationException("Tables of a cluster are created through its router")
+            group_key = f"{self.create_token}/{partition.hash_start:x}"
+            members = placement(self.config.nodes, group_key)
+            _write_durably(directory, path, {"group": group_key, "members": members})
+        else:
+            with open(path, "rb") as file:
+                document = json.load(file)
+            group_key, members = document["group"], document["members"]
+        if self.config.node_id not in members:
+            return UnhostedPartition(members)
+        return NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
+                             members=members, network=self.network, sync_mode=self.config.sync,
+                             fresh=fresh)
+
+
+def _write_durably(directory: str, path: str, document: dict[str, Any]) -> None:
+    os.makedirs(directory, exist_ok=True)
+    temporary = path + ".tmp"
+    with open(temporary, "w") as file:
+        json.dump(document, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class NodeApp:
+    """TriplicaApp plus the node's internal redirect (421) and CreateTable token."""
+
+    def __init__(self, app: TriplicaApp, node: StorageNode) -> None:
+        self.app = app
+        self.node = node
+
+    def handle(self, request: Request) -> Response | Awaitable[Response]:
+        if not request.headers.get("x-amz-target", "").endswith(".CreateTable"):
+            return self._handle(request)
+        token = request.headers.get(GROUP_TOKEN_HEADER)
+        if token is None or not _TOKEN.fullmatch(token):
+            status, body = wire.error_response(ValidationException(
+                "Tables of a cluster are created through its router"))
+            return status, body, None
+        self.node.create_token = token
+        try:
+            return self._handle(request)
+        finally:
+            self.node.create_token = None
+
+    def _handle(self, request: Request) -> Response | Awaitable[Response]:
+        try:
+            result = self.app.handle(request)
+        except NotLeaderError as error:
+            return redirect_response(error)
+        if type(result) is tuple:
+            return result
+        return self._finish(result)
+
+    async def _finish(self, pending: Awaitable[Response]) -> Response:
+        try:
+            return await pending
+        except NotLeaderError as error:
+            return redirect_response(error)
+
+    async def close(self) -> None:
+        await self.app.close()
+
+
+async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
+    network = PeerNetwork(config.node_id, config.listen_host, config.peer_port, config.nodes)
+    await network.start()
+    try:
+        node = StorageNode(config, network)
+        db = Database(config.data_dir, sync_mode=config.sync,
+                      partition_factory=node.open_partition)
+        app = NodeApp(TriplicaApp(db), node)
+        await serve_until_stopped(app, config.listen_host, config.http_port, stop)
+    finally:
+        await network.close()
+
+
+def run_node(config: NodeConfig) -> None:
+    import uvloop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_node(config, stop)
+
+    uvloop.run(main())

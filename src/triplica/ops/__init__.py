@@ -1,0 +1,1 @@
+"""Operations: chaos practice, canaries, SLIs (DESIGN.md, role ops)."""
