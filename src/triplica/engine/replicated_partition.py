@@ -66,13 +66,15 @@ PENDING_WRITES_MAX = 100_000
 DRAIN_S_MAX = 10.0
 BOOTSTRAP_ROUNDS_MAX = 20
 # Timing for `triplica serve`: an idle group's cost is one heartbeat round
-# per interval, so heartbeats come every 200 ms instead of 50 and the election
-# timeout grows to match (options.py wants at least three heartbeats per
-# timeout): 600 ms + up to 300 ms of jitter. The lease follows from the
-# timeout by the unchanged arithmetic of options.py (about 566 ms, renewed
-# every heartbeat); a failover takes up to ~1 s instead of ~0.6 s.
-SERVE_OPTIONS = ReplicaOptions(heartbeat_interval_ms=200, election_timeout_base_ms=600,
-                               election_timeout_jitter_ms=300)
+# per interval, so heartbeats come every 400 ms and the election timeout is
+# 1.5 s + up to 0.5 s of jitter (options.py wants at least three heartbeats
+# per timeout). The three replicas share one process, so a short timeout buys
+# little (a stalled process stalls all three) and costs spurious elections
+# when the machine is loaded; the lease follows from the timeout by the
+# arithmetic of options.py (about 1.4 s, renewed every heartbeat); a failover
+# of a stopped replica takes up to ~2 s.
+SERVE_OPTIONS = ReplicaOptions(heartbeat_interval_ms=400, election_timeout_base_ms=1500,
+                               election_timeout_jitter_ms=500)
 
 
 class ReplicatedPartition:
