@@ -1,9 +1,14 @@
 """Starting, pinning, probing and stopping the servers under test.
 
-Servers: triplica (temporary --data-dir), moto (server mode), dynalite (npm,
-installed into bench/.peers/, in-memory), and `trivial` -- a fixed-response
-uvloop server used to measure the load generator's own ceiling.
-Every server runs pinned to SERVER_CPU; processes are stopped by PID.
+Servers: triplica-r1 (`serve --replicas 1`), triplica (`serve --replicas 3`:
+a Paxos group of three replicas in one process), triplica-cluster (`triplica
+cluster up --nodes 3 --azs 3`: three node processes plus a router, the load
+goes to the router), moto (server mode), dynalite (npm, installed into
+bench/.peers/, in-memory), and `trivial` -- a fixed-response uvloop server
+used to measure the load generator's own ceiling.
+Every server runs pinned to SERVER_CPU (the cluster: all four processes);
+processes are stopped by PID (the cluster: `triplica cluster down`, which
+signals the pids of its pid files).
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ PEERS_DIR = BENCH / ".peers"
 WORK_DIR = BENCH / ".work"
 DYNALITE_CLI = PEERS_DIR / "node_modules" / "dynalite" / "cli.js"
 SERVER_CPU = 0
+SERVERS = ("triplica-r1", "triplica", "triplica-cluster", "moto", "dynalite")
+TRIPLICA_REPLICAS = {"triplica-r1": "1", "triplica": "3"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -68,7 +75,7 @@ def version_of(name: str) -> str:
         if name == "dynalite":
             import json
             return json.loads((DYNALITE_CLI.parent / "package.json").read_text())["version"]
-        if name == "triplica":
+        if name.startswith("triplica"):
             import importlib.metadata as md
             return md.version("triplica")
     except Exception:
@@ -91,7 +98,11 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """utime+stime (+ reaped children's) of the server and live descendants."""
-        return tree_cpu_ticks(self.proc.pid) / CLK_TCK
+        return tree_cpu_ticks([self.proc.pid]) / CLK_TCK
+
+    def dead(self) -> str | None:
+        """None while the server runs, else why not."""
+        return None if self.proc.poll() is None else f"exit {self.proc.returncode}"
 
     def stop(self):
         if self.proc.poll() is None:
@@ -113,7 +124,7 @@ def _stat(pid: int):
     return int(rest[1]), sum(int(x) for x in rest[11:15])
 
 
-def tree_cpu_ticks(root: int) -> int:
+def tree_cpu_ticks(roots: list[int]) -> int:
     children: dict[int, list[int]] = {}
     ticks: dict[int, int] = {}
     for d in os.listdir("/proc"):
@@ -125,9 +136,12 @@ def tree_cpu_ticks(root: int) -> int:
             continue
         children.setdefault(ppid, []).append(int(d))
         ticks[int(d)] = t
-    total, todo = 0, [root]
+    total, todo, seen = 0, list(roots), set()
     while todo:
         pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
         total += ticks.get(pid, 0)
         todo.extend(children.get(pid, ()))
     return total
@@ -146,18 +160,26 @@ def _ready(host: str, port: int) -> bool:
         return False
 
 
+def triplica_exe() -> str:
+    exe = ROOT / ".venv" / "bin" / "triplica"
+    exe = str(exe) if exe.exists() else shutil.which("triplica")
+    if not exe:
+        raise Missing("triplica executable not found")
+    return exe
+
+
 def start(name: str, sync: str | None = None, log=print) -> Server:
+    if name == "triplica-cluster":
+        return start_cluster(sync=sync, log=log)
     host, port = "127.0.0.1", free_port()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     cleanup = []
-    if name == "triplica":
-        exe = ROOT / ".venv" / "bin" / "triplica"
-        exe = str(exe) if exe.exists() else shutil.which("triplica")
-        if not exe:
-            raise Missing("triplica executable not found")
+    if name in TRIPLICA_REPLICAS:
+        exe = triplica_exe()
         data_dir = tempfile.mkdtemp(prefix="triplica-bench-", dir="/tmp")
         cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
-        cmd = [exe, "serve", "--host", host, "--port", str(port), "--data-dir", data_dir]
+        cmd = [exe, "serve", "--host", host, "--port", str(port), "--data-dir", data_dir,
+               "--replicas", TRIPLICA_REPLICAS[name]]
         if sync:
             cmd += ["--sync", sync]
     elif name == "moto":
@@ -190,6 +212,127 @@ def start(name: str, sync: str | None = None, log=print) -> Server:
         time.sleep(0.2)
     srv.stop()
     raise Missing(f"{name} did not become ready in 60 s")
+
+
+# --------------------------------------------------------------------------
+# The 3-process cluster (router + 3 nodes), started with `triplica cluster up`
+# --------------------------------------------------------------------------
+CLUSTER_PORTS = (0, 1, 2, 3, 101, 102, 103)   # router, node HTTP, node peers (offsets from base)
+
+
+def free_base_port(tries: int = 50) -> int:
+    """A base port N with N, N+1..3 and N+101..103 all bindable on 127.0.0.1."""
+    import random
+    rng = random.Random()
+    for _ in range(tries):
+        base = rng.randrange(20000, 60000)
+        socks = []
+        try:
+            for off in CLUSTER_PORTS:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + off))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise Missing("no free port range for the cluster")
+
+
+def read_pids(data_dir: str) -> dict[str, int]:
+    """name -> pid from DIR/*.pid (router, node-1, ...), alive ones only."""
+    out = {}
+    for p in sorted(Path(data_dir).glob("*.pid")):
+        try:
+            pid = int(p.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            continue
+        out[p.stem] = pid
+    return out
+
+
+def pin_pid_tree(pid: int, cpu: int) -> None:
+    """Pin every thread of `pid` to `cpu` (processes started via taskset already are)."""
+    if (os.cpu_count() or 1) <= cpu:
+        return
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, {cpu})
+        except OSError:
+            pass
+
+
+def cluster_cmd(*args: str) -> list[str]:
+    return pin_prefix(SERVER_CPU) + [triplica_exe(), "cluster", *args]
+
+
+class ClusterServer(Server):
+    """Router + 3 node processes; `proc` is unused (the cluster is detached)."""
+
+    def __init__(self, host, port, data_dir, log_path, cleanup):
+        super().__init__("triplica-cluster", host, port, None, log_path, cleanup)
+        self.data_dir = data_dir
+        self.pids = read_pids(data_dir)   # the processes the bench started
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_ticks(list(self.pids.values())) / CLK_TCK
+
+    def dead(self) -> str | None:
+        gone = sorted(set(self.pids) - set(read_pids(self.data_dir)))
+        return f"{', '.join(gone)} exited (logs in {self.data_dir})" if gone else None
+
+    def stop(self):
+        try:
+            subprocess.run(cluster_cmd("down", "--data-dir", self.data_dir),
+                           capture_output=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        for name, pid in self.pids.items():   # belt and braces, by pid
+            if name in read_pids(self.data_dir):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        for p in Path(self.data_dir).glob("*.log"):   # keep the logs of the last run
+            shutil.copy(p, WORK_DIR / f"triplica-cluster-{p.name}")
+        for fn in self.cleanup:
+            fn()
+
+
+def start_cluster(sync: str | None = None, log=print, data_dir: str | None = None) -> ClusterServer:
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    cleanup = []
+    if data_dir is None:
+        data_dir = tempfile.mkdtemp(prefix="triplica-bench-cluster-", dir="/tmp")
+        cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+    base = free_base_port()
+    args = ["up", "--nodes", "3", "--azs", "3", "--data-dir", data_dir, "--base-port", str(base)]
+    if sync:
+        args += ["--sync", sync]
+    log_path = WORK_DIR / "triplica-cluster.log"
+    # Started through taskset: the up command's children (nodes, router) inherit CPU SERVER_CPU.
+    try:
+        r = subprocess.run(cluster_cmd(*args), capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        r = None
+    log_path.write_text((r.stdout + r.stderr) if r else "cluster up timed out\n")
+    srv = ClusterServer("127.0.0.1", base, data_dir, log_path, cleanup)
+    if r is None or r.returncode != 0:
+        srv.stop()
+        raise Missing(f"triplica cluster up failed: {log_path.read_text()[-400:]}")
+    if len(srv.pids) != 4:
+        srv.stop()
+        raise Missing(f"triplica cluster up: expected 4 processes, found {sorted(srv.pids)}")
+    for pid in srv.pids.values():
+        pin_pid_tree(pid, SERVER_CPU)
+    return srv
 
 
 # --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def print_rich(doc):
     con = Console()
     t = Table(title=f"triplica bench ({doc['seconds']} s per workload)")
     for c in COLS:
-        t.add_column(c, justify="left" if c in ("server", "workload") else "right")
+        t.add_column(c, justify="left" if c in ("server", "workload") else "right", no_wrap=True)
     for row in rows(doc["results"]):
         t.add_row(*row)
     con.print(t)

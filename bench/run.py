@@ -1,7 +1,9 @@
-"""triplica benchmark: triplica vs moto vs dynalite over DynamoDB JSON 1.0.
+"""triplica benchmark: triplica (1 replica, 3 replicas in one process, 3-process
+cluster) vs moto vs dynalite over DynamoDB JSON 1.0.
 
-    .venv/bin/python bench/run.py [--servers triplica,moto,dynalite] [--seconds 10]
-        [--concurrency 1,64] [--workloads get,put,update,query,ycsb_a,ycsb_b] [--quick]
+    .venv/bin/python bench/run.py [--servers triplica-r1,triplica,triplica-cluster,moto,dynalite]
+        [--seconds 10] [--concurrency 1,64]
+        [--workloads get,get_strong,put,update,query,ycsb_a,ycsb_b] [--quick]
 """
 from __future__ import annotations
 
@@ -28,13 +30,14 @@ CLIENT_CPU = 1
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--servers", default="triplica,moto,dynalite")
+    ap.add_argument("--servers", default=",".join(peers.SERVERS),
+                    help=f"comma separated, from {','.join(peers.SERVERS)}")
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per workload")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds (default 2, quick 0.5)")
     ap.add_argument("--concurrency", default="1,64", help="connection counts, comma separated")
     ap.add_argument("--workloads", default=",".join(workloads.WORKLOADS))
     ap.add_argument("--quick", action="store_true", help="2 s per workload, 0.5 s warm-up (smoke run)")
-    ap.add_argument("--sync", default=None, help="pass --sync VALUE to triplica serve (e.g. batch)")
+    ap.add_argument("--sync", default=None, help="pass --sync VALUE to triplica serve / cluster up (default batch)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the load generator ceiling run")
     a = ap.parse_args(argv)
     if a.quick:
@@ -47,7 +50,7 @@ def parse_args(argv=None):
     bad = [w for w in a.workloads if w not in workloads.WORKLOADS]
     if bad:
         ap.error(f"unknown workloads {bad}; choose from {list(workloads.WORKLOADS)}")
-    bad = [s for s in a.servers if s not in ("triplica", "moto", "dynalite")]
+    bad = [s for s in a.servers if s not in peers.SERVERS]
     if bad:
         ap.error(f"unknown servers {bad}")
     return a
@@ -156,12 +159,13 @@ def main(argv=None) -> int:
             log(f"{name}: setup done in {time.monotonic() - t:.1f} s")
             for wl in args.workloads:
                 for conc in args.concurrency:
-                    if srv.proc.poll() is not None:
-                        raise RuntimeError(f"{name} died (exit {srv.proc.returncode}); see {srv.log_path}")
+                    why = srv.dead()
+                    if why is not None:
+                        raise RuntimeError(f"{name} died ({why}); see {srv.log_path}")
                     m = measure(loop, srv, workloads.make_picker(wl, pools), conc, args.warmup, args.seconds)
                     m.update(server=name, workload=wl, concurrency=conc)
                     doc["results"].append(m)
-                    log(f"  {name:9s} {wl:7s} c={conc:<3d} {m['rps']:9,.0f} req/s  p50 "
+                    log(f"  {name:16s} {wl:10s} c={conc:<3d} {m['rps']:9,.0f} req/s  p50 "
                         f"{(m['p50_ms'] or 0):7.2f} ms  p99 {(m['p99_ms'] or 0):7.2f} ms  "
                         f"err {m['errors']}  cpu {(m['cpu_us_per_req'] or 0):,.0f} µs/req")
         except RuntimeError as e:

@@ -15,7 +15,9 @@ PAYLOAD_LEN = 170          # with keys and names, items are ~200 bytes
 
 WORKLOADS = {
     # name: (description, [(cumulative probability, pool)])
-    "get":    ("GetItem, uniform random key over 10,000 items", [(1.0, "get")]),
+    "get":    ("GetItem (eventually consistent), uniform random key over 10,000 items", [(1.0, "get")]),
+    "get_strong": ("GetItem ConsistentRead=true, uniform random key over 10,000 items",
+                   [(1.0, "get_strong")]),
     "put":    ("PutItem of a ~200 B item, uniform random key (overwrite)", [(1.0, "put")]),
     "update": ("UpdateItem SET n = n + :one IF attribute_exists(pk)", [(1.0, "update")]),
     "query":  ("Query one partition key, 10 items back", [(1.0, "query")]),
@@ -110,10 +112,12 @@ def build_pools(host: str, seed: int = 2) -> dict[str, list[tuple[bytes, object]
     """Pre-built, pre-signed raw requests per pool: (bytes, validator)."""
     s = SigV4(host)
     rng = random.Random(seed)
-    pools = {"get": [], "put": [], "update": [], "query": []}
+    pools = {"get": [], "get_strong": [], "put": [], "update": [], "query": []}
     for i in range(KV_ITEMS):
         k = {"pk": {"S": kv_key(i)}}
         pools["get"].append((build_request(s, "GetItem", _dumps({"TableName": KV, "Key": k})), _has_item))
+        pools["get_strong"].append((build_request(s, "GetItem", _dumps(
+            {"TableName": KV, "Key": k, "ConsistentRead": True})), _has_item))
         item = {"pk": {"S": kv_key(i)}, "n": {"N": "0"}, "data": {"S": _payload(rng)}}
         pools["put"].append((build_request(s, "PutItem", _dumps({"TableName": KV, "Item": item})), None))
         upd = {"TableName": KV, "Key": k, "ConditionExpression": "attribute_exists(pk)",
