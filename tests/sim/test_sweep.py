@@ -45,3 +45,16 @@ def test_checks_catch_a_leader_that_counts_its_own_vote_twice():
 def test_checks_catch_a_leader_that_skips_the_lease_check():
     failing = _failing_seeds(ReplicaOptions(fault_skip_lease_check=True), range(100))
     assert failing, "a leader serving reads without a lease went unnoticed in 100 seeds"
+
+
+def test_churn_replaces_members_in_a_fraction_of_seeds():
+    churned = [r.stats["churn"] for r in map(run_seed, range(30)) if "churn" in r.stats]
+    assert 4 <= len(churned) <= 20, len(churned)
+    assert sum(c["replacements"] for c in churned) >= 4
+    assert any(c["retired"] for c in churned) and all(len(c["members"]) == 3 for c in churned)
+
+
+def test_churn_seed_is_deterministic():
+    seed = next(s for s in range(50) if run_seed(s).stats.get("churn", {}).get("proposals"))
+    first, second = run_seed(seed), run_seed(seed)
+    assert first.trace_hash == second.trace_hash and first.stats == second.stats

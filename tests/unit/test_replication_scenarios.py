@@ -223,3 +223,82 @@ def test_determinism_of_a_scripted_run(seed):
             writer.put_and_wait("k", f"v{i}")
         return cluster.trace_hash
     assert run() == run()
+
+
+def _replace_member_with_log_replica(cluster: SimCluster, victim: int, log_replica: int) -> None:
+    cluster.add_node(log_replica, bootstrap=None)
+    cluster.log_replica_ids.add(log_replica)
+    cluster.start(log_replica)
+    members = set(cluster.membership.members)
+    with_log = Membership.of(sorted(members | {log_replica}), [log_replica])
+    assert cluster.run_until(lambda: cluster.change_membership(with_log) is not None, 3000)
+    without = Membership.of(sorted((members | {log_replica}) - {victim}), [log_replica])
+    assert cluster.run_until(lambda: cluster.change_membership(without) is not None, 3000)
+    assert cluster.run_until(lambda: all(cluster.nodes[n].replica.committed_config == without for n in without.members), 3000)
+
+
+def test_joining_log_replica_never_applies_even_after_learning_older_configurations():
+    """Regression (sim churn sweep): a joining node used to apply entries (and
+    load a snapshot) as soon as it learned ANY committed configuration, e.g.
+    the one in a snapshot or an earlier CONFIG entry, before reaching the one
+    that makes it a log replica. It must wait for a configuration naming it."""
+    cluster = make_cluster(seed=3, compact_every_entries=8)
+    writer = Writer(cluster)
+    for i in range(20):
+        writer.put_and_wait("k", f"v{i}")
+    leader = cluster.leader()
+    victim = next(n for n in (1, 2, 3) if n != leader)
+    _replace_member_with_log_replica(cluster, victim, 4)  # CONFIG entries now in the log
+    cluster.retire(victim)
+    for i in range(20):
+        writer.put_and_wait("k", f"w{i}")
+    # A new full member joins (via the leader's snapshot, whose membership does not name it)...
+    cluster.add_node(5, bootstrap=None)
+    cluster.start(5)
+    grown = Membership.of(sorted(set(cluster.nodes)), [4])
+    assert cluster.run_until(lambda: cluster.change_membership(grown) is not None, 3000)
+    assert cluster.run_until(lambda: cluster.nodes[5].replica.applied_index >= cluster.nodes[cluster.leader()].replica.commit_index, 3000)
+    # ... and a second log replica joins a log that already holds older CONFIG entries.
+    full = Membership.of(sorted(grown.members - {4}))
+    assert cluster.run_until(lambda: cluster.change_membership(full) is not None, 3000)
+    assert cluster.run_until(lambda: all(cluster.nodes[n].replica.committed_config == full for n in full.members), 3000)
+    cluster.retire(4)
+    for i in range(20):
+        writer.put_and_wait("k", f"x{i}")
+    cluster.add_node(6, bootstrap=None)
+    cluster.log_replica_ids.add(6)
+    cluster.start(6)
+    with_log = Membership.of(sorted(full.members | {6}), [6])
+    assert cluster.run_until(lambda: cluster.change_membership(with_log) is not None, 3000)
+    writer.put_and_wait("k", "last")
+    settle(cluster, 1000)  # the cluster flags any apply/install on a log replica
+    assert kv_of(cluster, 5) == {"k": "last"} and kv_of(cluster, 6) == {}
+    assert cluster.nodes[6].replica.commit_index >= cluster.nodes[cluster.leader()].replica.commit_index - 1
+
+
+def test_candidate_asks_members_of_configurations_revealed_by_promises():
+    """Regression (sim churn sweep): a candidate sent Prepare only to the
+    members it knew when it started campaigning. If a promise revealed a
+    pending change adding a node (an entry the candidate's log lacked), the
+    candidate needed that node's promise but never asked it: the group
+    stayed leaderless forever."""
+    cluster = make_cluster(seed=5)
+    writer = Writer(cluster)
+    writer.put_and_wait("k", "v0")
+    leader = cluster.leader()
+    a, b = [n for n in (1, 2, 3) if n != leader]
+    cluster.add_node(4, bootstrap=None)
+    cluster.start(4)
+    # Only b sees the change adding node 4, then the leader dies with it uncommitted.
+    cluster.network.isolate(a, [leader, 4], inbound=True, outbound=False)
+    assert cluster.change_membership(Membership.of([1, 2, 3, 4])) is not None
+    assert cluster.run_until(lambda: cluster.nodes[b].replica._pending_config() is not None, 1000)
+    cluster.crash(leader)
+    cluster.network.heal()
+    # b cannot reach node 4, so only a can win, and a's log lacks the change:
+    # it learns of it from b's promise and must then ask node 4 as well.
+    cluster.network.blocked.update({(b, 4), (4, b)})
+    assert cluster.run_until(lambda: cluster.leader() is not None, 6000), "no leader: node 4 was never asked"
+    assert cluster.leader() == a
+    writer.put_and_wait("k", "v1")
+    settle(cluster)

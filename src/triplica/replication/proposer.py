@@ -41,6 +41,7 @@ class Progress:
 class _Candidacy:
     first_index: int
     promises: dict[int, Promise] = field(default_factory=dict)
+    asked: set[int] = field(default_factory=set)  # nodes sent a Prepare
 
 
 
@@ -65,9 +66,16 @@ class Proposer:
         own = Promise(self.node_id, self.node_id, self.group, self.ballot, self.commit_index,
                       tuple(self.log.entries(first, self.log.last_index)), None)
         self._candidacy.promises[self.node_id] = own
-        for node in sorted(self._all_members() - {self.node_id}):
-            self._send(Prepare(self.node_id, node, self.group, self.ballot, first))
+        self._candidacy.asked.add(self.node_id)
+        self._ask(self._all_members())
         self._maybe_lead()
+
+    def _ask(self, members: "frozenset[int] | set[int]") -> None:
+        """Send our Prepare to every node in `members` not asked yet."""
+        assert self._candidacy is not None
+        for node in sorted(set(members) - self._candidacy.asked):
+            self._candidacy.asked.add(node)
+            self._send(Prepare(self.node_id, node, self.group, self.ballot, self._candidacy.first_index))
 
     def _on_promise(self, m: Promise) -> None:
         if self.role is not Role.CANDIDATE or m.ballot != self.ballot or self._candidacy is None:
@@ -114,7 +122,12 @@ class Proposer:
         voters = set(self._candidacy.promises)
         if self.options.fault_double_self_vote:
             voters |= self._double_vote_partner()
-        if not has_quorum(voters, self._phase1_configs()):
+        configs = self._phase1_configs()
+        if not has_quorum(voters, configs):
+            # A promise may reveal a configuration our log lacks (a change that
+            # was pending when the old leader died): its new members must be
+            # asked too, or we can never reach its majority.
+            self._ask(frozenset().union(*(c.members for c in configs)))
             return
         merged: dict[int, LogEntry] = {}
         for promise in self._candidacy.promises.values():

@@ -239,14 +239,22 @@ class Replica(Proposer):
         snapshot = self._snapshot_out
         floor = snapshot.index if snapshot else 0
         entries = tuple(e for _, e in sorted(self._persist.items()) if e.index > floor)
+        install = self._install_snapshot
         committed: tuple[LogEntry, ...] = ()
-        if self.commit_index > self._handed_index and self.committed_config is not None:
-            # A joining replica (membership unknown yet) waits: it may turn out to be a log replica.
+        if self.commit_index > self._handed_index and self._knows_own_role():
+            # A joining replica waits until it learns a configuration that names
+            # it: until then it may turn out to be a log replica (which applies
+            # nothing), even if it already learned older configurations.
             if self._applies():
+                if self._handed_index < self.log.snapshot_index:
+                    # a snapshot adopted while our role was unknown: load it now
+                    snapshot = self.log.snapshot
+                    install = True
+                    self._handed_index = self.log.snapshot_index
                 committed = tuple(self.log.entries(self._handed_index + 1, self.commit_index))
                 assert len(committed) == self.commit_index - self._handed_index, "hole below commit"
             self._handed_index = self.commit_index
-        ready = Ready(hard_state, entries, snapshot, self._install_snapshot, tuple(self._messages), committed)
+        ready = Ready(hard_state, entries, snapshot, install, tuple(self._messages), committed)
         self._hard_state_dirty = False
         self._persist = {}
         self._snapshot_out = None
@@ -353,10 +361,13 @@ class Replica(Proposer):
         self._persist = {i: e for i, e in self._persist.items() if i > snapshot.index}
         self._snapshot_out = snapshot
         self.committed_config = snapshot.membership
-        self._install_snapshot = self._applies()
         self.commit_index = snapshot.index
         self._hard_state_dirty = True
-        self._handed_index = max(self._handed_index, snapshot.index)
+        if self._knows_own_role():
+            self._install_snapshot = self._applies()
+            self._handed_index = max(self._handed_index, snapshot.index)
+        else:  # ready() loads it once we know we are a full member (never if a log replica)
+            self._install_snapshot = False
         self._apply_configs(snapshot.index + 1, snapshot.index)
         self._match_index = max(self._match_index, snapshot.index)
         self._leave_repair_if_done()
@@ -397,6 +408,10 @@ class Replica(Proposer):
     def _leave_repair_if_done(self) -> None:
         if self.repairing and self.commit_index >= self.repair_until:
             self.repairing = False
+
+    def _knows_own_role(self) -> bool:
+        """Has this replica learned a committed configuration that names it?"""
+        return self.committed_config is not None and self.node_id in self.committed_config.members
 
     def _applies(self) -> bool:
         return not self.is_log_replica

@@ -12,7 +12,15 @@ Continuous checks (recorded in `violations`, never raised mid-run):
 - two replicas that applied the same index hold different state checksums;
 - more than one leader holds a valid lease at the same instant (checked
   after every event; leases only start or extend at events, so this is
-  exact).
+  exact);
+- a log replica (a node in `log_replica_ids`, set by whoever adds it; ids
+  are never reused) leads, applies an entry or a snapshot, or serves a read;
+- a committed configuration has fewer than 3 members or fewer than 2 full
+  ones (the control plane only ever goes 3 -> 4 -> 3, see control.py).
+
+Membership churn: `add_node` + `start` a node with no bootstrap membership
+(it learns it through the log or a snapshot); `retire` stops a removed node
+for good and forgets it (messages to it are dropped).
 
 Every event folds into `trace_hash`, so two runs of one seed can be compared.
 """
@@ -77,6 +85,9 @@ class SimCluster:
         self.state_checksums: dict[int, int] = {}
         self.value_index: dict[str, int] = {}  # value written -> index that wrote it
         self.lease_holders_max = 0
+        self.log_replica_ids: set[int] = set()
+        self.retired: set[int] = set()
+        self.held_down: set[int] = set()  # crashed "for good": fault restarts skip them (runner)
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
         self.membership = Membership.of(node_ids)
@@ -156,6 +167,15 @@ class SimCluster:
         node.pending_writes = {}
         node.fsync_in_flight = False
 
+    def retire(self, node_id: int) -> None:
+        """Stop a node removed from the group, for good."""
+        if node_id not in self.nodes:
+            return
+        self.crash(node_id)
+        self._trace("retire", node_id)
+        del self.nodes[node_id]
+        self.retired.add(node_id)
+
     def _schedule_tick(self, node: SimNode, incarnation: int) -> None:
         def tick() -> None:
             if node.up and node.incarnation == incarnation:
@@ -193,6 +213,8 @@ class SimCluster:
         for message in ready.messages:
             self._send(message)
         if ready.install_snapshot and ready.snapshot is not None:
+            if node.node_id in self.log_replica_ids:
+                self._violation(f"t={self.now_ms}: log replica {node.node_id} installed a snapshot into a state machine")
             node.kv = kv = KeyValueStateMachine.restore(ready.snapshot.data)
             self._check_state(node, ready.snapshot.index, kv)
         for entry in ready.committed_entries:
@@ -207,8 +229,15 @@ class SimCluster:
         first = self.chosen.setdefault(entry.index, identity)
         if first != identity:
             self.violations.append(f"index {entry.index}: node {node.node_id} applied a different value than another replica")
+        if node.node_id in self.log_replica_ids:
+            self._violation(f"t={self.now_ms}: log replica {node.node_id} applied index {entry.index}")
         result = None
         command = None
+        if entry.kind == EntryKind.CONFIG:
+            config = Membership.decode(entry.data)
+            if len(config.members) not in (3, 4) or len(config.members - config.log_replicas) < 2:
+                self._violation(f"index {entry.index}: committed configuration {sorted(config.members)} "
+                                f"log {sorted(config.log_replicas)}")
         if entry.kind == EntryKind.COMMAND:
             command = Command.decode(entry.data)
             result = kv.apply(command)
@@ -243,8 +272,15 @@ class SimCluster:
         node.replica.step(message)
         self._drive(node)
 
+    def _violation(self, text: str) -> None:
+        if len(self.violations) < 50:
+            self.violations.append(text)
+
     def _check_leases(self) -> None:
         leaders = [n for n in self.nodes.values() if n.up and n.replica is not None and n.replica.is_leader]
+        for n in leaders:
+            if n.node_id in self.log_replica_ids:
+                self._violation(f"t={self.now_ms}: log replica {n.node_id} is leader")
         if len(leaders) < 2:
             return
         holders = [n.node_id for n in leaders if n.replica.lease_valid(n.local_ms(self.now_ms))]  # type: ignore[union-attr]
@@ -272,6 +308,10 @@ class SimCluster:
         self._drive(node)
         return index
 
+    def _check_read(self, node_id: int) -> None:
+        if node_id in self.log_replica_ids:
+            self._violation(f"t={self.now_ms}: log replica {node_id} served a read")
+
     def handle_client(self, node_id: int, request: tuple, reply: Callable[[Any], None]) -> None:
         """A client request arrived at a node (after the client link delay)."""
         node = self.nodes.get(node_id)
@@ -291,13 +331,18 @@ class SimCluster:
             self._drive(node)
         elif kind == "strong_get":
             if replica.read_allowed(node.local_ms(self.now_ms)):
+                self._check_read(node_id)
                 reply(("ok", kv.get(request[1])))
             else:
                 reply(("not_leader", replica.leader_id))
         elif kind == "eventual_get":
-            if replica.is_log_replica:
+            # Only a replica that knows it is a full member serves reads: a
+            # joining node may turn out to be a log replica (no state at all).
+            config = replica.committed_config
+            if config is None or not config.can_lead(node_id):
                 reply(("not_leader", replica.leader_id))
             else:
+                self._check_read(node_id)
                 reply(("ok", kv.get(request[1])))
         else:
             raise AssertionError(kind)
