@@ -34,12 +34,31 @@ overlay is the latest state of the partition.
   state when there is one (it is local here and the freshest, so a client
   reads its own acknowledged writes, which the existing test suite expects),
   otherwise the live replica that has applied the most. Never a stopped one.
+
+Damaged replicas (checked at open). A replica whose log fails its checks
+(WalCorruptionError, PaxosLogCorruptionError), whose store is unreadable or
+missing while its log is not, or whose directory is missing in an existing
+partition, is quarantined: its directory moves aside to
+`<dir>.corrupt-<UTC timestamp>` (kept for the operator, logged as an error)
+and a new one is put in its place holding only a log with the healthy
+replicas' highest promise and a REPAIR marker up to the highest index any
+healthy replica holds or committed (storage/paxos_log.py). It starts empty
+under the SAME node id, which is safe only because of the core's repair mode
+(replica.py, "Repair"): it forgot its promises and acceptances, so it makes
+no promises and its accepts do not count until its commit index covers
+every index it may have accepted (a slot chosen with its vote was also
+accepted by a healthy replica, so it is <= the marker), and it never
+campaigns meanwhile. The leader then catches it up like any lagging replica
+(log entries, or an LMDB image once the log is compacted). This needs a
+majority of healthy voters (not themselves repairing) to remain; otherwise
+the partition refuses to open and nothing is moved.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -47,11 +66,13 @@ from collections.abc import Iterator
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
 from triplica.errors import InternalServerError
 from triplica.replication.config import Membership
+from triplica.replication.log import HardState
 from triplica.replication.log import LogEntry
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
-from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDriver
+from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDamagedError, ReplicaDriver
 from triplica.storage.lmdb_store import PartitionStore
+from triplica.storage.paxos_log import PaxosLog
 from triplica.transport.framing import pack_payload, unpack_payload
 from triplica.transport.inprocess import InProcessNetwork
 
@@ -75,6 +96,12 @@ BOOTSTRAP_ROUNDS_MAX = 20
 # of a stopped replica takes up to ~2 s.
 SERVE_OPTIONS = ReplicaOptions(heartbeat_interval_ms=400, election_timeout_base_ms=1500,
                                election_timeout_jitter_ms=500)
+QUARANTINE_SUFFIX = ".corrupt-"
+REBUILD_SUFFIX = ".rebuild-"
+
+
+class PartitionDamagedError(Exception):
+    """Too few healthy replicas to open a partition (see the module docstring)."""
 
 
 class ReplicatedPartition:
@@ -110,6 +137,8 @@ class ReplicatedPartition:
         try:
             if fresh and replicas > 1:
                 self._bootstrap()
+            elif not fresh:
+                self._open_replicas()
             for node in self._node_ids:
                 if self.drivers[node] is None:
                     self.start_replica(node)
@@ -123,6 +152,66 @@ class ReplicatedPartition:
 
     def replica_directory(self, node: int) -> str:
         return os.path.join(self.directory, self._zones[node])
+
+    def _open_replicas(self) -> None:
+        """Open every replica of an existing partition; quarantine and rebuild damaged ones."""
+        for name in os.listdir(self.directory):
+            if REBUILD_SUFFIX in name:  # an interrupted rebuild: never put in place
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        damaged: dict[int, str] = {}
+        for node in self._node_ids:
+            if not os.path.isdir(self.replica_directory(node)):
+                damaged[node] = "its directory is missing"
+                continue
+            try:
+                self.drivers[node] = self._make_driver(node)
+            except ReplicaDamagedError as error:
+                damaged[node] = error.reason
+        if not damaged:
+            return
+        voters = [d for d in self.drivers.values() if d is not None and not d.replica.repairing]
+        majority = len(self._node_ids) // 2 + 1
+        if len(voters) < majority:
+            message = (f"partition {self.directory}: only {len(voters)} healthy voting replicas of "
+                       f"{len(self._node_ids)} (damaged: "
+                       + "; ".join(f"{self._zones[n]}: {r}" for n, r in sorted(damaged.items()))
+                       + "); refusing to open it (no files were moved)")
+            log.error("%s", message)
+            raise PartitionDamagedError(message)
+        healthy = [d for d in self.drivers.values() if d is not None]
+        for node, reason in sorted(damaged.items()):
+            self._rebuild(node, reason, healthy)
+
+    def _rebuild(self, node: int, reason: str, healthy: list[ReplicaDriver]) -> None:
+        """Quarantine replica `node`'s directory and put a repairing empty one in its place."""
+        path = self.replica_directory(node)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        quarantine, suffix = f"{path}{QUARANTINE_SUFFIX}{stamp}", 0
+        while os.path.exists(quarantine):
+            suffix += 1
+            quarantine = f"{path}{QUARANTINE_SUFFIX}{stamp}.{suffix}"
+        until = max(max(d.log.last_index(), d.log.hard_state.commit_index, d.log.repair_until)
+                    for d in healthy)
+        promised = max(d.log.hard_state.promised for d in healthy)
+        staging = f"{path}{REBUILD_SUFFIX}{stamp}"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        with PaxosLog(os.path.join(staging, "log"), sync_mode="batch") as paxos_log:
+            paxos_log.mark_repair(until, HardState(promised, 0))
+        _fsync_directory(staging)
+        if os.path.exists(path):
+            os.rename(path, quarantine)
+            log.error("partition %s: replica %s (%s) is damaged (%s); moved it to %s and "
+                      "rebuilding it from its peers", self.directory, node, self._zones[node],
+                      reason, quarantine)
+        else:
+            log.error("partition %s: replica %s (%s) is damaged (%s); rebuilding it from its peers",
+                      self.directory, node, self._zones[node], reason)
+        os.rename(staging, path)
+        _fsync_directory(self.directory)
+        self.drivers[node] = self._make_driver(node)
+        log.warning("partition %s: replica %s (%s) rebuilt empty; it does not vote until it "
+                    "has learned every index up to %s", self.directory, node, self._zones[node], until)
 
     def _bootstrap(self) -> None:
         """Elect the first leader of a brand-new group synchronously (a few ms).
@@ -407,3 +496,11 @@ class ReplicatedPartition:
             _, _, future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(InternalServerError("Internal server error"))
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

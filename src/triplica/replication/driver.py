@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
+import lmdb
 import os
 import random
 import shutil
@@ -71,7 +73,8 @@ from triplica.replication.messages import Message, message_from_wire, message_to
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.replica import Ready, Replica
 from triplica.storage.lmdb_store import PartitionStore
-from triplica.storage.paxos_log import PaxosLog
+from triplica.storage.paxos_log import PaxosLog, PaxosLogCorruptionError
+from triplica.storage.wal import WalCorruptionError
 from triplica.transport.base import Address, TransportError
 from triplica.transport.inprocess import InProcessNetwork
 
@@ -92,6 +95,20 @@ Decode = Callable[[bytes], list]
 
 # Running drivers by (id(network), address), for direct in-process delivery.
 _LOCAL_DRIVERS: dict[tuple[int, Address], "ReplicaDriver"] = {}
+
+
+class ReplicaDamagedError(Exception):
+    """A replica's files fail their checks at open (its log or its store).
+
+    Raised by ReplicaDriver.__init__ with nothing left open; the owner
+    decides (ReplicatedPartition quarantines and rebuilds it while a
+    majority of healthy replicas remains).
+    """
+
+    def __init__(self, directory: str, reason: str) -> None:
+        super().__init__(f"replica {directory} is damaged: {reason}")
+        self.directory = directory
+        self.reason = reason
 
 
 class DriverListener(Protocol):
@@ -132,11 +149,8 @@ class ReplicaDriver:
         self._compact_entries = compact_entries
         self._value_size = value_size
         os.makedirs(directory, exist_ok=True)
-        self.log = PaxosLog(os.path.join(directory, "log"), sync_mode=sync_mode)
+        self._open_files(sync_mode, value_size)
         persisted = self.log.state()
-        self.store = PartitionStore(self._items_path, value_size=value_size)
-        if persisted.snapshot is not None and self.store.applied_index() < persisted.snapshot.index:
-            self._install_image(persisted.snapshot.index)  # a crash interrupted an install
         now_ms = self.now_ms()
         assert start_ms is None or (start_ms <= now_ms and persisted.hard_state == HardState()
                                     and not persisted.entries and persisted.snapshot is None)
@@ -166,6 +180,35 @@ class ReplicaDriver:
     @property
     def _items_path(self) -> str:
         return os.path.join(self.directory, "items")
+
+    def _open_files(self, sync_mode: str, value_size: Callable[[bytes], int]) -> None:
+        """Open the log and the store; ReplicaDamagedError (nothing left open) if they fail checks."""
+        try:
+            self.log = PaxosLog(os.path.join(self.directory, "log"), sync_mode=sync_mode)
+        except (WalCorruptionError, PaxosLogCorruptionError) as error:
+            raise ReplicaDamagedError(self.directory, f"log: {error}") from error
+        self.store = None  # type: ignore[assignment]
+        try:
+            persisted = self.log.state()
+            # A promise alone needs no store (a rebuilt replica has only that).
+            has_state = (persisted.hard_state.commit_index > 0 or bool(persisted.entries)
+                         or persisted.snapshot is not None)
+            has_image = any(n.startswith("incoming-") for n in os.listdir(self.directory))
+            if has_state and not has_image and not os.path.exists(
+                    os.path.join(self._items_path, LMDB_DATA_FILE)):
+                raise ReplicaDamagedError(self.directory, "store: the LMDB data file is missing")
+            try:
+                self.store = PartitionStore(self._items_path, value_size=value_size)
+                applied = self.store.applied_index()
+            except lmdb.Error as error:
+                raise ReplicaDamagedError(self.directory, f"store: {error}") from error
+            if persisted.snapshot is not None and applied < persisted.snapshot.index:
+                self._install_image(persisted.snapshot.index)  # a crash interrupted an install
+        except BaseException:
+            if self.store is not None:
+                self.store.close()
+            self.log.close()
+            raise
 
     # ------------------------------------------------------------ lifecycle
 
@@ -544,7 +587,7 @@ class ReplicaDriver:
         prefix = f"incoming-{index:020d}-"
         names = sorted(n for n in os.listdir(self.directory) if n.startswith(prefix))
         if not names:
-            raise RuntimeError(f"replica {self.node_id}: no image for snapshot {index}")
+            raise ReplicaDamagedError(self.directory, f"store: no image for snapshot {index}")
         self.store.close()
         shutil.rmtree(self._items_path, ignore_errors=True)
         os.rename(os.path.join(self.directory, names[-1]), self._items_path)

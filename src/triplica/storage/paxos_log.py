@@ -16,6 +16,15 @@ skip a record we can't verify. A payload is a msgpack list:
     [HARD_STATE, round, node, commit_index, copy]    written twice (copy 0, 1)
     [SNAPSHOT, index, membership, data]
     [TRUNCATE, first_index]                          forget entries >= first
+    [REPAIR, until]                                  this log was rebuilt empty: it may
+                                                     have forgotten acceptances <= until
+
+REPAIR marks a replica rebuilt after its files were quarantined
+(ReplicatedPartition): `state()` reports `until` as a lost index, so the core
+keeps the replica out of every quorum (replica.py, "Repair") until its commit
+index covers it; from then on (the commit index is persisted) or once a
+snapshot covers it, the marker is moot. It is written in the same append as
+the rebuilt log's first hard state, before the directory is put in place.
 
 Replay applies records in sequence order, last writer wins, which gives the
 overwrite semantics without rewriting anything. Why not truncate the suffix
@@ -45,7 +54,7 @@ from triplica.replication.config import Membership
 from triplica.replication.log import EntryKind, HardState, LogEntry, PersistedState, Snapshot
 from triplica.storage.wal import SEGMENT_BYTES_MAX_DEFAULT, WriteAheadLog
 
-ENTRY, HARD_STATE, SNAPSHOT, TRUNCATE = 0, 1, 2, 3
+ENTRY, HARD_STATE, SNAPSHOT, TRUNCATE, REPAIR = 0, 1, 2, 3, 4
 HARD_STATE_COPIES = 2
 
 
@@ -66,6 +75,8 @@ class PaxosLog:
         self._snapshot_seq = 0
         self._entries: dict[int, LogEntry] = {}
         self._entry_seq: dict[int, int] = {}
+        self._repair_until = 0
+        self._repair_seq = 0
         self._load()
 
     # -- public -------------------------------------------------------------
@@ -74,7 +85,28 @@ class PaxosLog:
         """What is durable now, as the replica core wants it on restart."""
         floor = self._snapshot.index if self._snapshot else 0
         entries = tuple(self._entries[i] for i in sorted(self._entries) if i > floor)
-        return PersistedState(self._hard_state, self._snapshot, entries, ())
+        return PersistedState(self._hard_state, self._snapshot, entries, self._lost_indexes())
+
+    def _lost_indexes(self) -> tuple[int, ...]:
+        # The core only uses the highest lost index (repair_until) and the
+        # lowest (a cap on the commit index); one index says "up to here".
+        floor = self._snapshot.index if self._snapshot else 0
+        if self._repair_until > max(floor, self._hard_state.commit_index):
+            return (self._repair_until,)
+        return ()
+
+    @property
+    def repair_until(self) -> int:
+        return self._repair_until
+
+    def mark_repair(self, until: int, hard_state: HardState) -> None:
+        """Start a rebuilt (empty) log: hard state plus REPAIR marker, one append."""
+        assert until >= 0 and not self._entries and self._snapshot is None
+        self.persist(hard_state, (), None)
+        if until > 0:
+            seq = self._wal.last_index() + 1
+            self._wal.append([(seq, _pack([REPAIR, until]))])
+            self._repair_until, self._repair_seq = until, seq
 
     @property
     def hard_state(self) -> HardState:
@@ -132,6 +164,8 @@ class PaxosLog:
         """Delete whole segments that hold only dead records."""
         live = list(self._entry_seq.values())
         live += [seq for seq in (self._snapshot_seq, self._hard_state_seq) if seq]
+        if self._repair_seq and self._repair_until > (self._snapshot.index if self._snapshot else 0):
+            live.append(self._repair_seq)
         if not live:
             return
         self._wal.truncate_prefix(min(live) - 1)
@@ -205,6 +239,8 @@ class PaxosLog:
                 self._remember(SNAPSHOT, Snapshot(record[1], Membership.decode(record[2]), record[3]), seq)
             elif kind == TRUNCATE:
                 self._forget_from(record[1])
+            elif kind == REPAIR:
+                self._repair_until, self._repair_seq = record[1], seq
             else:
                 raise PaxosLogCorruptionError(f"record {seq} has unknown kind {kind}")
         if pair_open:
@@ -227,7 +263,7 @@ def _unpack(seq: int, payload: bytes) -> list:
         raise PaxosLogCorruptionError(f"record {seq} does not decode: {error}") from None
     if not isinstance(record, list) or not record or not isinstance(record[0], int):
         raise PaxosLogCorruptionError(f"record {seq} is malformed")
-    expected = {ENTRY: 6, HARD_STATE: 5, SNAPSHOT: 4, TRUNCATE: 2}.get(record[0])
+    expected = {ENTRY: 6, HARD_STATE: 5, SNAPSHOT: 4, TRUNCATE: 2, REPAIR: 2}.get(record[0])
     if expected is not None and len(record) != expected:
         raise PaxosLogCorruptionError(f"record {seq} of kind {record[0]} has {len(record)} fields")
     return record
