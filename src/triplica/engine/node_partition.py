@@ -29,23 +29,20 @@ restart never back-dates (the driver asserts it).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from typing import Any, Iterator
 
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
-from triplica.errors import InternalServerError
+from triplica.engine.queued_writes import QueuedWrites
 from triplica.replication.config import Membership
 from triplica.replication.driver import ReplicaDriver
 from triplica.replication.log import LogEntry
 from triplica.replication.options import ReplicaOptions
 from triplica.storage.lmdb_store import PartitionStore
 
-log = logging.getLogger(__name__)
 
 GROUP_ID = 1
-PENDING_WRITES_MAX = 100_000
 DRAIN_S_MAX = 10.0
 DRAIN_POLL_S = 0.005
 REPLICA_DIRECTORY = "replica"
@@ -89,10 +86,8 @@ class NodePartition:
             addresses={member: (group_key, member) for member in members},
             sync_mode=sync_mode, decode=decode_entry, listener=self, options=options,
             value_size=stored_item_size, start_ms=start_ms)
-        # Writes proposed by this leadership: index -> (future, writes, payload).
-        self._pending: dict[int, tuple[asyncio.Future, list[Write], bytes]] = {}
-        self._pending_ballot: object | None = None
-        self._overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        # Writes proposed by this replica's current leadership (owner: its ballot).
+        self._queued = QueuedWrites(directory)
         self._usable_cache: tuple[int, bool] | None = None
         self._closed = False
         self.driver.start()
@@ -131,18 +126,12 @@ class NodePartition:
     def read_latest(self, key: bytes) -> bytes | None:
         store = self._leader_store()
         self._own_leadership()
-        pending = self._overlay.get(key)
-        if pending is not None:
-            return pending[1]
-        return store.get(key)
+        found, value = self._queued.latest(key)
+        return value if found else store.get(key)
 
     def pending_write(self, key: bytes) -> asyncio.Future | None:
         """The future of the latest queued (not yet committed) write to `key`, if any."""
-        queued = self._overlay.get(key)
-        if queued is None:
-            return None
-        pending = self._pending.get(queued[0])
-        return pending[0] if pending is not None else None
+        return self._queued.future_of(key)
 
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -158,62 +147,34 @@ class NodePartition:
         """Replicate writes as one log entry; resolves once committed and applied here."""
         assert writes, "empty log entry"
         self._leader_store()
-        if len(self._pending) >= PENDING_WRITES_MAX:
-            raise InternalServerError("Internal server error")
+        self._queued.check_capacity()
         self._own_leadership()
         payload = encode_entry(writes)
         index = self.driver.propose(payload)
         if index is None:
             raise NotLeaderError(self.leader_hint())
         future = self._loop.create_future()
-        for key, value in writes:
-            self._overlay[key] = (index, value)
-        self._pending[index] = (future, writes, payload)
+        self._queued.add(index, writes, payload, future)
         return future
 
     def _own_leadership(self) -> None:
-        """Pending writes and the overlay belong to one ballot of this replica."""
-        ballot = self.driver.replica.ballot
-        if self._pending_ballot != ballot:
-            self._fail_pending()
-            self._pending_ballot = ballot
+        """Queued writes and the overlay belong to one ballot of this replica."""
+        self._queued.own(self.driver.replica.ballot)
 
     def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        self._overlay.clear()
-        self._pending_ballot = None
-        for future, _, _ in pending.values():
-            if not future.done():
-                future.set_exception(InternalServerError("Internal server error"))
+        self._queued.fail_all()
 
     # ----------------------------------------------- DriverListener (callbacks)
 
     def applied(self, driver: ReplicaDriver, entries: tuple[LogEntry, ...]) -> None:
-        if not self._pending:
-            return
-        for entry in entries:
-            pending = self._pending.pop(entry.index, None)
-            if pending is None:
-                continue
-            future, writes, payload = pending
-            for key, _ in writes:
-                queued = self._overlay.get(key)
-                if queued is not None and queued[0] == entry.index:
-                    del self._overlay[key]
-            if future.done():
-                continue
-            if entry.ballot == self._pending_ballot and entry.data == payload:
-                future.set_result(entry.index)
-            else:  # another leader's value won this slot: ours was not written
-                log.error("partition %s: index %s applied another value", self.directory,
-                          entry.index)
-                future.set_exception(InternalServerError("Internal server error"))
+        self._queued.settle(entries, self._queued.owner)
 
     def role_changed(self, driver: ReplicaDriver) -> None:
         self._usable_cache = None
-        if self._pending_ballot is None:
+        owner = self._queued.owner
+        if owner is None:
             return
-        if not driver.is_leader or driver.replica.ballot != self._pending_ballot:
+        if not driver.is_leader or driver.replica.ballot != owner:
             self._fail_pending()
 
     # ----------------------------------------------------------- lifecycle
@@ -221,7 +182,7 @@ class NodePartition:
     async def drain(self) -> None:
         """Wait (bounded) until every proposed write has an answer."""
         deadline = time.monotonic() + DRAIN_S_MAX
-        while self._pending and time.monotonic() < deadline:
+        while len(self._queued) and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL_S)
 
     async def aclose(self) -> None:

@@ -64,6 +64,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
+from triplica.engine.queued_writes import PENDING_WRITES_MAX, QueuedWrites
 from triplica.errors import InternalServerError
 from triplica.replication.config import Membership
 from triplica.replication.log import HardState
@@ -83,7 +84,6 @@ GROUP_ID = 1
 LEADER_WAIT_S = 3.0
 LEADER_POLL_S = 0.005
 WAITING_WRITES_MAX = 10_000
-PENDING_WRITES_MAX = 100_000
 DRAIN_S_MAX = 10.0
 BOOTSTRAP_ROUNDS_MAX = 20
 # Timing for `triplica serve`: an idle group's cost is one heartbeat round
@@ -124,10 +124,8 @@ class ReplicatedPartition:
         self._addresses = {node: (self._zones[node], node) for node in self._node_ids}
         self._membership = Membership.of(self._node_ids)
         self.drivers: dict[int, ReplicaDriver | None] = {node: None for node in self._node_ids}
-        # Writes proposed to one leadership: index -> (future, writes); overlay by key.
-        self._pending: dict[int, tuple[asyncio.Future, list[Write], bytes]] = {}
-        self._pending_owner: tuple[int, object] | None = None  # (node, ballot)
-        self._overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        # Writes proposed to one leadership (owner: (node, ballot)).
+        self._queued = QueuedWrites(directory)
         # Writes waiting for a usable leader: (deadline, writes, future).
         self._waiting: deque[tuple[float, list[Write], asyncio.Future]] = deque()
         self._waiter: asyncio.Task | None = None
@@ -328,18 +326,12 @@ class ReplicatedPartition:
         if leader is None:
             raise InternalServerError("Internal server error")
         self._own_leadership(leader)
-        pending = self._overlay.get(key)
-        if pending is not None:
-            return pending[1]
-        return leader.store.get(key)
+        found, value = self._queued.latest(key)
+        return value if found else leader.store.get(key)
 
     def pending_write(self, key: bytes) -> asyncio.Future | None:
         """The future of the latest queued (not yet committed) write to `key`, if any."""
-        queued = self._overlay.get(key)
-        if queued is None:
-            return None
-        pending = self._pending.get(queued[0])
-        return pending[0] if pending is not None else None
+        return self._queued.future_of(key)
 
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -368,7 +360,7 @@ class ReplicatedPartition:
         return future
 
     def _propose_to(self, leader: ReplicaDriver, writes: list[Write], future: asyncio.Future) -> bool:
-        if len(self._pending) >= PENDING_WRITES_MAX:
+        if len(self._queued) >= PENDING_WRITES_MAX:
             future.set_exception(InternalServerError("Internal server error"))
             return True
         self._own_leadership(leader)
@@ -376,9 +368,7 @@ class ReplicatedPartition:
         index = leader.propose(payload)
         if index is None:
             return False
-        for key, value in writes:
-            self._overlay[key] = (index, value)
-        self._pending[index] = (future, writes, payload)
+        self._queued.add(index, writes, payload, future)
         return True
 
     async def _wait_for_leader(self) -> None:
@@ -401,24 +391,16 @@ class ReplicatedPartition:
             self._waiter = None
 
     def _own_leadership(self, leader: ReplicaDriver) -> None:
-        """Pending writes and the overlay belong to one (node, ballot)."""
-        owner = (leader.node_id, leader.replica.ballot)
-        if self._pending_owner != owner:
-            self._fail_pending()
-            self._pending_owner = owner
+        """Queued writes and the overlay belong to one (node, ballot)."""
+        self._queued.own((leader.node_id, leader.replica.ballot))
 
     def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        self._overlay.clear()
-        self._pending_owner = None
-        for future, _, _ in pending.values():
-            if not future.done():
-                future.set_exception(InternalServerError("Internal server error"))
+        self._queued.fail_all()
 
     def _leadership_may_have_changed(self) -> None:
-        if self._pending_owner is None:
+        if self._queued.owner is None:
             return
-        node, ballot = self._pending_owner
+        node, ballot = self._queued.owner
         driver = self.drivers.get(node)
         if driver is None or not driver.is_leader or driver.replica.ballot != ballot:
             self._fail_pending()
@@ -426,25 +408,10 @@ class ReplicatedPartition:
     # ----------------------------------------------- DriverListener (callbacks)
 
     def applied(self, driver: ReplicaDriver, entries: tuple[LogEntry, ...]) -> None:
-        if self._pending_owner is None or self._pending_owner[0] != driver.node_id:
+        owner = self._queued.owner
+        if owner is None or owner[0] != driver.node_id:
             return
-        ballot = self._pending_owner[1]
-        for entry in entries:
-            pending = self._pending.pop(entry.index, None)
-            if pending is None:
-                continue
-            future, writes, payload = pending
-            for key, _ in writes:
-                queued = self._overlay.get(key)
-                if queued is not None and queued[0] == entry.index:
-                    del self._overlay[key]
-            if future.done():
-                continue
-            if entry.ballot == ballot and entry.data == payload:
-                future.set_result(entry.index)
-            else:  # cannot happen while one leadership lasts; fail safe if it does
-                log.error("partition %s: index %s applied another value", self.directory, entry.index)
-                future.set_exception(InternalServerError("Internal server error"))
+        self._queued.settle(entries, owner[1])
 
     def role_changed(self, driver: ReplicaDriver) -> None:
         self._usable_cache = None
@@ -455,7 +422,7 @@ class ReplicatedPartition:
     async def drain(self) -> None:
         """Wait until every proposed or waiting write has an answer (bounded)."""
         deadline = time.monotonic() + DRAIN_S_MAX
-        while (self._pending or self._waiting) and time.monotonic() < deadline:
+        while (len(self._queued) or self._waiting) and time.monotonic() < deadline:
             await asyncio.sleep(LEADER_POLL_S)
         if self._waiter is not None:
             await asyncio.shield(self._waiter)
