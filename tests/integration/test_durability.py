@@ -38,9 +38,11 @@ def _writer(server: ServerProcess, thread: int, acked: list, stop: threading.Eve
         acked.append((key, i))
 
 
-@pytest.mark.parametrize("sync_mode", ["batch", "always"])
-def test_acknowledged_writes_survive_sigkill(tmp_path: Any, sync_mode: str) -> None:
-    server = ServerProcess(str(tmp_path), "--sync", sync_mode).start()
+@pytest.mark.parametrize("replicas,sync_mode", [("1", "batch"), ("1", "always"),
+                                               ("3", "batch"), ("3", "none")])
+def test_acknowledged_writes_survive_sigkill(tmp_path: Any, replicas: str, sync_mode: str) -> None:
+    flags = ("--replicas", replicas, "--sync", sync_mode)
+    server = ServerProcess(str(tmp_path), *flags).start()
     try:
         _create(server.client(), "durable")
         acked: list[tuple[str, int]] = []
@@ -57,7 +59,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Any, sync_mode: str) -> N
         assert len(acked) > 100, "the load did not get going"
     finally:
         server.kill()
-    restarted = ServerProcess(str(tmp_path), "--sync", sync_mode).start()
+    restarted = ServerProcess(str(tmp_path), *flags).start()
     try:
         client = restarted.client()
         present: dict[str, str] = {}
@@ -69,7 +71,8 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Any, sync_mode: str) -> N
         assert all(present[key] == str(i) for key, i in acked)
         # The restarted server keeps accepting writes after recovery.
         client.put_item(TableName="durable", Item={"pk": {"S": "after"}, "n": {"N": "1"}})
-        assert client.get_item(TableName="durable", Key={"pk": {"S": "after"}})["Item"]
+        assert client.get_item(TableName="durable", Key={"pk": {"S": "after"}},
+                               ConsistentRead=True)["Item"]
     finally:
         restarted.stop()
 

@@ -226,3 +226,15 @@ def test_batch_get_stops_at_16_megabytes(ddb: Any) -> None:
     again = ddb.batch_get_item(RequestItems={name: {"Keys": unprocessed}})
     returned |= {item["pk"]["S"] for item in again["Responses"][name]}
     assert returned == {f"big{i}" for i in range(count)}
+
+
+def test_batch_write_consumed_capacity(ddb: Any) -> None:
+    name = make_table(ddb, range_key=None)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "old"}, "v": {"S": "x" * 3000}})
+    result = ddb.batch_write_item(ReturnConsumedCapacity="TOTAL", RequestItems={name: [
+        {"PutRequest": {"Item": {"pk": {"S": "old"}, "v": {"S": "y"}}}},   # larger old image: 3 units
+        {"PutRequest": {"Item": {"pk": {"S": "new"}, "v": {"S": "z"}}}}]})  # 1 unit
+    assert result["ConsumedCapacity"] == [{"TableName": name, "CapacityUnits": 4.0,
+                                           "WriteCapacityUnits": 4.0}]
+    assert "ConsumedCapacity" not in ddb.batch_write_item(RequestItems={name: [
+        {"DeleteRequest": {"Key": {"pk": {"S": "new"}}}}]})

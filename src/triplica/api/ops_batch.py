@@ -137,6 +137,7 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
             "Too many items requested for the BatchWriteItem call")
     by_partition: dict[int, tuple[Any, list]] = {}
     units_by_table: dict[str, float] = {}
+    wants_capacity = request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
     for table_name, writes in request_items.items():
         table = table_of(service, {"TableName": table_name})
         seen: set[bytes] = set()
@@ -145,14 +146,15 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
             if storage_key in seen:
                 raise ValidationException("Provided list of item keys contains duplicates")
             seen.add(storage_key)
-            old_size = image_size(partition.read_latest(storage_key))
-            units_by_table[table_name] = units_by_table.get(table_name, 0.0) + \
-                write_units(max(size, old_size))
+            if wants_capacity:  # sizing the old image costs a read: only when asked
+                old_size = image_size(partition.read_latest(storage_key))
+                units_by_table[table_name] = units_by_table.get(table_name, 0.0) + \
+                    write_units(max(size, old_size))
             by_partition.setdefault(id(partition), (partition, []))[1].append(
                 (storage_key, image))
     futures = [partition.propose(entry) for partition, entry in by_partition.values()]
     response: dict[str, Any] = {"UnprocessedItems": {}}
-    if request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
+    if wants_capacity:
         response["ConsumedCapacity"] = [
             consumed_capacity(request["ReturnConsumedCapacity"], name, units,
                               "WriteCapacityUnits")

@@ -27,6 +27,9 @@ TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
 THROUGHPUT_UNITS_MAX = 40000
 TAG_KEY_LENGTH_MAX = 128
 TAG_VALUE_LENGTH_MAX = 256
+MESSAGE_THROUGHPUT_ON_DEMAND = (
+    "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
+    "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
 
 
 def describe(table: Table, status: str | None = None) -> dict[str, Any]:
@@ -156,9 +159,7 @@ def _billing(request: dict[str, Any]) -> tuple[str, int, int]:
     throughput = request.get("ProvisionedThroughput")
     if mode == "PAY_PER_REQUEST":
         if throughput is not None:
-            raise ValidationException(
-                "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
-                "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
+            raise ValidationException(MESSAGE_THROUGHPUT_ON_DEMAND)
         return mode, 0, 0
     if throughput is None:
         raise ValidationException(
@@ -315,9 +316,7 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     now = service.now()
     if new_mode == "PAY_PER_REQUEST":
         if throughput is not None:
-            raise ValidationException(
-                "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
-                "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
+            raise ValidationException(MESSAGE_THROUGHPUT_ON_DEMAND)
         if info.billing_mode != "PAY_PER_REQUEST":
             info.pay_per_request_since = now
         info.read_units = info.write_units = 0
