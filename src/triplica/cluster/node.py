@@ -20,12 +20,11 @@ Its HTTP layer adds two things to TriplicaApp:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
 import signal
-from typing import Any, Awaitable
+from typing import Awaitable
 
 import orjson
 
@@ -38,6 +37,7 @@ from triplica.engine.catalog import PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.node_partition import NodePartition, NotLeaderError, UnhostedPartition
 from triplica.errors import ValidationException
+from triplica.storage.files import read_json, write_json_durably
 
 log = logging.getLogger(__name__)
 
@@ -70,31 +70,15 @@ class StorageNode:
                 raise ValidationException("Tables of a cluster are created through its router")
             group_key = f"{self.create_token}/{partition.hash_start:x}"
             members = placement(self.config.nodes, group_key)
-            _write_durably(directory, path, {"group": group_key, "members": members})
+            write_json_durably(path, {"group": group_key, "members": members})
         else:
-            with open(path, "rb") as file:
-                document = json.load(file)
+            document = read_json(path)
             group_key, members = document["group"], document["members"]
         if self.config.node_id not in members:
             return UnhostedPartition(members)
         return NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
                              members=members, network=self.network, sync_mode=self.config.sync,
                              fresh=fresh)
-
-
-def _write_durably(directory: str, path: str, document: dict[str, Any]) -> None:
-    os.makedirs(directory, exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        json.dump(document, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class NodeApp:

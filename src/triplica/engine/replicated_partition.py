@@ -58,22 +58,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import time
 from collections import deque
 from collections.abc import Iterator
 
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
+from triplica.engine.replica_repair import RepairBound, bound_of, discard_interrupted, rebuild_in_place
 from triplica.engine.queued_writes import PENDING_WRITES_MAX, QueuedWrites
 from triplica.errors import InternalServerError
 from triplica.replication.config import Membership
-from triplica.replication.log import HardState
 from triplica.replication.log import LogEntry
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDamagedError, ReplicaDriver
 from triplica.storage.lmdb_store import PartitionStore
-from triplica.storage.paxos_log import PaxosLog
 from triplica.transport.framing import pack_payload, unpack_payload
 from triplica.transport.inprocess import InProcessNetwork
 
@@ -96,8 +94,6 @@ BOOTSTRAP_ROUNDS_MAX = 20
 # of a stopped replica takes up to ~2 s.
 SERVE_OPTIONS = ReplicaOptions(heartbeat_interval_ms=400, election_timeout_base_ms=1500,
                                election_timeout_jitter_ms=500)
-QUARANTINE_SUFFIX = ".corrupt-"
-REBUILD_SUFFIX = ".rebuild-"
 
 
 class PartitionDamagedError(Exception):
@@ -153,9 +149,7 @@ class ReplicatedPartition:
 
     def _open_replicas(self) -> None:
         """Open every replica of an existing partition; quarantine and rebuild damaged ones."""
-        for name in os.listdir(self.directory):
-            if REBUILD_SUFFIX in name:  # an interrupted rebuild: never put in place
-                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        discard_interrupted(self.directory)
         damaged: dict[int, str] = {}
         for node in self._node_ids:
             if not os.path.isdir(self.replica_directory(node)):
@@ -182,34 +176,10 @@ class ReplicatedPartition:
 
     def _rebuild(self, node: int, reason: str, healthy: list[ReplicaDriver]) -> None:
         """Quarantine replica `node`'s directory and put a repairing empty one in its place."""
-        path = self.replica_directory(node)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        quarantine, suffix = f"{path}{QUARANTINE_SUFFIX}{stamp}", 0
-        while os.path.exists(quarantine):
-            suffix += 1
-            quarantine = f"{path}{QUARANTINE_SUFFIX}{stamp}.{suffix}"
-        until = max(max(d.log.last_index(), d.log.hard_state.commit_index, d.log.repair_until)
-                    for d in healthy)
-        promised = max(d.log.hard_state.promised for d in healthy)
-        staging = f"{path}{REBUILD_SUFFIX}{stamp}"
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        with PaxosLog(os.path.join(staging, "log"), sync_mode="batch") as paxos_log:
-            paxos_log.mark_repair(until, HardState(promised, 0))
-        _fsync_directory(staging)
-        if os.path.exists(path):
-            os.rename(path, quarantine)
-            log.error("partition %s: replica %s (%s) is damaged (%s); moved it to %s and "
-                      "rebuilding it from its peers", self.directory, node, self._zones[node],
-                      reason, quarantine)
-        else:
-            log.error("partition %s: replica %s (%s) is damaged (%s); rebuilding it from its peers",
-                      self.directory, node, self._zones[node], reason)
-        os.rename(staging, path)
-        _fsync_directory(self.directory)
+        bound = RepairBound.merge([bound_of(d.log) for d in healthy])
+        label = f"partition {self.directory}: replica {node} ({self._zones[node]})"
+        rebuild_in_place(self.replica_directory(node), bound, label, reason)
         self.drivers[node] = self._make_driver(node)
-        log.warning("partition %s: replica %s (%s) rebuilt empty; it does not vote until it "
-                    "has learned every index up to %s", self.directory, node, self._zones[node], until)
 
     def _bootstrap(self) -> None:
         """Elect the first leader of a brand-new group synchronously (a few ms).
@@ -463,11 +433,3 @@ class ReplicatedPartition:
             _, _, future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(InternalServerError("Internal server error"))
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

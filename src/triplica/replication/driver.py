@@ -72,6 +72,7 @@ from triplica.replication.log import EntryKind, HardState, LogEntry, Snapshot
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.replica import Ready, Replica
+from triplica.storage.files import fsync_directory
 from triplica.storage.lmdb_store import PartitionStore
 from triplica.storage.paxos_log import PaxosLog, PaxosLogCorruptionError
 from triplica.storage.wal import WalCorruptionError
@@ -591,7 +592,7 @@ class ReplicaDriver:
         self.store.close()
         shutil.rmtree(self._items_path, ignore_errors=True)
         os.rename(os.path.join(self.directory, names[-1]), self._items_path)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         for name in os.listdir(self.directory):
             if name.startswith("incoming-"):
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
@@ -630,12 +631,4 @@ def _write_image(path: str, image: memoryview) -> None:
         file.write(image)
         file.flush()
         os.fsync(file.fileno())
-    _fsync_directory(path)
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(path)

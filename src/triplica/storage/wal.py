@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from triplica.storage.checksum import crc32c
+from triplica.storage.files import fsync_directory
 
 SYNC_MODES = ("always", "batch", "none")
 SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
@@ -161,14 +162,6 @@ def _zeros_to_end(file, offset: int, size_bytes: int) -> bool:
     return True
 
 
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -264,7 +257,7 @@ class WriteAheadLog:
         for first_index in doomed:
             os.unlink(os.path.join(self._directory, segment_name(first_index)))
         if doomed and self._sync_mode != "none":
-            _fsync_directory(self._directory)
+            fsync_directory(self._directory)
 
     def close(self) -> None:
         if self._closed:
@@ -325,7 +318,7 @@ class WriteAheadLog:
         path = os.path.join(self._directory, segment_name(first_index))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         if self._sync_mode != "none":
-            _fsync_directory(self._directory)
+            fsync_directory(self._directory)
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
