@@ -127,14 +127,18 @@ def snapshot_token(index: int) -> bytes:
 class ReplicaDriver:
     """One replica (core + PaxosLog + PartitionStore) on the running event loop."""
 
-    def __init__(self, *, node_id: int, group: int, membership: Membership, directory: str,
+    def __init__(self, *, node_id: int, group: int, membership: Membership | None, directory: str,
                  network: InProcessNetwork, addresses: dict[int, Address], sync_mode: str,
                  decode: Decode, listener: DriverListener | None = None,
                  options: ReplicaOptions = ReplicaOptions(),
                  value_size: Callable[[bytes], int] = len,
                  compact_entries: int = COMPACT_ENTRIES_DEFAULT,
                  start_ms: int | None = None) -> None:
-        """`start_ms`: the core's clock at creation; only a brand-new group may
+        """`membership`: the group's initial configuration, or None for a replica
+        joining an existing group (it learns its configuration from the log or
+        a snapshot). `addresses`: every peer it may have to reach; members that
+        join later are added with `add_peer`.
+        `start_ms`: the core's clock at creation; only a brand-new group may
         back-date it (see ReplicatedPartition._bootstrap), never a restart."""
         assert node_id in addresses and compact_entries >= 1
         self.node_id = node_id
@@ -223,6 +227,16 @@ class ReplicaDriver:
             _LOCAL_DRIVERS[(id(self._network), self._address)] = self
         self._schedule_tick()
         self._wake.set()
+
+    def add_peer(self, node: int, address: Address) -> None:
+        """Make a new member reachable (a replica joining the group)."""
+        if node == self.node_id or node in self._clients:
+            return
+        self._addresses[node] = address
+        self._clients[node] = self._network.client(address)
+        self._outboxes[node] = asyncio.Queue(OUTBOX_MESSAGES_MAX)
+        if self.running:
+            self._tasks.append(self._loop.create_task(self._send_loop(node)))
 
     async def close(self) -> None:
         """Stop (like a power-off of this replica, minus losing the page cache)."""
@@ -394,7 +408,9 @@ class ReplicaDriver:
         self._pump()
 
     def _local_peer(self, node: int) -> "ReplicaDriver | None":
-        address = self._addresses[node]
+        address = self._addresses.get(node)
+        if address is None:
+            return None  # not (yet) told where this member lives: dropped like a lost message
         peer = _LOCAL_DRIVERS.get((id(self._network), address))
         if peer is None or not peer.running or not peer._server.open:
             return None
