@@ -33,7 +33,9 @@ def _serve_replicated(args: argparse.Namespace, credentials: "dict[str, str] | N
     from triplica.engine.database import Database
 
     async def main() -> None:
-        db = Database(args.data_dir, sync_mode=args.sync, replicas=args.replicas)
+        heal_after_s = args.heal_after if args.heal_after > 0 else None
+        db = Database(args.data_dir, sync_mode=args.sync, replicas=args.replicas,
+                      heal_after_s=heal_after_s)
         app = TriplicaApp(db, credentials)
         if not await db.wait_for_leaders():
             logging.getLogger("triplica").warning("some partitions have no leader yet")
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--replicas", type=int, choices=(1, 3), default=3,
                        help="copies of each partition: 3 (default) = a Paxos group in three AZs "
                             "in this process, 1 = a single copy")
+    serve.add_argument("--heal-after", type=float, default=30.0, metavar="SECONDS",
+                       help="replace a replica that has been down this long: a log replica "
+                            "first, then a full copy (0 = never)")
     serve.add_argument("--credentials", default=None,
                        help="file of 'ACCESS_KEY_ID SECRET' lines; enables SigV4 verification")
     serve.add_argument("--log-level", default="WARNING")

@@ -4,13 +4,15 @@ A config file is JSON (`.json`) or TOML (`.toml`, read with tomllib). A node's:
 
     {"node_id": 1, "az": "az-a", "data_dir": "/var/lib/triplica",
      "listen_host": "0.0.0.0", "http_port": 8001, "peer_port": 9001,
-     "sync": "batch",
+     "sync": "batch", "repair_wait_s": 60,
      "nodes": [{"id": 1, "az": "az-a", "host": "10.0.0.1", "http_port": 8001, "peer_port": 9001},
                {"id": 2, "az": "az-b", "host": "10.0.0.2", "http_port": 8001, "peer_port": 9001},
                {"id": 3, "az": "az-c", "host": "10.0.0.3", "http_port": 8001, "peer_port": 9001}]}
 
 `nodes` lists every node of the cluster (this one included, same list on
-every node); `host` is where the others reach it. A router's config:
+every node); `host` is where the others reach it. `repair_wait_s` (optional):
+how long a damaged replica waits for its peers' repair bounds
+(engine/node_partition.py). A router's config:
 
     {"listen_host": "0.0.0.0", "port": 8000, "credentials": null, "nodes": [...same list...]}
 
@@ -28,8 +30,11 @@ import tomllib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from triplica.engine.replica_repair import REPAIR_BOUND_WAIT_S_DEFAULT
+
 REPLICAS_PER_PARTITION = 3
 SYNC_MODES = ("always", "batch", "none")
+REPAIR_WAIT_S_MAX = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class NodeConfig:
     nodes: tuple[NodeSpec, ...]
     listen_host: str = "127.0.0.1"
     sync: str = "batch"
+    repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT
 
     def __post_init__(self) -> None:
         ids = [n.id for n in self.nodes]
@@ -63,6 +69,8 @@ class NodeConfig:
             raise ValueError(f"node {self.node_id}: az {self.az} differs from the list's {me[0].az}")
         if self.sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}")
+        if not 0 <= self.repair_wait_s <= REPAIR_WAIT_S_MAX:
+            raise ValueError(f"repair_wait_s must be between 0 and {REPAIR_WAIT_S_MAX}")
         check_zones(self.nodes)
 
 
@@ -97,7 +105,8 @@ def load_node_config(path: str) -> NodeConfig:
                       data_dir=str(data["data_dir"]), http_port=int(data["http_port"]),
                       peer_port=int(data["peer_port"]), nodes=_nodes(data),
                       listen_host=str(data.get("listen_host", "127.0.0.1")),
-                      sync=str(data.get("sync", "batch")))
+                      sync=str(data.get("sync", "batch")),
+                      repair_wait_s=float(data.get("repair_wait_s", REPAIR_BOUND_WAIT_S_DEFAULT)))
 
 
 def load_router_config(path: str) -> RouterConfig:

@@ -16,6 +16,13 @@ Its HTTP layer adds two things to TriplicaApp:
   node directly is refused. Group key and members are written to
   `group.json` in the partition directory before the replica starts and
   read back on restart.
+
+Node requests over the peer port (peer_network.py `request`), one kind so
+far: `{"repair_bound": <group key>}`, answered with this node's replica's
+`RepairBound` (`{"promised": [round, node], "until": index}`) when it is
+open and a healthy voter, otherwise `{"unavailable": <why>}`. A node whose
+own replica of a group is damaged asks every other member this way before
+rebuilding it (engine/node_partition.py, "Damaged replica").
 """
 from __future__ import annotations
 
@@ -36,14 +43,17 @@ from triplica.cluster.peer_network import PeerNetwork
 from triplica.engine.catalog import PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.node_partition import NodePartition, NotLeaderError, UnhostedPartition
+from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
 from triplica.errors import ValidationException
 from triplica.storage.files import read_json, write_json_durably
+from triplica.transport.base import Message, RemoteError, TransportError
 
 log = logging.getLogger(__name__)
 
 LEADER_HEADER = "x-triplica-leader"
 GROUP_TOKEN_HEADER = "x-triplica-group-token"
 GROUP_FILE = "group.json"
+REPAIR_BOUND_REQUEST = "repair_bound"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
@@ -54,12 +64,15 @@ def redirect_response(error: NotLeaderError) -> Response:
 
 
 class StorageNode:
-    """Builds this node's partitions (the Database's partition factory)."""
+    """Builds this node's partitions (the Database's partition factory) and answers
+    its peers' requests about them."""
 
     def __init__(self, config: NodeConfig, network: PeerNetwork) -> None:
         self.config = config
         self.network = network
         self.create_token: str | None = None  # set by NodeApp around a CreateTable
+        self.replicas: dict[str, NodePartition] = {}  # group key -> this node's replica
+        network.serve_requests(self.answer)
 
     def open_partition(self, info: TableInfo, partition: PartitionInfo,
                        directory: str) -> NodePartition | UnhostedPartition:
@@ -76,9 +89,41 @@ class StorageNode:
             group_key, members = document["group"], document["members"]
         if self.config.node_id not in members:
             return UnhostedPartition(members)
-        return NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
-                             members=members, network=self.network, sync_mode=self.config.sync,
-                             fresh=fresh)
+        replica = NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
+                                members=members, network=self.network, sync_mode=self.config.sync,
+                                fresh=fresh, ask_bound=lambda peer: self.ask_bound(peer, group_key),
+                                repair_wait_s=self.config.repair_wait_s)
+        # Deleted tables' replicas are closed; forget them here (bounds the dict).
+        self.replicas = {key: r for key, r in self.replicas.items() if not r.closed}
+        self.replicas[group_key] = replica
+        return replica
+
+    async def answer(self, request: dict) -> Message:
+        """A peer's request (see the module docstring); unknown ones raise (RemoteError there)."""
+        group_key = request.get(REPAIR_BOUND_REQUEST)
+        if len(request) != 1 or not isinstance(group_key, str):
+            raise ValueError(f"unknown request {request!r:.200}")
+        replica = self.replicas.get(group_key)
+        bound = "it hosts no open replica of the group" if replica is None else replica.repair_bound()
+        if isinstance(bound, RepairBound):
+            return bound.to_wire()
+        return {"unavailable": bound}
+
+    async def ask_bound(self, peer: int, group_key: str) -> RepairBound | str:
+        """Node `peer`'s repair bound for a group, or why there is none (never raises)."""
+        try:
+            answer = await self.network.request(peer, {REPAIR_BOUND_REQUEST: group_key},
+                                                REPAIR_BOUND_CALL_S)
+        except RemoteError as error:  # it is up but could not answer (still starting)
+            return f"refused ({error})"
+        except TransportError as error:
+            return f"unreachable ({error})"
+        if isinstance(answer, dict) and isinstance(answer.get("unavailable"), str):
+            return f"unavailable: {answer['unavailable']}"
+        try:
+            return RepairBound.from_wire(answer)
+        except ValueError as error:
+            return str(error)
 
 
 class NodeApp:

@@ -11,18 +11,29 @@ are virtual, `(group_key, node_id)`:
 
 Incoming frames for a group this node does not host (a table created while
 it was down, or already deleted) are dropped: Paxos tolerates loss.
+
+Requests to the node itself (not to a group's replica) share the port:
+`request(peer, body, deadline_s)` is a transport CALL whose body is a dict
+(group traffic is always a list, so the two never mix), answered by the
+handler the node gave `serve_requests` (cluster/node.py: the repair bound
+of a group). No handler yet, or a handler that raises (an unknown
+request): the caller gets a RemoteError.
+
 Everything inherits the TCP transport's bounds and deadlines (transport/).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from triplica.cluster.config import NodeSpec
-from triplica.transport.base import Address, Handler
+from triplica.transport.base import Address, Handler, Message
 from triplica.transport.tcp import TcpClient, TcpServer
 
 log = logging.getLogger(__name__)
+
+RequestHandler = Callable[[dict], Awaitable[Message]]
 
 
 class PeerNetwork:
@@ -32,6 +43,7 @@ class PeerNetwork:
                  nodes: tuple[NodeSpec, ...]) -> None:
         self.node_id = node_id
         self._handlers: dict[str, Handler] = {}
+        self._request_handler: RequestHandler | None = None
         self._server = TcpServer(listen_host, peer_port, self._on_frame)
         self._peers = {n.id: TcpClient(n.host, n.peer_port) for n in nodes if n.id != node_id}
         self.dropped_frames = 0
@@ -44,7 +56,19 @@ class PeerNetwork:
         for client in self._peers.values():
             await client.close()
 
-    async def _on_frame(self, body: Any) -> None:
+    def serve_requests(self, handler: RequestHandler) -> None:
+        """Answer node requests (dict bodies) with `handler` from now on."""
+        self._request_handler = handler
+
+    async def request(self, peer: int, body: dict, deadline_s: float) -> Message:
+        """Ask node `peer` (transport errors and the handler's RemoteError propagate)."""
+        return await self._peers[peer].call(body, deadline_s)
+
+    async def _on_frame(self, body: Any) -> Message | None:
+        if isinstance(body, dict):
+            if self._request_handler is None:
+                raise RuntimeError("this node does not answer requests yet")
+            return await self._request_handler(body)
         if not isinstance(body, list) or len(body) != 2 or not isinstance(body[0], str):
             self.dropped_frames += 1
             return None

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, TableInfo
 from triplica.engine.partition import Partition
-from triplica.engine.replicated_partition import ReplicatedPartition
+from triplica.engine.replicated_partition import HEAL_AFTER_S_DEFAULT, ReplicatedPartition
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,17 @@ async def _close_partition(partition: "Partition | ReplicatedPartition") -> None
 
 class Database:
     def __init__(self, data_dir: str, sync_mode: str = "batch", replicas: int = 1,
-                 partition_factory: PartitionFactory | None = None) -> None:
-        """`partition_factory` overrides `replicas` (a storage node's NodePartition)."""
+                 partition_factory: PartitionFactory | None = None,
+                 heal_after_s: float | None = HEAL_AFTER_S_DEFAULT) -> None:
+        """`partition_factory` overrides `replicas` (a storage node's NodePartition).
+        `heal_after_s`: replicated partitions replace a replica down this long."""
         assert replicas in REPLICA_COUNTS, replicas
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
         self.sync_mode = sync_mode
         self.replicas = replicas
         self.partition_factory = partition_factory
+        self.heal_after_s = heal_after_s
         self.catalog = Catalog(data_dir)
         self.tables: dict[str, Table] = {}
         for info in self.catalog.tables.values():
@@ -97,7 +100,8 @@ class Database:
                           for p in info.partitions]
         else:
             partitions = [ReplicatedPartition(self._partition_dir(info, p), self.sync_mode,
-                                              replicas=self.replicas)
+                                              replicas=self.replicas,
+                                              heal_after_s=self.heal_after_s)
                           for p in info.partitions]
         return Table(info, partitions)
 

@@ -25,22 +25,56 @@ router's broadcast) back-dates its clock exactly as ReplicatedPartition's
 bootstrap does: every member may promise at once and the lowest-id member
 campaigns at its first tick, so a new table has a leader in a few ms. A
 restart never back-dates (the driver asserts it).
+
+Damaged replica (checked at open, as in ReplicatedPartition: the log fails
+its checks, the LMDB data file is missing while the log has state, or the
+replica directory is missing in an existing partition). The healthy
+replicas are on other nodes, so the bound for the rebuilt log comes over
+the network (`ask_bound` asks one peer; engine/replica_repair.py
+`collect_bound`: every other member must answer as a healthy voter, asked
+again every 0.5 s for up to `repair_wait_s`). The partition is still
+constructed at once, in a "healing" state: no driver, nothing registered
+on the network, every request raises `NotLeaderError(None)` (the router
+tries another member) and `stats` is (0, 0). A task owned by the partition
+collects the bound, then quarantines the directory, puts the repairing
+empty one in place (`rebuild_in_place`) and starts the driver; from then on
+it is an ordinary replica that catches up from the leader (log or LMDB
+image) and votes again once it has learned every index up to the marker.
+If the bound can't be had in time the partition stays unopened, with an
+error logged and no file moved; restarting the node tries again.
+Why a task and not a wait inside the constructor: partitions are built by
+the Database's synchronous factory on the event loop, and a minute's wait
+there would stall the whole node, including the answers its peers need,
+so two nodes each healing a different partition would wait on each other.
+Moving files and opening the driver stay synchronous (a few ms, and no
+cancellation can land between them).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any, Iterator
 
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
 from triplica.engine.queued_writes import QueuedWrites
+from triplica.engine.replica_repair import (
+    REPAIR_BOUND_WAIT_S_DEFAULT,
+    AskBound,
+    RepairBound,
+    bound_of,
+    collect_bound,
+    discard_interrupted,
+    rebuild_in_place,
+)
 from triplica.replication.config import Membership
-from triplica.replication.driver import ReplicaDriver
+from triplica.replication.driver import ReplicaDamagedError, ReplicaDriver
 from triplica.replication.log import LogEntry
 from triplica.replication.options import ReplicaOptions
 from triplica.storage.lmdb_store import PartitionStore
 
+log = logging.getLogger(__name__)
 
 GROUP_ID = 1
 DRAIN_S_MAX = 10.0
@@ -68,66 +102,141 @@ class NodePartition:
 
     def __init__(self, directory: str, *, node_id: int, group_key: str, members: list[int],
                  network: Any, sync_mode: str = "batch", fresh: bool = False,
-                 options: ReplicaOptions = ReplicaOptions()) -> None:
+                 options: ReplicaOptions = ReplicaOptions(), ask_bound: AskBound | None = None,
+                 repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT) -> None:
+        """`ask_bound`: how to ask a peer for its repair bound; without it a damaged
+        replica raises ReplicaDamagedError here, as before (see the module docstring)."""
         assert node_id in members and len(set(members)) == len(members), (node_id, members)
         self.directory = directory
         self.node_id = node_id
         self.group_key = group_key
+        self._members = list(members)
+        self._network = network
+        self._sync_mode = sync_mode
+        self._options = options
         self._loop = asyncio.get_running_loop()
+        # Writes proposed by this replica's current leadership (owner: its ballot).
+        self._queued = QueuedWrites(directory)
+        self._usable_cache: tuple[int, bool] | None = None
+        self._closed = False
+        self.driver: ReplicaDriver | None = None  # None while healing, or if healing failed
+        self.damaged: str | None = None  # why the replica was found damaged at open
+        self.failure: str | None = None  # why it could not be rebuilt (stays unopened)
+        self._healer: asyncio.Task | None = None
         start_ms = None
         if fresh:  # see the module docstring: only a group with no state at all
             back_ms = options.election_timeout_base_ms
             if node_id == min(members):
                 back_ms += options.election_timeout_jitter_ms
             start_ms = int(self._loop.time() * 1000) - back_ms
-        self.driver = ReplicaDriver(
-            node_id=node_id, group=GROUP_ID, membership=Membership.of(members),
-            directory=os.path.join(directory, REPLICA_DIRECTORY), network=network,
-            addresses={member: (group_key, member) for member in members},
-            sync_mode=sync_mode, decode=decode_entry, listener=self, options=options,
-            value_size=stored_item_size, start_ms=start_ms)
-        # Writes proposed by this replica's current leadership (owner: its ballot).
-        self._queued = QueuedWrites(directory)
-        self._usable_cache: tuple[int, bool] | None = None
-        self._closed = False
+        else:
+            discard_interrupted(directory)
+        try:
+            if not fresh and not os.path.isdir(self._replica_path):
+                raise ReplicaDamagedError(self._replica_path, "its directory is missing")
+            self.driver = self._make_driver(start_ms)
+        except ReplicaDamagedError as error:
+            if ask_bound is None:
+                raise
+            self.damaged = error.reason
+            self._healer = self._loop.create_task(self._heal(ask_bound, repair_wait_s))
+            return
         self.driver.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def _replica_path(self) -> str:
+        return os.path.join(self.directory, REPLICA_DIRECTORY)
+
+    def _make_driver(self, start_ms: int | None) -> ReplicaDriver:
+        return ReplicaDriver(
+            node_id=self.node_id, group=GROUP_ID, membership=Membership.of(self._members),
+            directory=self._replica_path, network=self._network,
+            addresses={member: (self.group_key, member) for member in self._members},
+            sync_mode=self._sync_mode, decode=decode_entry, listener=self, options=self._options,
+            value_size=stored_item_size, start_ms=start_ms)
+
+    # ------------------------------------------------------------- healing
+
+    async def _heal(self, ask_bound: AskBound, wait_s: float) -> None:
+        """Rebuild the damaged replica from its peers' bound, then start it."""
+        assert self.damaged is not None and self.driver is None
+        label = f"partition {self.directory} (group {self.group_key}): node {self.node_id}'s replica"
+        peers = [member for member in self._members if member != self.node_id]
+        try:
+            bound = await collect_bound(ask_bound, peers, label, wait_s)
+            if bound is None:
+                self.failure = f"damaged ({self.damaged}) and not every peer gave a repair bound"
+                return
+            if self._closed:
+                return
+            rebuild_in_place(self._replica_path, bound, label, self.damaged)
+            driver = self._make_driver(None)
+        except Exception as error:  # a disk failure or a bug: stay unopened, say why
+            log.error("%s could not be rebuilt", label, exc_info=True)
+            self.failure = f"rebuild failed: {error}"
+            return
+        self.driver = driver
+        driver.start()
+
+    def repair_bound(self) -> RepairBound | str:
+        """This replica's contribution to a peer's repair bound, or why it can't give one."""
+        driver = self.driver
+        if self._closed:
+            return "its replica is closed"
+        if driver is None:
+            return f"its own replica is damaged ({self.failure or self.damaged})"
+        if not driver.running:
+            return "its replica is stopped"
+        if driver.replica.repairing:
+            return "its replica is repairing"
+        return bound_of(driver.log)
 
     # ---------------------------------------------------------- leadership
 
     def leader_hint(self) -> int | None:
         driver = self.driver
-        if not driver.running:
+        if driver is None or not driver.running:
             return None
         if driver.is_leader:
             return self.node_id
         return driver.replica.leader_id
 
-    def _usable(self) -> bool:
+    def _usable(self, driver: ReplicaDriver) -> bool:
         """Leader with a valid lease now (cached for the current ms, see ReplicatedPartition)."""
         now_ms = int(self._loop.time() * 1000)
         cache = self._usable_cache
         if cache is not None and cache[0] == now_ms:
             return cache[1]
-        usable = self.driver.is_leader and self.driver.read_allowed()
+        usable = driver.is_leader and driver.read_allowed()
         self._usable_cache = (now_ms, usable)
         return usable
 
-    def _leader_store(self) -> PartitionStore:
-        if self._closed or not self._usable():
+    def _leader(self) -> ReplicaDriver:
+        driver = self.driver
+        if self._closed or driver is None or not self._usable(driver):
             raise NotLeaderError(self.leader_hint())
+        return driver
+
+    def _local_store(self) -> PartitionStore:
+        if self.driver is None:  # healing: the router tries another member
+            raise NotLeaderError(None)
         return self.driver.store
 
     # --------------------------------------------------------------- reads
 
     def read_applied(self, key: bytes, consistent: bool = False) -> bytes | None:
-        store = self._leader_store() if consistent else self.driver.store
+        store = self._leader().store if consistent else self._local_store()
         return store.get(key)
 
     def read_latest(self, key: bytes) -> bytes | None:
-        store = self._leader_store()
-        self._own_leadership()
+        driver = self._leader()
+        self._own_leadership(driver)
         found, value = self._queued.latest(key)
-        return value if found else store.get(key)
+        return value if found else driver.store.get(key)
 
     def pending_write(self, key: bytes) -> asyncio.Future | None:
         """The future of the latest queued (not yet committed) write to `key`, if any."""
@@ -135,10 +244,12 @@ class NodePartition:
 
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        store = self._leader_store() if consistent else self.driver.store
+        store = self._leader().store if consistent else self._local_store()
         return store.scan(start, end, reverse=reverse, start_inclusive=start_inclusive)
 
     def stats(self) -> tuple[int, int]:
+        if self.driver is None:
+            return 0, 0
         return self.driver.store.stats()
 
     # -------------------------------------------------------------- writes
@@ -146,20 +257,20 @@ class NodePartition:
     def propose(self, writes: list[Write]) -> asyncio.Future:
         """Replicate writes as one log entry; resolves once committed and applied here."""
         assert writes, "empty log entry"
-        self._leader_store()
+        driver = self._leader()
         self._queued.check_capacity()
-        self._own_leadership()
+        self._own_leadership(driver)
         payload = encode_entry(writes)
-        index = self.driver.propose(payload)
+        index = driver.propose(payload)
         if index is None:
             raise NotLeaderError(self.leader_hint())
         future = self._loop.create_future()
         self._queued.add(index, writes, payload, future)
         return future
 
-    def _own_leadership(self) -> None:
+    def _own_leadership(self, driver: ReplicaDriver) -> None:
         """Queued writes and the overlay belong to one ballot of this replica."""
-        self._queued.own(self.driver.replica.ballot)
+        self._queued.own(driver.replica.ballot)
 
     def _fail_pending(self) -> None:
         self._queued.fail_all()
@@ -190,14 +301,23 @@ class NodePartition:
             return
         self._closed = True
         self._fail_pending()
-        await self.driver.close()
+        if self._healer is not None:
+            self._healer.cancel()
+            await asyncio.gather(self._healer, return_exceptions=True)
+        if self.driver is not None:
+            await self.driver.close()
 
     def close(self) -> None:
+        """Synchronous close (prefer `aclose`): a healer is cancelled, not awaited;
+        it moves no file once closed (see `_heal`)."""
         if self._closed:
             return
         self._closed = True
         self._fail_pending()
-        self.driver.close_now()
+        if self._healer is not None:
+            self._healer.cancel()
+        if self.driver is not None:
+            self.driver.close_now()
 
 
 class UnhostedPartition:

@@ -63,6 +63,8 @@ from collections import deque
 from collections.abc import Iterator
 
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
+from triplica.engine.group_healer import GroupHealer
+from triplica.engine.replica_roster import AVAILABILITY_ZONES, ReplicaRoster
 from triplica.engine.replica_repair import RepairBound, bound_of, discard_interrupted, rebuild_in_place
 from triplica.engine.queued_writes import PENDING_WRITES_MAX, QueuedWrites
 from triplica.errors import InternalServerError
@@ -77,8 +79,9 @@ from triplica.transport.inprocess import InProcessNetwork
 
 log = logging.getLogger(__name__)
 
-AVAILABILITY_ZONES = ("az-a", "az-b", "az-c")
 GROUP_ID = 1
+HEAL_AFTER_S_DEFAULT = 30.0
+REMOVED_SUFFIX = ".removed-"
 LEADER_WAIT_S = 3.0
 LEADER_POLL_S = 0.005
 WAITING_WRITES_MAX = 10_000
@@ -105,7 +108,9 @@ class ReplicatedPartition:
 
     def __init__(self, directory: str, sync_mode: str = "batch", replicas: int = 3,
                  options: ReplicaOptions = SERVE_OPTIONS,
-                 compact_entries: int = COMPACT_ENTRIES_DEFAULT) -> None:
+                 compact_entries: int = COMPACT_ENTRIES_DEFAULT,
+                 heal_after_s: float | None = HEAL_AFTER_S_DEFAULT) -> None:
+        """`heal_after_s`: replace a replica that has been down this long (None: never)."""
         assert sync_mode in ("always", "batch", "none"), sync_mode
         assert 1 <= replicas <= len(AVAILABILITY_ZONES), replicas
         os.makedirs(directory, exist_ok=True)
@@ -115,11 +120,14 @@ class ReplicatedPartition:
         self._options = options
         self._compact_entries = compact_entries
         self._network = InProcessNetwork()
-        self._node_ids = list(range(1, replicas + 1))
-        self._zones = {node: AVAILABILITY_ZONES[node - 1] for node in self._node_ids}
-        self._addresses = {node: (self._zones[node], node) for node in self._node_ids}
-        self._membership = Membership.of(self._node_ids)
+        self.roster = ReplicaRoster(directory, replicas)
+        self._node_ids = list(self.roster.entries)
+        self._zones = {n: e.az for n, e in self.roster.entries.items()}
+        self._addresses = {n: (e.directory, n) for n, e in self.roster.entries.items()}
+        self._membership = Membership.of(self.roster.initial)
         self.drivers: dict[int, ReplicaDriver | None] = {node: None for node in self._node_ids}
+        self._healer: GroupHealer | None = None
+        self._healer_task: asyncio.Task | None = None
         # Writes proposed to one leadership (owner: (node, ballot)).
         self._queued = QueuedWrites(directory)
         # Writes waiting for a usable leader: (deadline, writes, future).
@@ -141,11 +149,14 @@ class ReplicatedPartition:
         except BaseException:
             self._close_now()
             raise
+        if replicas > 1 and heal_after_s is not None:
+            self._healer = GroupHealer(self, heal_after_s)
+            self._healer_task = self._loop.create_task(self._healer.run())
 
     # ------------------------------------------------------------ replicas
 
     def replica_directory(self, node: int) -> str:
-        return os.path.join(self.directory, self._zones[node])
+        return os.path.join(self.directory, self.roster.entries[node].directory)
 
     def _open_replicas(self) -> None:
         """Open every replica of an existing partition; quarantine and rebuild damaged ones."""
@@ -229,12 +240,46 @@ class ReplicatedPartition:
         return driver
 
     def _make_driver(self, node: int, start_ms: int | None = None) -> ReplicaDriver:
+        # Replicas added by healing join with no configuration: they learn it.
+        membership = self._membership if node in self.roster.initial else None
         return ReplicaDriver(
-            node_id=node, group=GROUP_ID, membership=self._membership,
+            node_id=node, group=GROUP_ID, membership=membership,
             directory=self.replica_directory(node), network=self._network,
             addresses=self._addresses, sync_mode=self.sync_mode, decode=decode_entry,
             listener=self, options=self._options, value_size=stored_item_size,
             compact_entries=self._compact_entries, start_ms=start_ms)
+
+    def spawn_replica(self, node: int, az: str, log_replica: bool) -> ReplicaDriver:
+        """Add a brand-new replica (healing): roster first, then its peers, then itself."""
+        entry = self.roster.add(node, az, log_replica)
+        self._node_ids.append(node)
+        self._zones[node] = az
+        self._addresses[node] = address = (entry.directory, node)
+        for driver in self.drivers.values():
+            if driver is not None:
+                driver.add_peer(node, address)
+        self.drivers[node] = None
+        log.warning("partition %s: adding %s replica %s in %s", self.directory,
+                    "log" if log_replica else "full", node, az)
+        return self.start_replica(node)
+
+    async def retire_replica(self, node: int) -> None:
+        """Stop a member removed from the group for good and move its files aside."""
+        if node not in self.roster.entries:
+            return
+        driver = self.drivers.pop(node, None)
+        self._usable_cache = None
+        if driver is not None:
+            await driver.close()
+        path = self.replica_directory(node)
+        self.roster.retire(node)
+        self._node_ids.remove(node)
+        if os.path.exists(path):
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            os.rename(path, f"{path}{REMOVED_SUFFIX}{stamp}")
+        log.warning("partition %s: replica %s removed from the group and retired",
+                    self.directory, node)
+        self._leadership_may_have_changed()
 
     async def stop_replica(self, node: int) -> None:
         """Stop one replica's driver (a node power-off, as far as its peers can tell)."""
@@ -274,7 +319,8 @@ class ReplicatedPartition:
         leader = self.leader()
         if leader is not None:
             return leader
-        live = [d for d in self.drivers.values() if d is not None and d.running]
+        live = [d for d in self.drivers.values()
+                if d is not None and d.running and not d.replica.is_log_replica]
         if not live:
             raise InternalServerError("Internal server error")
         return max(live, key=lambda d: d.applied_index)
@@ -403,9 +449,10 @@ class ReplicatedPartition:
             return
         self._closed = True
         self._fail_everything()
-        if self._waiter is not None:
-            self._waiter.cancel()
-            await asyncio.gather(self._waiter, return_exceptions=True)
+        tasks = [t for t in (self._waiter, self._healer_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for node, driver in list(self.drivers.items()):
             if driver is not None:
                 self.drivers[node] = None
@@ -420,8 +467,9 @@ class ReplicatedPartition:
     def _close_now(self) -> None:
         self._closed = True
         self._fail_everything()
-        if self._waiter is not None:
-            self._waiter.cancel()
+        for task in (self._waiter, self._healer_task):
+            if task is not None:
+                task.cancel()
         for node, driver in list(self.drivers.items()):
             if driver is not None:
                 self.drivers[node] = None

@@ -44,7 +44,14 @@ is taken at the sender's applied index j >= the snapshot's index i; that is
 safe because entries carry absolute item images and every j <= commit: the
 receiver installs state S_j, tells the core it holds i, and skips re-applied
 entries <= j (the store's applied index guards every apply). Images travel
-whole in one message (fine for now: bounded by the transport's frame size).
+as a stream of bounded chunks ahead of the core's message, on the same
+per-peer send path (snapshot_stream.py has the protocol, image_transfer.py
+the file work): the send loop reads the copy one chunk at a time, at most
+a few unacknowledged, forwarding the peer's other messages meanwhile; the
+receiver writes each checksummed chunk at its offset into a partial file
+and hands the core the message, with a token for the image, only if that
+file is complete; otherwise the message is dropped and the leader resends
+its snapshot later. No image is ever whole in memory or in one frame.
 
 Bounds: every outbox is bounded (a full one drops the message: Paxos
 tolerates loss, heartbeats resend); the Ready loop handles at most
@@ -54,13 +61,13 @@ and cancelled and awaited by `close()`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import lmdb
 import os
 import random
 import shutil
-import tempfile
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -68,10 +75,18 @@ from dataclasses import replace
 from typing import Protocol
 
 from triplica.replication.config import Membership
+from triplica.replication.image_transfer import (
+    INCOMING_PREFIX,
+    LMDB_DATA_FILE,
+    ImageReceiver,
+    ImageSender,
+    remove_interrupted,
+)
 from triplica.replication.log import EntryKind, HardState, LogEntry, Snapshot
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.replica import Ready, Replica
+from triplica.replication.snapshot_stream import ACK_KIND, DRIVER_KINDS, ChunkAck, SnapshotChunk, StreamFormatError
 from triplica.storage.files import fsync_directory
 from triplica.storage.lmdb_store import PartitionStore
 from triplica.storage.paxos_log import PaxosLog, PaxosLogCorruptionError
@@ -89,8 +104,6 @@ SEND_BATCH_MESSAGES_MAX = 256
 SEND_DEADLINE_S = 0.5
 COMPACT_ENTRIES_DEFAULT = 20_000
 SNAPSHOT_TOKEN_PREFIX = b"lmdb-token:"
-SNAPSHOT_IMAGE_PREFIX = b"lmdb-image:"
-LMDB_DATA_FILE = "data.mdb"
 
 Decode = Callable[[bytes], list]
 
@@ -177,7 +190,9 @@ class ReplicaDriver:
         self._hard_state_deferred: HardState | None = None  # see _needs_disk
         self._inbox_scheduled = False
         self._role_seen = (False, None)
-        self._incoming_seq = 0
+        remove_interrupted(directory)
+        self.image_sender = ImageSender(directory, self._executor, self._image_for)
+        self.image_receiver = ImageReceiver(directory, self._executor)
         self.running = False
         self.failure: BaseException | None = None
         self.dropped_messages = 0
@@ -204,6 +219,7 @@ class ReplicaDriver:
                 raise ReplicaDamagedError(self.directory, "store: the LMDB data file is missing")
             try:
                 self.store = PartitionStore(self._items_path, value_size=value_size)
+                self._stub = self.store.is_stub()
                 applied = self.store.applied_index()
             except lmdb.Error as error:
                 raise ReplicaDamagedError(self.directory, f"store: {error}") from error
@@ -374,6 +390,16 @@ class ReplicaDriver:
         self._notify_role()
         return index
 
+    def propose_membership(self, membership: Membership) -> int | None:
+        """Start a one-member configuration change if this replica leads (see Replica)."""
+        if not self.running:
+            return None
+        self.replica.tick(self.now_ms())
+        index = self.replica.propose_membership(membership)
+        if index is not None:
+            self._wake.set()
+        return index
+
     def read_allowed(self) -> bool:
         return self.running and self.replica.read_allowed(self.now_ms())
 
@@ -429,6 +455,9 @@ class ReplicaDriver:
             return
         ticked_ms = -1
         for wire in batch:
+            if wire[0] in DRIVER_KINDS:
+                await self._on_image_wire(wire)
+                continue
             message = message_from_wire(wire)
             if message.to != self.node_id:
                 continue
@@ -444,15 +473,33 @@ class ReplicaDriver:
             self.replica.step(message)
         self._pump()
 
+    async def _on_image_wire(self, wire: list) -> None:
+        """A chunk of an image coming in (write it, acknowledge it) or an ack of ours."""
+        try:
+            if wire[0] == ACK_KIND:
+                self.image_sender.on_ack(ChunkAck.from_wire(wire))
+                return
+            chunk = SnapshotChunk.from_wire(wire)
+        except StreamFormatError as error:
+            log.warning("replica %s: %s", self.node_id, error)
+            return
+        if chunk.to != self.node_id:
+            return
+        needed = chunk.index > self.replica.commit_index  # else the core would ignore it
+        status, received = await self.image_receiver.on_chunk(chunk, needed)
+        if self.running:
+            self._enqueue(chunk.sender, ChunkAck(self.node_id, chunk.sender, chunk.group,
+                                                 chunk.transfer_id, received, status))
+
     async def _receive_snapshot(self, message: Message, snapshot: Snapshot) -> Message | None:
-        """Write a shipped LMDB image to disk; hand the core a token instead."""
-        if not snapshot.data.startswith(SNAPSHOT_IMAGE_PREFIX):
-            log.warning("replica %s: snapshot without an image from %s", self.node_id, message.sender)
+        """Seal the image streamed ahead of `message`; hand the core a token instead.
+
+        A snapshot at or below our commit index is ignored by the core: it
+        steps without an image. Otherwise no complete image, no message.
+        """
+        needed = snapshot.index > self.replica.commit_index
+        if not await self.image_receiver.finish(message.sender, snapshot, needed) and needed:
             return None
-        self._incoming_seq += 1
-        path = os.path.join(self.directory, f"incoming-{snapshot.index:020d}-{self._incoming_seq:06d}")
-        image = memoryview(snapshot.data)[len(SNAPSHOT_IMAGE_PREFIX):]
-        await self._loop.run_in_executor(self._executor, _write_image, path, image)
         token = replace(snapshot, data=snapshot_token(snapshot.index))
         return replace(message, snapshot=token)
 
@@ -465,16 +512,20 @@ class ReplicaDriver:
                 if peer is not None:
                     peer._deliver_local(message)
                     continue
-            outbox = self._outboxes.get(message.to)
-            if outbox is None:
-                continue
-            try:
-                outbox.put_nowait(message)
-            except asyncio.QueueFull:
-                self.dropped_messages += 1
+            self._enqueue(message.to, message)
+
+    def _enqueue(self, peer: int, message: Message | ChunkAck) -> None:
+        outbox = self._outboxes.get(peer)
+        if outbox is None:
+            return
+        try:
+            outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self.dropped_messages += 1
 
     async def _send_loop(self, peer: int) -> None:
-        outbox, client = self._outboxes[peer], self._clients[peer]
+        """Send `peer`'s outbox in order; a snapshot's image streams ahead of its message."""
+        outbox = self._outboxes[peer]
         while True:
             batch = [await outbox.get()]
             while not outbox.empty() and len(batch) < SEND_BATCH_MESSAGES_MAX:
@@ -482,32 +533,44 @@ class ReplicaDriver:
             wires = []
             for message in batch:
                 snapshot = getattr(message, "snapshot", None)
-                if snapshot is not None:
-                    message = await self._attach_image(message, snapshot)
-                    if message is None:
-                        continue
-                wires.append(message_to_wire(message))
-            try:
-                await client.send(wires, SEND_DEADLINE_S)
-            except (TransportError, TypeError) as error:
-                self.dropped_messages += len(wires)
-                log.debug("replica %s: send to %s failed: %s", self.node_id, peer, error)
+                if snapshot is None:
+                    wires.append(_to_wire(message))
+                    continue
+                await self._send_wires(peer, wires)  # what was queued first goes first
+                wires = []
+                final = await self.image_sender.ship(
+                    message, snapshot, lambda chunk: self._send_wires(peer, chunk),
+                    lambda: self._forward(peer))
+                if final is not None:
+                    wires.append(message_to_wire(final))
+            await self._send_wires(peer, wires)
 
-    async def _attach_image(self, message: Message, snapshot: Snapshot) -> Message | None:
-        """Replace the token by a copy of this replica's LMDB environment."""
+    async def _forward(self, peer: int) -> None:
+        """While an image streams to `peer`: send its other queued messages.
+
+        Another snapshot for it is dropped: one image at a time per peer, and
+        the leader resends its snapshot if the peer still needs one.
+        """
+        outbox, wires = self._outboxes[peer], []
+        while not outbox.empty() and len(wires) < SEND_BATCH_MESSAGES_MAX:
+            message = outbox.get_nowait()
+            if getattr(message, "snapshot", None) is not None:
+                self.dropped_messages += 1
+            else:
+                wires.append(_to_wire(message))
+        await self._send_wires(peer, wires)
+
+    async def _send_wires(self, peer: int, wires: list) -> bool:
+        """Hand `wires` to the transport in one batch; False (and counted) if it failed."""
+        if not wires:
+            return True
         try:
-            image = await self._loop.run_in_executor(self._executor, self._copy_image)
-        except Exception:  # the store was swapped or closed under us: skip this one
-            log.warning("replica %s: could not copy its store for a snapshot", self.node_id,
-                        exc_info=True)
-            return None
-        return replace(message, snapshot=replace(snapshot, data=SNAPSHOT_IMAGE_PREFIX + image))
-
-    def _copy_image(self) -> bytes:
-        with tempfile.TemporaryDirectory(dir=self.directory, prefix="outgoing-") as path:
-            self.store.copy_to(path)
-            with open(os.path.join(path, LMDB_DATA_FILE), "rb") as file:
-                return file.read()
+            await self._clients[peer].send(wires, SEND_DEADLINE_S)
+        except (TransportError, TypeError) as error:
+            self.dropped_messages += len(wires)
+            log.debug("replica %s: send to %s failed: %s", self.node_id, peer, error)
+            return False
+        return True
 
     # ---------------------------------------------------------- Ready loop
 
@@ -589,6 +652,9 @@ class ReplicaDriver:
             self._listener.applied(self, ready.committed_entries)
 
     def _apply(self, entries: tuple[LogEntry, ...]) -> None:
+        if self._stub:  # a log replica was made a full one: it has no B-tree to apply to
+            raise ReplicaDamagedError(self.directory, "store: a log replica's stub cannot apply "
+                                      "entries (promoting a log replica is not supported)")
         applied = self.store.applied_index()
         batch = []
         for entry in entries:
@@ -599,9 +665,24 @@ class ReplicaDriver:
         if batch:
             self.store.apply_batch(batch)
 
+    def _image_for(self, message: Message, snapshot: Snapshot) -> tuple[Callable[[str], None], bool]:
+        """What to ship to a peer behind the compacted log (called on the event loop).
+
+        A log replica never reads the B-tree, so it gets a stub store (an
+        empty LMDB holding only the snapshot's index, a few KB) instead of a
+        copy: a log replica added for an unhealthy member is caught up in
+        milliseconds, which is what lets the group count it as a voter at once
+        (healing.py). Roles come from the newest configuration this leader
+        knows; a stub store refuses to act as a full replica (`_apply`).
+        """
+        config = self.replica.pending_config or self.replica.committed_config
+        if config is not None and message.to in config.log_replicas:
+            return functools.partial(_write_stub, index=snapshot.index), True
+        return self.store.copy_to, False
+
     def _install_image(self, index: int) -> None:
         """Make the newest received image for snapshot `index` the store."""
-        prefix = f"incoming-{index:020d}-"
+        prefix = f"{INCOMING_PREFIX}{index:020d}-"
         names = sorted(n for n in os.listdir(self.directory) if n.startswith(prefix))
         if not names:
             raise ReplicaDamagedError(self.directory, f"store: no image for snapshot {index}")
@@ -609,10 +690,13 @@ class ReplicaDriver:
         shutil.rmtree(self._items_path, ignore_errors=True)
         os.rename(os.path.join(self.directory, names[-1]), self._items_path)
         fsync_directory(self.directory)
+        # Older images are useless now; a newer one may belong to a message
+        # about to be stepped (its install comes next), so it stays.
         for name in os.listdir(self.directory):
-            if name.startswith("incoming-"):
+            if name.startswith(INCOMING_PREFIX) and int(name.split("-")[1]) <= index:
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         self.store = PartitionStore(self._items_path, value_size=self._value_size)
+        self._stub = self.store.is_stub()
         assert self.store.applied_index() >= index, (self.store.applied_index(), index)
 
     def _compaction_due(self) -> bool:
@@ -641,10 +725,10 @@ class ReplicaDriver:
                 self._listener.role_changed(self)
 
 
-def _write_image(path: str, image: memoryview) -> None:
-    os.makedirs(path)
-    with open(os.path.join(path, LMDB_DATA_FILE), "wb") as file:
-        file.write(image)
-        file.flush()
-        os.fsync(file.fileno())
-    fsync_directory(path)
+def _to_wire(message: Message | ChunkAck) -> tuple:
+    return message.to_wire() if isinstance(message, ChunkAck) else message_to_wire(message)
+
+
+def _write_stub(path: str, index: int) -> None:
+    with PartitionStore(path) as stub:
+        stub.make_stub(index)

@@ -280,7 +280,16 @@ class Proposer:
         return quorum_value(values, self._configs(), missing=NEVER_MS)
 
     def _quorum_contact_ms(self) -> int:
-        return max(self._lease_start_ms(), self._leader_since_ms)
+        """When the leader last knew a quorum was with it, for stepping down.
+
+        A configuration change restarts the clock like a new leadership does:
+        a member just added has acknowledged nothing, so the new
+        configuration's quorum contact is "never" until it answers, and the
+        leader would step down at once (the drivers' healing test saw it).
+        Only stepping down waits; the lease (reads) still needs real
+        acknowledgements from a quorum of every configuration.
+        """
+        return max(self._lease_start_ms(), self._leader_since_ms, self._config_change_ms)
 
     def _double_vote_partner(self) -> set[int]:
         others = sorted(self._all_members() - {self.node_id})

@@ -141,6 +141,7 @@ class Replica(Proposer):
         self._fence_index = 0
         self._self_match = 0
         self._leader_since_ms = NEVER_MS
+        self._config_change_ms = NEVER_MS  # see Proposer._quorum_contact_ms
         self._next_heartbeat_ms = 0
         self._round = 0
         self._round_sent_ms: dict[int, int] = {}
@@ -203,9 +204,18 @@ class Replica(Proposer):
         if not membership.is_single_step_from(self.committed_config):
             return None
         index = self._append(EntryKind.CONFIG, membership.encode())
+        self._config_change_ms = self.now_ms
         for node in membership.members - {self.node_id}:
-            self.progress.setdefault(node, Progress(next_index=self.commit_index + 1))
+            # A new member is new (ids are never reused): start it from the
+            # beginning, so it is inside the in-flight window and gets entries
+            # or the snapshot at once instead of at the next heartbeat's probe.
+            self.progress.setdefault(node, Progress(next_index=1))
         return index
+
+    @property
+    def pending_config(self) -> "Membership | None":
+        """A configuration in the log beyond the commit index (at most one)."""
+        return self._pending_config()
 
     def lease_valid(self, now_ms: int) -> bool:
         if self.role is not Role.LEADER:

@@ -16,7 +16,7 @@ Continuous checks (recorded in `violations`, never raised mid-run):
 - a log replica (a node in `log_replica_ids`, set by whoever adds it; ids
   are never reused) leads, applies an entry or a snapshot, or serves a read;
 - a committed configuration has fewer than 3 members or fewer than 2 full
-  ones (the control plane only ever goes 3 -> 4 -> 3, see control.py).
+  ones (the control plane only ever goes 3 -> 4 -> 3, see replication/healing.py).
 
 Membership churn: `add_node` + `start` a node with no bootstrap membership
 (it learns it through the log or a snapshot); `retire` stops a removed node
@@ -321,6 +321,12 @@ class SimCluster:
         assert replica is not None and kv is not None
         kind = request[0]
         replica.tick(node.local_ms(self.now_ms))
+        config = replica.committed_config
+        if config is not None and node_id not in config.members:
+            # Removed from the group: its idea of the leader is stale and may
+            # point at a dead node that points back here, so give no hint.
+            reply(("not_leader", None))
+            return
         if kind == "write":
             command: Command = request[1]
             index = replica.propose(command.encode())

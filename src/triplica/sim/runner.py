@@ -21,7 +21,7 @@ no more loss) and the run checks:
 - the linearizability checker (triplica.sim.linearizability), when present.
 
 Membership churn (about one seed in three, `_churn`): a control plane
-(triplica.sim.control, a pure decision) polls the group every
+(triplica.replication.healing, a pure decision) polls the group every
 CONTROL_PERIOD_MS and replaces unhealthy members (and, at scheduled
 "maintenance" times, any member, the leader included) through a log
 replica, then rebuilds a fresh full replica and removes the log replica,
@@ -41,7 +41,7 @@ from typing import Any
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.config import Membership
 from triplica.sim.cluster import SimCluster
-from triplica.sim.control import Action, ControlPlane, Observation
+from triplica.replication.healing import Action, ControlPlane, Observation
 from triplica.sim.network import NetworkSettings, SimNetwork
 from triplica.sim.workload import SimClient, Workload, WorkloadSettings
 
@@ -186,7 +186,8 @@ class _Churn:
         caught_up = frozenset(n for n, p in replica.progress.items() if p.match_index >= replica.commit_index)
         observation = Observation(now, leader, replica.commit_index, replica.committed_config, caught_up,
                                   {n: now - t for n, t in self.unhealthy_since.items()},
-                                  {n: node.replica.committed_config for n, node in cluster.nodes.items() if node.replica})
+                                  {n: node.replica.committed_config for n, node in cluster.nodes.items() if node.replica},
+                                  replica.pending_config)
         for action in self.control.decide(observation):
             self._act(leader, action)
 

@@ -48,6 +48,7 @@ class _Operation:
     seq: int
     maybe_applied: bool = False
     attempt: int = 0
+    followed_hint: bool = False  # the current target came from a not_leader hint
 
 
 @dataclass
@@ -137,7 +138,15 @@ class Workload:
             return
         if op.kind in ("put", "cas"):
             op.maybe_applied = True
-        client.target = self._other_node(client.target)
+        if op.followed_hint:
+            # The hinted node did not answer: a random other node, not the next
+            # one, or a stale node (removed without learning it) hinting at a
+            # dead one would trap the client in a cycle between the two.
+            others = [n for n in sorted(self.cluster.nodes) if n != client.target]
+            client.target = self.rng.choice(others) if others else client.target
+        else:
+            client.target = self._other_node(client.target)
+        op.followed_hint = False
         self._attempt(client)
 
     def _on_reply(self, client: SimClient, op: _Operation, attempt: int, target: int, answer: Any) -> None:
@@ -145,8 +154,9 @@ class Workload:
             return
         status, payload = answer
         if status == "not_leader":
-            hint = payload if payload is not None and payload != target else self._other_node(target)
-            client.target = hint
+            hinted = payload is not None and payload != target
+            client.target = payload if hinted else self._other_node(target)
+            op.followed_hint = hinted
             op.attempt += 1  # invalidate the pending timeout
             self.cluster.at(self.settings.retry_backoff_ms, lambda: self._retry(client, op))
             return

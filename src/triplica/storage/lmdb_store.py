@@ -68,6 +68,7 @@ WRITES_PER_ENTRY_MAX = 10_000
 _META_APPLIED_INDEX = b"applied_index"
 _META_ITEM_COUNT = b"item_count"
 _META_VALUE_BYTES = b"value_bytes"
+_META_STUB = b"log_replica_stub"
 _U64 = struct.Struct(">Q")
 
 Write = tuple[bytes, bytes | None]
@@ -102,6 +103,11 @@ class PartitionStore:
     def applied_index(self) -> int:
         with self._env.begin(db=self._meta) as txn:
             return _meta_int(txn, self._meta, _META_APPLIED_INDEX)
+
+    def is_stub(self) -> bool:
+        """A log replica's placeholder store (see `make_stub`): no items, only an index."""
+        with self._env.begin(db=self._meta) as txn:
+            return txn.get(_META_STUB, db=self._meta) is not None
 
     def stats(self) -> tuple[int, int]:
         """(item count, total value bytes), as of the last apply."""
@@ -169,6 +175,22 @@ class PartitionStore:
             txn.put(_META_APPLIED_INDEX, _U64.pack(applied), db=self._meta)
             txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
             txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+
+    def make_stub(self, index: int) -> None:
+        """Turn an empty store into a log replica's placeholder at `index`.
+
+        A log replica never applies entries, but a snapshot it adopts must
+        come with a store whose applied index covers it (the driver checks
+        that on install and at open). The stub is that store, a few KB
+        instead of a copy of the B-tree, marked so that it can never be
+        mistaken for a full replica's state.
+        """
+        assert not self._closed and index >= 0
+        with self._env.begin(write=True) as txn:
+            assert _meta_int(txn, self._meta, _META_APPLIED_INDEX) == 0, "not an empty store"
+            assert txn.stat(self._items)["entries"] == 0, "not an empty store"
+            txn.put(_META_APPLIED_INDEX, _U64.pack(index), db=self._meta)
+            txn.put(_META_STUB, b"1", db=self._meta)
 
     # -- maintenance --------------------------------------------------------
 

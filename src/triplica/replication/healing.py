@@ -1,4 +1,9 @@
-"""The simulated control plane: decides membership changes, sans-I/O.
+"""Healing a replication group: decides membership changes, sans-I/O.
+
+One decision core for the simulator (sim/runner.py, with crashes,
+partitions and scheduled maintenance) and for the real drivers
+(engine/group_healer.py, which turns the actions into replica processes,
+proposals on the leader and retired directories).
 
 Paper: "When a storage replica is unhealthy, the leader adds a log replica so
 the write quorum holds"; then a full replica is rebuilt (B-tree + log) and
@@ -15,6 +20,14 @@ one is refused by `Replica.propose_membership` until it commits (one change
 at a time). A full replacement of member X is four single-member steps:
 
     {A, B, X}  ->  {A, B, X, L*}  ->  {A, B, L*}  ->  {A, B, L*, F}  ->  {A, B, F}
+
+Why add first even for a dead X: removing X first ({A, B}) was tried; the
+simulator found it strictly worse. In {A, B} one more fault stalls the group
+for good when it is a lost log record (A in repair mode cannot vote, and the
+returning X is no longer a member), while {A, B, X, L*} uses X again the
+moment it returns. The price of adding first is that A, B and L* must all
+answer while X is dead, so L* must join in milliseconds: it needs no B-tree
+(the leader sends a log replica a snapshot without an image, driver.py).
 
 (L* a fresh log replica, F a fresh full replica, ids never reused); F must be
 caught up (leader's match index) before L* is removed. A member is declared
@@ -43,6 +56,7 @@ class Observation:
     caught_up: frozenset[int]  # members whose match index (leader's view) reached its commit index
     unhealthy_ms: dict[int, int]  # node -> how long the health monitor has seen it unhealthy
     configs: "dict[int, Membership | None]"  # each running node's committed configuration (a poll)
+    pending: "Membership | None" = None  # the leader's uncommitted configuration, if any
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class Action:
     membership: "Membership | None" = None
     log_replica: bool = False
     delay_ms: int = 0
+    replaces: int = 0  # spawn: the member being replaced (place the new replica like it)
 
 
 @dataclass
@@ -66,6 +81,7 @@ class ControlPlane:
     replacements: int = 0
     spare_log: "int | None" = None
     spare_full: "int | None" = None
+    replacing: int = 0  # the member the current replacement replaces
     ever_members: set[int] = field(default_factory=set)
     retired: set[int] = field(default_factory=set)
     latest_commit: int = -1
@@ -100,11 +116,20 @@ class ControlPlane:
             self.spare_full = None
         self.declared &= config.members
         full = config.members - config.log_replicas
-        if not self.declared and not config.log_replicas:
+        if not self.declared and not config.log_replicas and obs.pending is None:
+            # A replacement that unwound (a removal lost to a leader change, then
+            # the log replica removed) may leave a spawned spare that is no member
+            # and is in no pending configuration: it will never be used.
+            for spare in (self.spare_log, self.spare_full):
+                if spare is not None and spare not in config.members:
+                    self.retired.add(spare)
+                    actions.append(Action("retire", spare, delay_ms=self.rng.randrange(0, 1000)))
+            self.spare_log = self.spare_full = None
             victim = self._choose_victim(obs, full)
             if victim is None:
                 return actions
             self.declared.add(victim)
+            self.replacing = victim
             self.replacements += 1
         if self.declared:
             victim = min(self.declared)
@@ -145,5 +170,5 @@ class ControlPlane:
             self.spare_log = node
         else:
             self.spare_full = node
-        actions.append(Action("spawn", node, log_replica=log_replica))
+        actions.append(Action("spawn", node, log_replica=log_replica, replaces=self.replacing))
         return node
