@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, TableInfo
 from triplica.engine.partition import Partition
+from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 from triplica.engine.replicated_partition import HEAL_AFTER_S_DEFAULT, ReplicatedPartition
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ class Database:
         self.replicas = replicas
         self.partition_factory = partition_factory
         self.heal_after_s = heal_after_s
+        # A cluster's router still sends a table's requests to one node (one
+        # partition per table there until issue 4's router routes per partition).
+        self.partitions_follow_capacity = partition_factory is None
         self.catalog = Catalog(data_dir)
         self.tables: dict[str, Table] = {}
         for info in self.catalog.tables.values():
@@ -118,7 +122,10 @@ class Database:
 
     def create_table(self, info: TableInfo) -> Table:
         assert info.name not in self.tables
-        info.partitions = [PartitionInfo(uuid.uuid4().hex[:12], 0, HASH_SPACE_END)]
+        count = (initial_partition_count(info.billing_mode, info.read_units, info.write_units)
+                 if self.partitions_follow_capacity else 1)
+        info.partitions = [PartitionInfo(uuid.uuid4().hex[:12], start, end)
+                           for start, end in hash_ranges(count)]
         self.catalog.tables[info.name] = info
         try:
             self.catalog.save()
