@@ -90,9 +90,10 @@ def _cluster(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "up":
-            endpoint = local.cluster_up(args.data_dir, nodes=args.nodes, azs=args.azs,
-                                        base_port=args.base_port, sync=args.sync)
-            print(endpoint, flush=True)
+            endpoints = local.cluster_up(args.data_dir, nodes=args.nodes, azs=args.azs,
+                                         base_port=args.base_port, sync=args.sync,
+                                         routers=args.routers)
+            print(" ".join(endpoints), flush=True)
         elif args.action == "down":
             stopped = local.cluster_down(args.data_dir)
             print(f"stopped {len(stopped)} processes", flush=True)
@@ -111,9 +112,11 @@ def _add_cluster_commands(commands: "argparse._SubParsersAction") -> None:
     node.set_defaults(run=_node)
     cluster = commands.add_parser("cluster", help="a local multi-process cluster on 127.0.0.1")
     actions = cluster.add_subparsers(dest="action", required=True)
-    up = actions.add_parser("up", help="start N nodes and a router, print the endpoint")
+    up = actions.add_parser("up", help="start N nodes and the routers, print their endpoints")
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--azs", type=int, default=3)
+    up.add_argument("--routers", type=int, default=1,
+                    help="stateless routers side by side (router r >= 2 listens on base+200+r)")
     up.add_argument("--base-port", type=int, default=8000,
                     help="router port; node i uses base+i (HTTP) and base+100+i (peers)")
     up.add_argument("--sync", choices=("always", "batch", "none"), default="batch")

@@ -23,9 +23,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from triplica.cluster.local import PEER_PORT_OFFSET, running_pids
+from triplica.cluster.local import PEER_PORT_OFFSET, ROUTER_PORT_OFFSET, running_pids
 
 NODES = 3
+ROUTERS_MAX_TESTED = 3
 FAILOVER_S_MAX = 10.0
 CATCH_UP_S_MAX = 20.0
 
@@ -34,7 +35,8 @@ def _free_base_port() -> int:
     for _ in range(100):
         base = random.randrange(20_000, 40_000)
         ports = [base] + [base + i for i in range(1, NODES + 1)] \
-            + [base + PEER_PORT_OFFSET + i for i in range(1, NODES + 1)]
+            + [base + PEER_PORT_OFFSET + i for i in range(1, NODES + 1)] \
+            + [base + ROUTER_PORT_OFFSET + r for r in range(2, ROUTERS_MAX_TESTED + 1)]
         try:
             for port in ports:
                 with socket.socket() as sock:
@@ -58,16 +60,20 @@ def _client(endpoint: str, **config: Any) -> Any:
 
 
 class Cluster:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, routers: int = 1) -> None:
+        assert routers <= ROUTERS_MAX_TESTED
         self.data_dir = data_dir
         self.base_port = _free_base_port()
         up = _cli("cluster", "up", "--nodes", "3", "--azs", "3", "--data-dir", data_dir,
-                  "--base-port", str(self.base_port))
+                  "--base-port", str(self.base_port), "--routers", str(routers))
         assert up.returncode == 0, up.stderr
-        self.endpoint = up.stdout.strip().splitlines()[-1]
-        assert self.endpoint == f"http://127.0.0.1:{self.base_port}"
+        self.endpoints = up.stdout.strip().splitlines()[-1].split()
+        self.endpoint = self.endpoints[0]
+        assert self.endpoints == [f"http://127.0.0.1:{self.base_port}"] + [
+            f"http://127.0.0.1:{self.base_port + ROUTER_PORT_OFFSET + r}" for r in range(2, routers + 1)]
         self.pids_started = dict(running_pids(data_dir))
-        assert sorted(self.pids_started) == ["node-1", "node-2", "node-3", "router"]
+        assert sorted(self.pids_started) == ["node-1", "node-2", "node-3", "router"] + [
+            f"router-{r}" for r in range(2, routers + 1)]
 
     def node_client(self, node: int) -> Any:
         return _client(f"http://127.0.0.1:{self.base_port + node}")
@@ -246,3 +252,25 @@ def _zombie(pid: int) -> bool:
             return file.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def test_several_stateless_routers_serve_the_same_cluster(tmp_path: Any) -> None:
+    cluster = Cluster(str(tmp_path / "cluster"), routers=3)
+    try:
+        clients = [_client(endpoint) for endpoint in cluster.endpoints]
+        _make_table(clients[1], "shared")
+        for i in range(30):  # writes spread over the routers, read back through others
+            clients[i % 3].put_item(TableName="shared", Item={**_key("k", i), "v": {"N": str(i)}})
+            got = clients[(i + 1) % 3].get_item(TableName="shared", Key=_key("k", i), ConsistentRead=True)
+            assert got["Item"]["v"] == {"N": str(i)}
+        # A router dying changes nothing for the others: they hold no state of their own.
+        os.kill(cluster.pids_started["router"], signal.SIGKILL)
+        clients[2].update_item(TableName="shared", Key=_key("k", 0), UpdateExpression="SET v = :v",
+                               ExpressionAttributeValues={":v": {"N": "100"}})
+        assert clients[1].get_item(TableName="shared", Key=_key("k", 0),
+                                   ConsistentRead=True)["Item"]["v"] == {"N": "100"}
+        assert len(clients[1].scan(TableName="shared", ConsistentRead=True)["Items"]) == 30
+    finally:
+        pids = cluster.down()
+    assert len(pids) == NODES + 3
+    assert running_pids(cluster.data_dir) == {}

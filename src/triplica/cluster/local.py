@@ -4,9 +4,12 @@ Layout of DIR (everything a cluster needs, so `down` and restarts need only DIR)
 
     DIR/node-<id>.json   node config (cluster/config.py)   DIR/node-<id>/   its data
     DIR/node-<id>.pid    pid of the running process        DIR/node-<id>.log
-    DIR/router.json, router.pid, router.log
+    DIR/router.json, router.pid, router.log        the first router
+    DIR/router-<r>.json, .pid, .log                 routers 2..R (`--routers R`)
 
-Ports from --base-port N: router N, node i HTTP N + i, node i peers N + 100 + i.
+Ports from --base-port N: router 1 on N, router r >= 2 on N + 200 + r, node i
+HTTP N + i, node i peers N + 100 + i. Routers are stateless (each finds
+leaders by itself and follows redirects), so clients may use any of them.
 Node i is in AZ number (i - 1) mod azs (az-a, az-b, ...). Processes run in
 their own sessions, detached from the caller. `down` sends SIGTERM, waits a
 grace period, then SIGKILLs what is left; a pid is signalled only while
@@ -30,7 +33,9 @@ READY_WAIT_S_MAX = 30.0
 STOP_GRACE_S = 10.0
 POLL_S = 0.05
 PEER_PORT_OFFSET = 100
+ROUTER_PORT_OFFSET = 200
 NODES_MAX = 99
+ROUTERS_MAX = 9
 _FAKE_AUTHORIZATION = ("AWS4-HMAC-SHA256 Credential=triplica/20240101/us-east-1/dynamodb/"
                        "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
 
@@ -74,33 +79,48 @@ def start_node(data_dir: str, node_id: int) -> int:
                   [sys.executable, "-m", "triplica.cli", "node", "--config", config])
 
 
+def router_name(index: int) -> str:
+    return "router" if index == 1 else f"router-{index}"
+
+
+def router_port(base_port: int, index: int) -> int:
+    return base_port if index == 1 else base_port + ROUTER_PORT_OFFSET + index
+
+
 def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 8000,
-               sync: str = "batch") -> str:
-    """Write configs, start nodes and router, wait for ListTables; returns the endpoint."""
+               sync: str = "batch", routers: int = 1) -> list[str]:
+    """Write configs, start nodes and routers, wait for ListTables; returns the endpoints."""
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
     if running_pids(data_dir):
         raise ClusterError(f"a cluster is already running in {data_dir}")
+    if not 1 <= routers <= ROUTERS_MAX:
+        raise ClusterError(f"need 1 <= routers <= {ROUTERS_MAX}")
     specs = node_specs(nodes, azs, base_port)
     for spec in specs:
         write_json(_path(data_dir, f"node-{spec.id}", ".json"), NodeConfig(
             node_id=spec.id, az=spec.az, data_dir=os.path.join(data_dir, f"node-{spec.id}"),
             http_port=spec.http_port, peer_port=spec.peer_port, nodes=specs, sync=sync))
-    router_config = _path(data_dir, "router", ".json")
-    write_json(router_config, RouterConfig(port=base_port, nodes=specs))
+    endpoints = []
+    for index in range(1, routers + 1):
+        port = router_port(base_port, index)
+        write_json(_path(data_dir, router_name(index), ".json"), RouterConfig(port=port, nodes=specs))
+        endpoints.append(f"http://127.0.0.1:{port}")
     try:
         for spec in specs:
             start_node(data_dir, spec.id)
-        _spawn(data_dir, "router", [sys.executable, "-m", "triplica.cluster.router",
-                                    "--config", router_config])
-        endpoint = f"http://127.0.0.1:{base_port}"
+        for index in range(1, routers + 1):
+            _spawn(data_dir, router_name(index), [
+                sys.executable, "-m", "triplica.cluster.router",
+                "--config", _path(data_dir, router_name(index), ".json")])
         for spec in specs:  # every node, not only the one the router happens to ask
             wait_ready(f"http://127.0.0.1:{spec.http_port}", data_dir)
-        wait_ready(endpoint, data_dir)
+        for endpoint in endpoints:
+            wait_ready(endpoint, data_dir)
     except BaseException:
         cluster_down(data_dir)
         raise
-    return endpoint
+    return endpoints
 
 
 def wait_ready(endpoint: str, data_dir: str, timeout_s: float = READY_WAIT_S_MAX) -> None:
@@ -183,12 +203,12 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def cluster_down(data_dir: str, grace_s: float = STOP_GRACE_S) -> list[int]:
-    """Stop the router, then every node; remove pid files. Returns the pids stopped."""
+    """Stop the routers, then every node; remove pid files. Returns the pids stopped."""
     data_dir = os.path.abspath(data_dir)
     pids = running_pids(data_dir, include_dead=True)
-    if "router" in pids:
-        stop_processes([pids["router"]], grace_s)
-    stop_processes([pid for name, pid in pids.items() if name != "router"], grace_s)
+    routers = [pid for name, pid in pids.items() if name.startswith("router")]
+    stop_processes(routers, grace_s)
+    stop_processes([pid for name, pid in pids.items() if not name.startswith("router")], grace_s)
     for name in pids:
         os.remove(_path(data_dir, name, ".pid"))
     return list(pids.values())

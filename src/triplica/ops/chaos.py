@@ -202,7 +202,7 @@ def _kill_and_restart(data_dir: str, rng: random.Random, report: ChaosReport,
 def run_chaos(seconds: float, seed: int, data_dir: str, base_port: int) -> ChaosReport:
     rng = random.Random(seed)
     report = ChaosReport(seconds=seconds, seed=seed)
-    endpoint = local.cluster_up(data_dir, nodes=3, azs=3, base_port=base_port)
+    endpoint = local.cluster_up(data_dir, nodes=3, azs=3, base_port=base_port)[0]
     stop = threading.Event()
     workers: list[_Worker] = []
     try:
