@@ -69,7 +69,8 @@ from triplica.engine.replica_repair import (
     rebuild_in_place,
 )
 from triplica.replication.config import Membership
-from triplica.replication.driver import ReplicaDamagedError, ReplicaDriver
+from triplica.replication.driver import ReplicaDriver
+from triplica.replication.replica_files import ReplicaDamagedError
 from triplica.replication.log import LogEntry
 from triplica.replication.options import ReplicaOptions
 from triplica.storage.lmdb_store import PartitionStore

@@ -72,7 +72,8 @@ from triplica.replication.config import Membership
 from triplica.replication.log import LogEntry
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
-from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDamagedError, ReplicaDriver
+from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDriver
+from triplica.replication.replica_files import ReplicaDamagedError
 from triplica.storage.lmdb_store import PartitionStore
 from triplica.transport.framing import pack_payload, unpack_payload
 from triplica.transport.inprocess import InProcessNetwork

@@ -51,7 +51,9 @@ a few unacknowledged, forwarding the peer's other messages meanwhile; the
 receiver writes each checksummed chunk at its offset into a partial file
 and hands the core the message, with a token for the image, only if that
 file is complete; otherwise the message is dropped and the leader resends
-its snapshot later. No image is ever whole in memory or in one frame.
+its snapshot later. No image is ever whole in memory or in one frame. A log
+replica gets a stub store instead of a copy (replica_files.py). The files
+themselves (log, store, applying, installing an image) are replica_files.py.
 
 Bounds: every outbox is bounded (a full one drops the message: Paxos
 tolerates loss, heartbeats resend); the Ready loop handles at most
@@ -63,11 +65,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-
-import lmdb
 import os
 import random
-import shutil
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -75,22 +74,15 @@ from dataclasses import replace
 from typing import Protocol
 
 from triplica.replication.config import Membership
-from triplica.replication.image_transfer import (
-    INCOMING_PREFIX,
-    LMDB_DATA_FILE,
-    ImageReceiver,
-    ImageSender,
-    remove_interrupted,
-)
-from triplica.replication.log import EntryKind, HardState, LogEntry, Snapshot
+from triplica.replication.image_transfer import ImageReceiver, ImageSender, remove_interrupted
+from triplica.replication.log import HardState, LogEntry, Snapshot
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.replica import Ready, Replica
 from triplica.replication.snapshot_stream import ACK_KIND, DRIVER_KINDS, ChunkAck, SnapshotChunk, StreamFormatError
-from triplica.storage.files import fsync_directory
+from triplica.replication.replica_files import ReplicaFiles, write_stub
 from triplica.storage.lmdb_store import PartitionStore
-from triplica.storage.paxos_log import PaxosLog, PaxosLogCorruptionError
-from triplica.storage.wal import WalCorruptionError
+from triplica.storage.paxos_log import PaxosLog
 from triplica.transport.base import Address, TransportError
 from triplica.transport.inprocess import InProcessNetwork
 
@@ -109,20 +101,6 @@ Decode = Callable[[bytes], list]
 
 # Running drivers by (id(network), address), for direct in-process delivery.
 _LOCAL_DRIVERS: dict[tuple[int, Address], "ReplicaDriver"] = {}
-
-
-class ReplicaDamagedError(Exception):
-    """A replica's files fail their checks at open (its log or its store).
-
-    Raised by ReplicaDriver.__init__ with nothing left open; the owner
-    decides (ReplicatedPartition quarantines and rebuilds it while a
-    majority of healthy replicas remains).
-    """
-
-    def __init__(self, directory: str, reason: str) -> None:
-        super().__init__(f"replica {directory} is damaged: {reason}")
-        self.directory = directory
-        self.reason = reason
 
 
 class DriverListener(Protocol):
@@ -165,9 +143,8 @@ class ReplicaDriver:
         self._decode = decode
         self._listener = listener
         self._compact_entries = compact_entries
-        self._value_size = value_size
         os.makedirs(directory, exist_ok=True)
-        self._open_files(sync_mode, value_size)
+        self.files = ReplicaFiles(directory, sync_mode, value_size)
         persisted = self.log.state()
         now_ms = self.now_ms()
         assert start_ms is None or (start_ms <= now_ms and persisted.hard_state == HardState()
@@ -198,38 +175,14 @@ class ReplicaDriver:
         self.dropped_messages = 0
 
     @property
-    def _items_path(self) -> str:
-        return os.path.join(self.directory, "items")
+    def log(self) -> PaxosLog:
+        return self.files.log
 
-    def _open_files(self, sync_mode: str, value_size: Callable[[bytes], int]) -> None:
-        """Open the log and the store; ReplicaDamagedError (nothing left open) if they fail checks."""
-        try:
-            self.log = PaxosLog(os.path.join(self.directory, "log"), sync_mode=sync_mode)
-        except (WalCorruptionError, PaxosLogCorruptionError) as error:
-            raise ReplicaDamagedError(self.directory, f"log: {error}") from error
-        self.store = None  # type: ignore[assignment]
-        try:
-            persisted = self.log.state()
-            # A promise alone needs no store (a rebuilt replica has only that).
-            has_state = (persisted.hard_state.commit_index > 0 or bool(persisted.entries)
-                         or persisted.snapshot is not None)
-            has_image = any(n.startswith("incoming-") for n in os.listdir(self.directory))
-            if has_state and not has_image and not os.path.exists(
-                    os.path.join(self._items_path, LMDB_DATA_FILE)):
-                raise ReplicaDamagedError(self.directory, "store: the LMDB data file is missing")
-            try:
-                self.store = PartitionStore(self._items_path, value_size=value_size)
-                self._stub = self.store.is_stub()
-                applied = self.store.applied_index()
-            except lmdb.Error as error:
-                raise ReplicaDamagedError(self.directory, f"store: {error}") from error
-            if persisted.snapshot is not None and applied < persisted.snapshot.index:
-                self._install_image(persisted.snapshot.index)  # a crash interrupted an install
-        except BaseException:
-            if self.store is not None:
-                self.store.close()
-            self.log.close()
-            raise
+    @property
+    def store(self) -> PartitionStore:
+        store = self.files.store
+        assert store is not None
+        return store
 
     # ------------------------------------------------------------ lifecycle
 
@@ -270,8 +223,7 @@ class ReplicaDriver:
         for client in self._clients.values():
             await client.close()
         await asyncio.to_thread(self._executor.shutdown, True)
-        self.log.close()
-        self.store.close()
+        self.files.close()
         if was_running:
             self._notify_role()
 
@@ -290,8 +242,7 @@ class ReplicaDriver:
             task.cancel()
         self._network.unregister(self._server)
         self._executor.shutdown(wait=True)
-        self.log.close()
-        self.store.close()
+        self.files.close()
 
     def drive_sync(self, deliver: Callable[[Message], None]) -> None:
         """Process Readies inline (fsync in this thread), before `start()` only.
@@ -310,7 +261,7 @@ class ReplicaDriver:
             for message in ready.messages:
                 deliver(message)
             if ready.committed_entries:
-                self._apply(ready.committed_entries)
+                self.files.apply(ready.committed_entries, self._decode)
             self.replica.advance(ready)
 
     def lease_read_allowed(self) -> bool:
@@ -643,27 +594,13 @@ class ReplicaDriver:
         """Everything after persisting: send, install, apply, advance, tell the owner."""
         self._send(ready.messages)
         if ready.install_snapshot and ready.snapshot is not None:
-            self._install_image(ready.snapshot.index)
+            self.files.install_image(ready.snapshot.index)
         if ready.committed_entries:
-            self._apply(ready.committed_entries)
+            self.files.apply(ready.committed_entries, self._decode)
         self.replica.advance(ready)
         self._notify_role()
         if ready.committed_entries and self._listener is not None:
             self._listener.applied(self, ready.committed_entries)
-
-    def _apply(self, entries: tuple[LogEntry, ...]) -> None:
-        if self._stub:  # a log replica was made a full one: it has no B-tree to apply to
-            raise ReplicaDamagedError(self.directory, "store: a log replica's stub cannot apply "
-                                      "entries (promoting a log replica is not supported)")
-        applied = self.store.applied_index()
-        batch = []
-        for entry in entries:
-            if entry.index <= applied:
-                continue  # already in the store (restart, or an image taken past the snapshot)
-            writes = self._decode(entry.data) if entry.kind == EntryKind.COMMAND else []
-            batch.append((entry.index, writes))
-        if batch:
-            self.store.apply_batch(batch)
 
     def _image_for(self, message: Message, snapshot: Snapshot) -> tuple[Callable[[str], None], bool]:
         """What to ship to a peer behind the compacted log (called on the event loop).
@@ -677,27 +614,8 @@ class ReplicaDriver:
         """
         config = self.replica.pending_config or self.replica.committed_config
         if config is not None and message.to in config.log_replicas:
-            return functools.partial(_write_stub, index=snapshot.index), True
+            return functools.partial(write_stub, index=snapshot.index), True
         return self.store.copy_to, False
-
-    def _install_image(self, index: int) -> None:
-        """Make the newest received image for snapshot `index` the store."""
-        prefix = f"{INCOMING_PREFIX}{index:020d}-"
-        names = sorted(n for n in os.listdir(self.directory) if n.startswith(prefix))
-        if not names:
-            raise ReplicaDamagedError(self.directory, f"store: no image for snapshot {index}")
-        self.store.close()
-        shutil.rmtree(self._items_path, ignore_errors=True)
-        os.rename(os.path.join(self.directory, names[-1]), self._items_path)
-        fsync_directory(self.directory)
-        # Older images are useless now; a newer one may belong to a message
-        # about to be stepped (its install comes next), so it stays.
-        for name in os.listdir(self.directory):
-            if name.startswith(INCOMING_PREFIX) and int(name.split("-")[1]) <= index:
-                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
-        self.store = PartitionStore(self._items_path, value_size=self._value_size)
-        self._stub = self.store.is_stub()
-        assert self.store.applied_index() >= index, (self.store.applied_index(), index)
 
     def _compaction_due(self) -> bool:
         replica = self.replica
@@ -727,8 +645,3 @@ class ReplicaDriver:
 
 def _to_wire(message: Message | ChunkAck) -> tuple:
     return message.to_wire() if isinstance(message, ChunkAck) else message_to_wire(message)
-
-
-def _write_stub(path: str, index: int) -> None:
-    with PartitionStore(path) as stub:
-        stub.make_stub(index)
