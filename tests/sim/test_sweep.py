@@ -46,7 +46,8 @@ def test_checks_catch_a_leader_that_skips_the_lease_check():
     # Rarer than a double vote: it takes a deposed leader that still gets a
     # strong read while its successor has acknowledged a write. Measured with
     # the current workload: 6 of seeds 0..399 (the first is 189), so stop at
-    # the first one caught.
+    # the first one caught. tests/unit/test_replication_scenarios.py stages
+    # the same fault on purpose and checks the verdict both ways.
     options = ReplicaOptions(fault_skip_lease_check=True)
     caught = next((seed for seed in range(400) if not run_seed(seed, replica_options=options).ok), None)
     assert caught is not None, "a leader serving reads without a lease went unnoticed in 400 seeds"

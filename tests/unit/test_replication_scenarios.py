@@ -302,3 +302,49 @@ def test_candidate_asks_members_of_configurations_revealed_by_promises():
     assert cluster.leader() == a
     writer.put_and_wait("k", "v1")
     settle(cluster)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_the_checker_sees_a_stale_strong_read_from_a_deposed_leader_that_skips_its_lease(broken):
+    """A scripted version of the sweep's broken-core test, which catches this
+    in only ~1.5% of random seeds: cut the leader off, let the others elect a
+    new leader and acknowledge a write, then ask the old leader for a strong
+    read. A correct core refuses (its lease expired before the new leader
+    could win); a core that skips the lease check answers the old value, and
+    the history checker must call that a violation."""
+    from triplica.sim.history import HistoryEvent
+    from triplica.sim.linearizability import check_history
+
+    options = ReplicaOptions(fault_skip_lease_check=broken)
+    cluster = SimCluster(random.Random(5), [1, 2, 3], options)
+    assert cluster.run_until(lambda: cluster.leader() is not None, 3000)
+    writer = Writer(cluster)
+    events = []
+    start = cluster.now_ms
+    writer.put_and_wait("k", "v1")
+    events.append(HistoryEvent(1, "put", "k", "v1", None, start, cluster.now_ms, True, None))
+    old = cluster.leader()
+    cluster.network.isolate(old, [1, 2, 3])
+    others = [n for n in (1, 2, 3) if n != old]
+    assert cluster.run_until(lambda: any(cluster.nodes[n].replica.is_leader
+                                         and cluster.nodes[n].replica.read_allowed(
+                                             cluster.nodes[n].local_ms(cluster.now_ms))
+                                         for n in others), 5000)
+    new = next(n for n in others if cluster.nodes[n].replica.is_leader)
+    start = cluster.now_ms
+    replies: list = []
+    cluster.handle_client(new, ("write", Command(2, 1, "put", "k", "v2")), replies.append)
+    assert cluster.run_until(lambda: bool(replies), 2000) and replies[0][0] == "ok"
+    events.append(HistoryEvent(2, "put", "k", "v2", None, start, cluster.now_ms, True, None))
+    cluster.run_for(1)  # the read starts strictly after the write's acknowledgement
+    start = cluster.now_ms
+    reads: list = []
+    cluster.handle_client(old, ("strong_get", "k"), reads.append)
+    assert reads, "the client link to the old leader is not cut: it answers at once"
+    if reads[0][0] == "ok":
+        events.append(HistoryEvent(3, "get", "k", None, None, start, cluster.now_ms, True, reads[0][1]))
+    verdict = check_history(events).verdict
+    if broken:
+        assert reads == [("ok", "v1")] and verdict == "violation"
+    else:
+        assert reads[0][0] == "not_leader" and verdict == "ok"
