@@ -60,10 +60,11 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
 from triplica.engine.group_healer import GroupHealer
+from triplica.engine.held_writes import HeldWrites
 from triplica.engine.replica_roster import AVAILABILITY_ZONES, ReplicaRoster
 from triplica.engine.replica_repair import RepairBound, bound_of, discard_interrupted, rebuild_in_place
 from triplica.engine.queued_writes import PENDING_WRITES_MAX, QueuedWrites
@@ -110,8 +111,10 @@ class ReplicatedPartition:
     def __init__(self, directory: str, sync_mode: str = "batch", replicas: int = 3,
                  options: ReplicaOptions = SERVE_OPTIONS,
                  compact_entries: int = COMPACT_ENTRIES_DEFAULT,
-                 heal_after_s: float | None = HEAL_AFTER_S_DEFAULT) -> None:
-        """`heal_after_s`: replace a replica that has been down this long (None: never)."""
+                 heal_after_s: float | None = HEAL_AFTER_S_DEFAULT, new_group: bool = False) -> None:
+        """`heal_after_s`: replace a replica that has been down this long (None: never).
+        `new_group`: the replica directories were just built and never ran (a split
+        child), so the first leader may be elected synchronously as for an empty group."""
         assert sync_mode in ("always", "batch", "none"), sync_mode
         assert 1 <= replicas <= len(AVAILABILITY_ZONES), replicas
         os.makedirs(directory, exist_ok=True)
@@ -128,6 +131,8 @@ class ReplicatedPartition:
         self._membership = Membership.of(self.roster.initial)
         self.drivers: dict[int, ReplicaDriver | None] = {node: None for node in self._node_ids}
         self._healer: GroupHealer | None = None
+        self._held: HeldWrites | None = None  # while a split runs (partition_split.py)
+        self.writes_held_total = 0
         self._healer_task: asyncio.Task | None = None
         # Writes proposed to one leadership (owner: (node, ballot)).
         self._queued = QueuedWrites(directory)
@@ -138,7 +143,7 @@ class ReplicatedPartition:
         self._closed = False
         fresh = not any(os.path.exists(self.replica_directory(n)) for n in self._node_ids)
         try:
-            if fresh and replicas > 1:
+            if (fresh or new_group) and replicas > 1:
                 self._bootstrap()
             elif not fresh:
                 self._open_replicas()
@@ -339,6 +344,10 @@ class ReplicatedPartition:
         return store.get(key)
 
     def read_latest(self, key: bytes) -> bytes | None:
+        if self._held is not None:
+            found, value = self._held.latest(key)
+            if found:
+                return value
         leader = self._usable_leader()
         if leader is None:
             raise InternalServerError("Internal server error")
@@ -348,7 +357,8 @@ class ReplicatedPartition:
 
     def pending_write(self, key: bytes) -> asyncio.Future | None:
         """The future of the latest queued (not yet committed) write to `key`, if any."""
-        return self._queued.future_of(key)
+        held = self._held.future_of(key) if self._held is not None else None
+        return held if held is not None else self._queued.future_of(key)
 
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, consistent: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -366,6 +376,9 @@ class ReplicatedPartition:
             raise InternalServerError("Internal server error")
         assert writes, "empty log entry"
         future = self._loop.create_future()
+        if self._held is not None:
+            self._held.add(writes, future)
+            return future
         leader = self._usable_leader()
         if leader is not None and not self._waiting and self._propose_to(leader, writes, future):
             return future
@@ -436,6 +449,23 @@ class ReplicatedPartition:
 
     # ----------------------------------------------------------- lifecycle
 
+    async def hold_writes(self) -> bool:
+        """Stop proposing: new writes wait (still visible to read_latest); True once
+        every write proposed before is settled, so the leader's store holds them all."""
+        assert self._held is None, "already holding"
+        self._held = HeldWrites()
+        deadline = time.monotonic() + DRAIN_S_MAX
+        while (len(self._queued) or self._waiting) and time.monotonic() < deadline:
+            await asyncio.sleep(LEADER_POLL_S)
+        return not len(self._queued) and not self._waiting
+
+    def release_held(self, route: "Callable[[bytes], Callable[[list[Write]], asyncio.Future]]") -> None:
+        """Hand the held writes, in order, to the partitions `route(key)` names."""
+        held, self._held = self._held, None
+        assert held is not None, "not holding"
+        self.writes_held_total += len(held)
+        held.release(route)
+
     async def drain(self) -> None:
         """Wait until every proposed or waiting write has an answer (bounded)."""
         deadline = time.monotonic() + DRAIN_S_MAX
@@ -477,6 +507,9 @@ class ReplicatedPartition:
                 driver.close_now()
 
     def _fail_everything(self) -> None:
+        if self._held is not None:
+            self._held.fail_all()
+            self._held = None
         self._fail_pending()
         while self._waiting:
             _, _, future = self._waiting.popleft()

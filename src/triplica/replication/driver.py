@@ -129,8 +129,9 @@ class ReplicaDriver:
         joining an existing group (it learns its configuration from the log or
         a snapshot). `addresses`: every peer it may have to reach; members that
         join later are added with `add_peer`.
-        `start_ms`: the core's clock at creation; only a brand-new group may
-        back-date it (see ReplicatedPartition._bootstrap), never a restart."""
+        `start_ms`: the core's clock at creation; only a brand-new group (one
+        that never ran, possibly starting from a snapshot) may back-date it
+        (see ReplicatedPartition._bootstrap), never a restart."""
         assert node_id in addresses and compact_entries >= 1
         self.node_id = node_id
         self.directory = directory
@@ -147,8 +148,10 @@ class ReplicaDriver:
         self.files = ReplicaFiles(directory, sync_mode, value_size)
         persisted = self.log.state()
         now_ms = self.now_ms()
+        # A new group may hold a snapshot (a split child starts from its parent's
+        # image) but has never promised anything or logged an entry.
         assert start_ms is None or (start_ms <= now_ms and persisted.hard_state == HardState()
-                                    and not persisted.entries and persisted.snapshot is None)
+                                    and not persisted.entries)
         self.replica = Replica(node_id, group, membership, random.Random(),
                                now_ms if start_ms is None else start_ms, options, persisted)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"paxos-{node_id}")

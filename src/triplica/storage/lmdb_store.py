@@ -192,6 +192,30 @@ class PartitionStore:
             txn.put(_META_APPLIED_INDEX, _U64.pack(index), db=self._meta)
             txn.put(_META_STUB, b"1", db=self._meta)
 
+    def keep_range(self, low: bytes, high: bytes | None) -> None:
+        """Delete every item outside [low, high) and recount the stats (a split child).
+
+        `low` and `high` are hash prefixes (8 bytes): an overflow bucket's key
+        starts with its items' 480-byte prefix, so a bucket never straddles
+        them and whole LMDB records can be dropped.
+        """
+        assert not self._closed and len(low) == 8 and (high is None or len(high) == 8)
+        with self._env.begin(write=True) as txn:
+            cursor = txn.cursor(db=self._items)
+            count = value_bytes = 0
+            positioned = cursor.first()
+            while positioned:
+                key = cursor.key()
+                if key < low or (high is not None and key >= high):
+                    positioned = cursor.delete()  # moves to the next record
+                    continue
+                for _, value in self._expand(key, cursor.value(), False):
+                    count += 1
+                    value_bytes += self._value_size(value)
+                positioned = cursor.next()
+            txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
+            txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+
     # -- maintenance --------------------------------------------------------
 
     def checkpoint(self) -> None:
