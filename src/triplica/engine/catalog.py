@@ -51,6 +51,8 @@ class TableInfo:
     throughput_increased_at: float | None = None
     throughput_decreased_at: float | None = None
     partitions: list[PartitionInfo] = field(default_factory=list)
+    # The two children of a split under way (engine/table_splits.py), else empty.
+    split_intent: list[PartitionInfo] = field(default_factory=list)
 
     @property
     def arn(self) -> str:
@@ -65,15 +67,24 @@ class TableInfo:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         # JSON integers stop at 64 bits; the hash space ends at 2**64.
-        data["partitions"] = [{"partition_id": p.partition_id, "hash_start": str(p.hash_start),
-                               "hash_end": str(p.hash_end)} for p in self.partitions]
+        data["partitions"] = [_partition_json(p) for p in self.partitions]
+        data["split_intent"] = [_partition_json(p) for p in self.split_intent]
         return data
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> "TableInfo":
-        partitions = [PartitionInfo(p["partition_id"], int(p["hash_start"]), int(p["hash_end"]))
-                      for p in data.pop("partitions")]
-        return TableInfo(partitions=partitions, **data)
+        partitions = [_partition_of(p) for p in data.pop("partitions")]
+        intent = [_partition_of(p) for p in data.pop("split_intent", [])]
+        return TableInfo(partitions=partitions, split_intent=intent, **data)
+
+
+def _partition_json(partition: PartitionInfo) -> dict[str, str]:
+    return {"partition_id": partition.partition_id, "hash_start": str(partition.hash_start),
+            "hash_end": str(partition.hash_end)}
+
+
+def _partition_of(data: dict[str, str]) -> PartitionInfo:
+    return PartitionInfo(data["partition_id"], int(data["hash_start"]), int(data["hash_end"]))
 
 
 class Catalog:

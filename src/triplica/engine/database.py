@@ -26,6 +26,7 @@ from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, Tabl
 from triplica.engine.partition import Partition
 from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 from triplica.engine.replicated_partition import HEAL_AFTER_S_DEFAULT, ReplicatedPartition
+from triplica.engine.table_splits import SizeSplitMonitor, recover_splits
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,12 @@ async def _close_partition(partition: "Partition | ReplicatedPartition") -> None
 class Database:
     def __init__(self, data_dir: str, sync_mode: str = "batch", replicas: int = 1,
                  partition_factory: PartitionFactory | None = None,
-                 heal_after_s: float | None = HEAL_AFTER_S_DEFAULT) -> None:
+                 heal_after_s: float | None = HEAL_AFTER_S_DEFAULT,
+                 split_size_bytes: int | None = None) -> None:
         """`partition_factory` overrides `replicas` (a storage node's NodePartition).
-        `heal_after_s`: replicated partitions replace a replica down this long."""
+        `heal_after_s`: replicated partitions replace a replica down this long.
+        `split_size_bytes`: replicated partitions holding more split in two
+        (table_splits.py; needs a running loop)."""
         assert replicas in REPLICA_COUNTS, replicas
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
@@ -88,9 +92,15 @@ class Database:
         # partition per table there until issue 4's router routes per partition).
         self.partitions_follow_capacity = partition_factory is None
         self.catalog = Catalog(data_dir)
+        recover_splits(self.catalog, data_dir)
         self.tables: dict[str, Table] = {}
         for info in self.catalog.tables.values():
             self.tables[info.name] = self._open_table(info)
+        self.size_splits: SizeSplitMonitor | None = None
+        self._split_task: asyncio.Task | None = None
+        if split_size_bytes is not None and replicas > 1 and partition_factory is None:
+            self.size_splits = SizeSplitMonitor(self, split_size_bytes)
+            self._split_task = asyncio.get_running_loop().create_task(self.size_splits.run())
 
     def _partition_dir(self, info: TableInfo, partition: PartitionInfo) -> str:
         return os.path.join(self.data_dir, "tables", info.table_id, partition.partition_id)
@@ -149,6 +159,9 @@ class Database:
                       ignore_errors=True)
 
     async def close(self) -> None:
+        if self._split_task is not None:
+            self._split_task.cancel()
+            await asyncio.gather(self._split_task, return_exceptions=True)
         for table in self.tables.values():
             for partition in table.partitions:
                 await _close_partition(partition)

@@ -6,8 +6,10 @@ replication group of its own, while the table keeps serving. The decision
 one split out on a `ReplicatedPartition` and returns the two children. The
 caller (the Database) records the split in the catalogue: an intent before
 `split` is called (children's directories; a crash before the switch
-deletes them and keeps the parent) and the switch after it (children in,
-parent out, atomically in one catalogue write).
+deletes them and keeps the parent) and the switch, which `split` calls back
+(`commit`) once the children exist and BEFORE any held write reaches them:
+a write acknowledged by a child must never be lost to a restart that still
+believes in the parent.
 
 Steps, all while reads keep being served by the parent:
 1. hold writes: new writes wait in arrival order and stay visible to the
@@ -20,8 +22,9 @@ Steps, all while reads keep being served by the parent:
    snapshot at index A (token, children's initial members), then open the
    child as a new group (its first leader is elected synchronously, as for
    a new table);
-4. hand the held writes to the child owning each key, in order.
-If anything fails before step 4 the children are closed and deleted and the
+4. `commit()`: the caller switches the catalogue to the children;
+5. hand the held writes to the child owning each key, in order.
+If anything fails before step 5 the children are closed and deleted and the
 held writes go back to the parent: a split either happens whole or not at
 all, and no write is lost or applied twice (nothing was proposed while
 held). Writes wait for the duration of steps 2-3 (a copy of the partition:
@@ -34,6 +37,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from triplica.engine.catalog import HASH_SPACE_END
@@ -60,6 +64,7 @@ class ChildSpec:
 
 
 async def split(parent: ReplicatedPartition, left: ChildSpec, right: ChildSpec,
+                commit: Callable[[ReplicatedPartition, ReplicatedPartition], None] = lambda a, b: None,
                 **child_options: object) -> tuple[ReplicatedPartition, ReplicatedPartition]:
     """Split `parent` at left.hash_end == right.hash_start (see the module docstring)."""
     assert left.hash_end == right.hash_start and left.hash_start < left.hash_end < right.hash_end
@@ -85,6 +90,7 @@ async def split(parent: ReplicatedPartition, left: ChildSpec, right: ChildSpec,
                                            index, replicas, parent.sync_mode)
                 children.append(ReplicatedPartition(spec.directory, parent.sync_mode, replicas=replicas,
                                                     new_group=True, **child_options))  # type: ignore[arg-type]
+        commit(children[0], children[1])
     except BaseException:
         for child in children:
             await child.aclose()

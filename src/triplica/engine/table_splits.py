@@ -1,0 +1,167 @@
+"""Splits of a `triplica serve` table's partitions: catalogue steps and the size trigger.
+
+One split (partition_split.py carries out the data part) is three catalogue
+states, each one durable write of catalog.json:
+
+    parent                      intent: parent + children being built
+    intent                      switch: children replace the parent (`commit`,
+                                        before any held write reaches them)
+    switch                      the parent's files are deleted afterwards
+
+`recover_splits` runs before the tables open: an intent still in the
+catalogue means the switch never happened, so the children's directories
+are deleted and the parent goes on (no write reached the children: they are
+released only after the switch); a partition directory the catalogue no
+longer names is a parent whose deletion a crash interrupted, and goes too.
+
+The size trigger (`SizeSplitMonitor`, `serve --split-size-bytes N`): every
+SIZE_CHECK_S it looks at each replicated partition's stored bytes and splits
+one that exceeds N at the hash that halves its bytes, found from a bounded
+sample of its keys (metadata/split_policy.py weighs them). DynamoDB's limit
+is about 10 GB; a small N makes a test grow a table through several splits.
+Splitting for consumption needs the per-request accounting of issue 4's
+admission work and is not wired yet.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import uuid
+from typing import TYPE_CHECKING
+
+from triplica.engine.catalog import Catalog, PartitionInfo
+from triplica.engine.partition_split import ChildSpec, split
+from triplica.engine.replicated_partition import ReplicatedPartition
+from triplica.metadata.split_policy import AccessSketch, choose_split_point
+
+if TYPE_CHECKING:
+    from triplica.engine.database import Database
+
+log = logging.getLogger(__name__)
+
+SIZE_CHECK_S = 1.0
+SAMPLE_RECORDS_MAX = 100_000
+SPLITS_PER_CHECK_MAX = 1
+
+
+def tables_directory(data_dir: str, table_id: str) -> str:
+    return os.path.join(data_dir, "tables", table_id)
+
+
+def recover_splits(catalog: Catalog, data_dir: str) -> None:
+    """Undo splits whose switch never happened; drop parents whose deletion was cut short."""
+    changed = False
+    for info in catalog.tables.values():
+        directory = tables_directory(data_dir, info.table_id)
+        for child in info.split_intent:
+            log.warning("table %s: a split of partition(s) did not finish; removing child %s",
+                        info.name, child.partition_id)
+            shutil.rmtree(os.path.join(directory, child.partition_id), ignore_errors=True)
+        if info.split_intent:
+            info.split_intent = []
+            changed = True
+        if os.path.isdir(directory):
+            known = {p.partition_id for p in info.partitions}
+            for name in os.listdir(directory):
+                if name not in known and not name.startswith("."):
+                    log.warning("table %s: removing %s, a partition that was split", info.name, name)
+                    shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    if changed:
+        catalog.save()
+
+
+async def split_partition(db: "Database", table_name: str, partition_id: str,
+                          boundary: int) -> tuple[PartitionInfo, PartitionInfo]:
+    """Split one partition of a table at hash `boundary`; returns the children's infos."""
+    from triplica.engine.database import Table  # the Database imports this module
+
+    table = db.tables[table_name]
+    info = table.info
+    position = next(i for i, p in enumerate(info.partitions) if p.partition_id == partition_id)
+    parent_info, parent = info.partitions[position], table.partitions[position]
+    assert isinstance(parent, ReplicatedPartition), "only replicated partitions split"
+    assert parent_info.hash_start < boundary < parent_info.hash_end, boundary
+    assert not info.split_intent, "one split at a time per table"
+    left = PartitionInfo(uuid.uuid4().hex[:12], parent_info.hash_start, boundary)
+    right = PartitionInfo(uuid.uuid4().hex[:12], boundary, parent_info.hash_end)
+    info.split_intent = [left, right]
+    db.catalog.save()
+
+    def commit(left_child: ReplicatedPartition, right_child: ReplicatedPartition) -> None:
+        old = list(info.partitions)
+        info.partitions = old[:position] + [left, right] + old[position + 1:]
+        info.split_intent = []
+        try:
+            db.catalog.save()
+        except BaseException:
+            info.partitions, info.split_intent = old, [left, right]
+            raise
+        partitions = list(table.partitions)
+        partitions[position:position + 1] = [left_child, right_child]
+        db.tables[table_name] = Table(info, partitions)
+
+    directory = tables_directory(db.data_dir, info.table_id)
+    try:
+        await split(parent, ChildSpec(os.path.join(directory, left.partition_id), left.hash_start, left.hash_end),
+                    ChildSpec(os.path.join(directory, right.partition_id), right.hash_start, right.hash_end),
+                    commit=commit, heal_after_s=db.heal_after_s)
+    except BaseException:
+        if info.split_intent:
+            info.split_intent = []
+            db.catalog.save()
+        raise
+    await parent.drain()
+    await parent.aclose()
+    shutil.rmtree(os.path.join(directory, parent_info.partition_id), ignore_errors=True)
+    return left, right
+
+
+def size_split_point(partition: ReplicatedPartition, start: int, end: int) -> int | None:
+    """The hash that halves the partition's stored bytes (from a bounded sample of its keys)."""
+    count, _ = partition.stats()
+    step = max(1, count // SAMPLE_RECORDS_MAX)
+    sketch = AccessSketch(start, end, buckets=64)
+    for position, (key, value) in enumerate(partition.scan(b"", None)):
+        if position % step == 0:
+            sketch.record(int.from_bytes(key[:8], "big"), float(len(value)))
+    return choose_split_point(sketch)
+
+
+class SizeSplitMonitor:
+    """Splits partitions that outgrow `size_bytes_max` (see the module docstring)."""
+
+    def __init__(self, db: "Database", size_bytes_max: int) -> None:
+        assert size_bytes_max > 0
+        self.db = db
+        self.size_bytes_max = size_bytes_max
+        self.splits = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(SIZE_CHECK_S)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed split leaves its parent as it was: try again later
+                log.exception("size split failed")
+
+    async def check(self) -> None:
+        done = 0
+        for name, table in list(self.db.tables.items()):
+            for info, partition in zip(list(table.info.partitions), list(table.partitions)):
+                if done >= SPLITS_PER_CHECK_MAX or not isinstance(partition, ReplicatedPartition):
+                    continue
+                if partition.stats()[1] <= self.size_bytes_max:
+                    continue
+                # A scan of the whole partition: off the event loop.
+                boundary = await asyncio.get_running_loop().run_in_executor(
+                    None, size_split_point, partition, info.hash_start, info.hash_end)
+                if boundary is None or self.db.tables.get(name) is not table:
+                    continue
+                await split_partition(self.db, name, info.partition_id, boundary)
+                self.splits += 1
+                done += 1
+                break
