@@ -101,3 +101,42 @@ def test_a_split_cut_short_before_its_switch_is_undone(tmp_path):
             await db.close()
         assert "split_intent" in open(os.path.join(tmp_path, "catalog.json")).read()
     run(scenario)
+
+
+def test_a_partition_that_keeps_running_hot_splits_between_its_hot_keys(tmp_path):
+    """Two hot items whose hashes sit close together (far from the midpoint)
+    must end up in different partitions; limits scaled down (20 WCU) so a
+    test can run a partition hot for three windows."""
+    from triplica.engine.table_splits import SplitMonitor
+
+    async def scenario() -> None:
+        db = Database(str(tmp_path), replicas=3)
+        try:
+            db.create_table(table_info("hot"))
+            monitor = SplitMonitor(db, size_bytes_max=10**12, read_units_max=10**6,
+                                   write_units_max=20, window_s=0.3)
+            first = (0xA000_0000_0000_0000).to_bytes(8, "big") + b"first"
+            second = (0xA000_0000_0001_0000).to_bytes(8, "big") + b"second"
+            written: dict[bytes, bytes] = {}
+            deadline = time.monotonic() + 20
+            i = 0
+            await monitor.check()  # attaches the meters
+            while not monitor.splits and time.monotonic() < deadline:
+                for key in (first, second):
+                    i += 1
+                    table = db.tables["hot"]
+                    await table.partition_for_hash(int.from_bytes(key[:8], "big")).propose(
+                        [(key, image(f"v{i}"))])
+                    written[key] = image(f"v{i}")
+                if i % 20 == 0:
+                    await monitor.check()
+            assert monitor.splits and monitor.splits[0][0] == "consumption", monitor.splits
+            boundary = monitor.splits[0][1]
+            assert int.from_bytes(first[:8], "big") < boundary <= int.from_bytes(second[:8], "big")
+            table = db.tables["hot"]
+            assert table.partition_for_hash(int.from_bytes(first[:8], "big")) is not \
+                table.partition_for_hash(int.from_bytes(second[:8], "big"))
+            assert contents(db, "hot") == written
+        finally:
+            await db.close()
+    run(scenario)

@@ -26,7 +26,7 @@ from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, Tabl
 from triplica.engine.partition import Partition
 from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 from triplica.engine.replicated_partition import HEAL_AFTER_S_DEFAULT, ReplicatedPartition
-from triplica.engine.table_splits import SizeSplitMonitor, recover_splits
+from triplica.engine.table_splits import SplitMonitor, recover_splits
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ class Database:
                  split_size_bytes: int | None = None) -> None:
         """`partition_factory` overrides `replicas` (a storage node's NodePartition).
         `heal_after_s`: replicated partitions replace a replica down this long.
-        `split_size_bytes`: replicated partitions holding more split in two
-        (table_splits.py; needs a running loop)."""
+        `split_size_bytes`: replicated partitions split in two when they hold
+        more, or keep running hot (table_splits.py; needs a running loop)."""
         assert replicas in REPLICA_COUNTS, replicas
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
@@ -96,11 +96,11 @@ class Database:
         self.tables: dict[str, Table] = {}
         for info in self.catalog.tables.values():
             self.tables[info.name] = self._open_table(info)
-        self.size_splits: SizeSplitMonitor | None = None
+        self.splits: SplitMonitor | None = None
         self._split_task: asyncio.Task | None = None
         if split_size_bytes is not None and replicas > 1 and partition_factory is None:
-            self.size_splits = SizeSplitMonitor(self, split_size_bytes)
-            self._split_task = asyncio.get_running_loop().create_task(self.size_splits.run())
+            self.splits = SplitMonitor(self, split_size_bytes)
+            self._split_task = asyncio.get_running_loop().create_task(self.splits.run())
 
     def _partition_dir(self, info: TableInfo, partition: PartitionInfo) -> str:
         return os.path.join(self.data_dir, "tables", info.table_id, partition.partition_id)

@@ -63,6 +63,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
+from triplica.engine.access_meter import AccessMeter
 from triplica.engine.group_healer import GroupHealer
 from triplica.engine.held_writes import HeldWrites
 from triplica.engine.replica_roster import AVAILABILITY_ZONES, ReplicaRoster
@@ -133,6 +134,7 @@ class ReplicatedPartition:
         self._healer: GroupHealer | None = None
         self._held: HeldWrites | None = None  # while a split runs (partition_split.py)
         self.writes_held_total = 0
+        self.meter: AccessMeter | None = None  # set by the split monitor (table_splits.py)
         self._healer_task: asyncio.Task | None = None
         # Writes proposed to one leadership (owner: (node, ballot)).
         self._queued = QueuedWrites(directory)
@@ -341,7 +343,10 @@ class ReplicatedPartition:
 
     def read_applied(self, key: bytes, consistent: bool = False) -> bytes | None:
         store = self._consistent_store() if consistent else self._reader().store
-        return store.get(key)
+        value = store.get(key)
+        if self.meter is not None:
+            self.meter.read(key, len(value) if value is not None else 0, consistent)
+        return value
 
     def read_latest(self, key: bytes) -> bytes | None:
         if self._held is not None:
@@ -375,6 +380,9 @@ class ReplicatedPartition:
         if self._closed:
             raise InternalServerError("Internal server error")
         assert writes, "empty log entry"
+        if self.meter is not None:
+            for key, value in writes:
+                self.meter.write(key, len(value) if value is not None else 0)
         future = self._loop.create_future()
         if self._held is not None:
             self._held.add(writes, future)

@@ -14,13 +14,16 @@ are deleted and the parent goes on (no write reached the children: they are
 released only after the switch); a partition directory the catalogue no
 longer names is a parent whose deletion a crash interrupted, and goes too.
 
-The size trigger (`SizeSplitMonitor`, `serve --split-size-bytes N`): every
-SIZE_CHECK_S it looks at each replicated partition's stored bytes and splits
-one that exceeds N at the hash that halves its bytes, found from a bounded
-sample of its keys (metadata/split_policy.py weighs them). DynamoDB's limit
-is about 10 GB; a small N makes a test grow a table through several splits.
-Splitting for consumption needs the per-request accounting of issue 4's
-admission work and is not wired yet.
+The triggers (`SplitMonitor`, started by `serve`): every SIZE_CHECK_S it
+looks at each replicated partition. Size (`serve --split-size-bytes N`,
+DynamoDB's ~10 GB by default): a partition holding more splits at the hash
+that halves its bytes, found from a bounded sample of its keys.
+Consumption: each partition's leader meters the reads and writes it serves
+(access_meter.py); every CONSUMPTION_WINDOW_S the windows close, and a
+partition above 80% of 3,000 RCU or 1,000 WCU for three windows running
+splits at the point metadata/split_policy.py picks from the accesses it saw
+(heavy keys isolated, never the midpoint by default). At most
+SPLITS_PER_CHECK_MAX splits per check; a table does one split at a time.
 """
 from __future__ import annotations
 
@@ -34,7 +37,9 @@ from typing import TYPE_CHECKING
 from triplica.engine.catalog import Catalog, PartitionInfo
 from triplica.engine.partition_split import ChildSpec, split
 from triplica.engine.replicated_partition import ReplicatedPartition
-from triplica.metadata.split_policy import AccessSketch, choose_split_point
+from triplica.engine.access_meter import AccessMeter
+from triplica.metadata.split_policy import (READ_UNITS_PER_PARTITION, WRITE_UNITS_PER_PARTITION,
+                                            AccessSketch, choose_split_point, split_reason)
 
 if TYPE_CHECKING:
     from triplica.engine.database import Database
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIZE_CHECK_S = 1.0
+CONSUMPTION_WINDOW_S = 5.0
 SAMPLE_RECORDS_MAX = 100_000
 SPLITS_PER_CHECK_MAX = 1
 
@@ -129,14 +135,24 @@ def size_split_point(partition: ReplicatedPartition, start: int, end: int) -> in
     return choose_split_point(sketch)
 
 
-class SizeSplitMonitor:
-    """Splits partitions that outgrow `size_bytes_max` (see the module docstring)."""
+class SplitMonitor:
+    """Splits partitions that outgrow their size or keep running hot (module docstring).
 
-    def __init__(self, db: "Database", size_bytes_max: int) -> None:
-        assert size_bytes_max > 0
+    The limits default to DynamoDB's per-partition ones; tests scale them down.
+    """
+
+    def __init__(self, db: "Database", size_bytes_max: int,
+                 read_units_max: float = READ_UNITS_PER_PARTITION,
+                 write_units_max: float = WRITE_UNITS_PER_PARTITION,
+                 window_s: float = CONSUMPTION_WINDOW_S) -> None:
+        assert size_bytes_max > 0 and read_units_max > 0 and write_units_max > 0 and window_s > 0
         self.db = db
         self.size_bytes_max = size_bytes_max
-        self.splits = 0
+        self.read_units_max = read_units_max
+        self.write_units_max = write_units_max
+        self.window_s = window_s
+        self.splits: list[tuple[str, int]] = []  # (reason, boundary), in order
+        self._window_started = asyncio.get_running_loop().time()
 
     async def run(self) -> None:
         while True:
@@ -146,22 +162,36 @@ class SizeSplitMonitor:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed split leaves its parent as it was: try again later
-                log.exception("size split failed")
+                log.exception("split failed")
 
     async def check(self) -> None:
-        done = 0
+        loop = asyncio.get_running_loop()
+        window_closed = loop.time() - self._window_started >= self.window_s
+        if window_closed:
+            elapsed, self._window_started = loop.time() - self._window_started, loop.time()
+        candidates: list[tuple[str, str, str, ReplicatedPartition]] = []
         for name, table in list(self.db.tables.items()):
             for info, partition in zip(list(table.info.partitions), list(table.partitions)):
-                if done >= SPLITS_PER_CHECK_MAX or not isinstance(partition, ReplicatedPartition):
+                if not isinstance(partition, ReplicatedPartition):
                     continue
-                if partition.stats()[1] <= self.size_bytes_max:
-                    continue
-                # A scan of the whole partition: off the event loop.
-                boundary = await asyncio.get_running_loop().run_in_executor(
+                if partition.meter is None:
+                    partition.meter = AccessMeter(info.hash_start, info.hash_end)
+                elif window_closed:
+                    partition.meter.close_window(elapsed)
+                reason = split_reason(partition.stats()[1], list(partition.meter.recent),
+                                      self.size_bytes_max, self.read_units_max, self.write_units_max)
+                if reason is not None:
+                    candidates.append((reason, name, info.partition_id, partition))
+        for reason, name, partition_id, partition in candidates[:SPLITS_PER_CHECK_MAX]:
+            info = next(p for p in self.db.tables[name].info.partitions if p.partition_id == partition_id)
+            if reason == "size":  # a scan of the whole partition: off the event loop
+                boundary = await loop.run_in_executor(
                     None, size_split_point, partition, info.hash_start, info.hash_end)
-                if boundary is None or self.db.tables.get(name) is not table:
-                    continue
-                await split_partition(self.db, name, info.partition_id, boundary)
-                self.splits += 1
-                done += 1
-                break
+            else:
+                assert partition.meter is not None
+                boundary = choose_split_point(partition.meter.sketch)
+            if boundary is None or partition not in self.db.tables[name].partitions:
+                continue
+            await split_partition(self.db, name, partition_id, boundary)
+            self.splits.append((reason, boundary))
+            log.warning("table %s: split a partition for %s at hash %#x", name, reason, boundary)

@@ -99,14 +99,18 @@ class WindowUsage:
     write_units_per_s: float
 
 
-def split_reason(size_bytes: int, recent: list[WindowUsage]) -> str | None:
-    """"size", "consumption" or None (see the module docstring)."""
-    if size_bytes > SIZE_BYTES_MAX:
+def split_reason(size_bytes: int, recent: "list[WindowUsage]",
+                 size_bytes_max: int = SIZE_BYTES_MAX,
+                 read_units_max: float = READ_UNITS_PER_PARTITION,
+                 write_units_max: float = WRITE_UNITS_PER_PARTITION) -> str | None:
+    """"size", "consumption" or None (see the module docstring; the limits default
+    to DynamoDB's per-partition ones)."""
+    if size_bytes > size_bytes_max:
         return "size"
-    last = recent[-HOT_WINDOWS:]
+    last = list(recent)[-HOT_WINDOWS:]
     if len(last) == HOT_WINDOWS and all(
-            w.read_units_per_s > HOT_FRACTION * READ_UNITS_PER_PARTITION
-            or w.write_units_per_s > HOT_FRACTION * WRITE_UNITS_PER_PARTITION for w in last):
+            w.read_units_per_s > HOT_FRACTION * read_units_max
+            or w.write_units_per_s > HOT_FRACTION * write_units_max for w in last):
         return "consumption"
     return None
 
