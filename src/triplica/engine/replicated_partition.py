@@ -470,7 +470,9 @@ class ReplicatedPartition:
     def release_held(self, route: "Callable[[bytes], Callable[[list[Write]], asyncio.Future]]") -> None:
         """Hand the held writes, in order, to the partitions `route(key)` names."""
         held, self._held = self._held, None
-        assert held is not None, "not holding"
+        if held is None:  # closed meanwhile: the close failed every held write already
+            assert self._closed, "not holding"
+            return
         self.writes_held_total += len(held)
         held.release(route)
 

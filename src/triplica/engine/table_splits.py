@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from triplica.engine.catalog import Catalog, PartitionInfo
 from triplica.engine.partition_split import ChildSpec, split
 from triplica.engine.replicated_partition import ReplicatedPartition
+from triplica.errors import InternalServerError
 from triplica.engine.access_meter import AccessMeter
 from triplica.metadata.split_policy import (READ_UNITS_PER_PARTITION, WRITE_UNITS_PER_PARTITION,
                                             AccessSketch, choose_split_point, split_reason)
@@ -96,6 +97,8 @@ async def split_partition(db: "Database", table_name: str, partition_id: str,
     db.catalog.save()
 
     def commit(left_child: ReplicatedPartition, right_child: ReplicatedPartition) -> None:
+        if db.tables.get(table_name) is not table:  # deleted (or recreated) meanwhile
+            raise InternalServerError("Internal server error")
         old = list(info.partitions)
         info.partitions = old[:position] + [left, right] + old[position + 1:]
         info.split_intent = []
