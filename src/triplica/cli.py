@@ -35,7 +35,8 @@ def _serve_replicated(args: argparse.Namespace, credentials: "dict[str, str] | N
     async def main() -> None:
         heal_after_s = args.heal_after if args.heal_after > 0 else None
         db = Database(args.data_dir, sync_mode=args.sync, replicas=args.replicas,
-                      heal_after_s=heal_after_s, split_size_bytes=args.split_size_bytes or None)
+                      heal_after_s=heal_after_s, split_size_bytes=args.split_size_bytes or None,
+                      split_for_traffic=args.split_for_traffic)
         app = TriplicaApp(db, credentials)
         if not await db.wait_for_leaders():
             logging.getLogger("triplica").warning("some partitions have no leader yet")
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--split-size-bytes", type=int, default=10 * 1000 ** 3, metavar="BYTES",
                        help="split a partition holding more than this (default about 10 GB, "
                             "DynamoDB's per-partition size; 0 = never; three replicas only)")
+    serve.add_argument("--split-for-traffic", action="store_true",
+                       help="also split partitions that keep running hot (off: in one process "
+                            "more partitions cost throughput; see bench/splits.py)")
     serve.add_argument("--credentials", default=None,
                        help="file of 'ACCESS_KEY_ID SECRET' lines; enables SigV4 verification")
     serve.add_argument("--log-level", default="WARNING")

@@ -76,11 +76,12 @@ class Database:
     def __init__(self, data_dir: str, sync_mode: str = "batch", replicas: int = 1,
                  partition_factory: PartitionFactory | None = None,
                  heal_after_s: float | None = HEAL_AFTER_S_DEFAULT,
-                 split_size_bytes: int | None = None) -> None:
+                 split_size_bytes: int | None = None, split_for_traffic: bool = False) -> None:
         """`partition_factory` overrides `replicas` (a storage node's NodePartition).
         `heal_after_s`: replicated partitions replace a replica down this long.
         `split_size_bytes`: replicated partitions split in two when they hold
-        more, or keep running hot (table_splits.py; needs a running loop)."""
+        more, or (`split_for_traffic`) keep running hot (table_splits.py; needs a
+        running loop)."""
         assert replicas in REPLICA_COUNTS, replicas
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
@@ -99,7 +100,7 @@ class Database:
         self.splits: SplitMonitor | None = None
         self._split_task: asyncio.Task | None = None
         if split_size_bytes is not None and replicas > 1 and partition_factory is None:
-            self.splits = SplitMonitor(self, split_size_bytes)
+            self.splits = SplitMonitor(self, split_size_bytes, for_traffic=split_for_traffic)
             self._split_task = asyncio.get_running_loop().create_task(self.splits.run())
 
     def _partition_dir(self, info: TableInfo, partition: PartitionInfo) -> str:

@@ -24,6 +24,15 @@ partition above 80% of 3,000 RCU or 1,000 WCU for three windows running
 splits at the point metadata/split_policy.py picks from the accesses it saw
 (heavy keys isolated, never the midpoint by default). At most
 SPLITS_PER_CHECK_MAX splits per check; a table does one split at a time.
+
+Consumption splits are off by default in `serve` (`--split-for-traffic`
+turns them on): measured with bench/splits.py, every partition of one
+process shares the same cores and each extra group adds its own log,
+fsyncs and messages, so Zipf PutItem throughput FELL with each split (about
+3,900/s with one partition, 2,900/s with two, 2,000/s with four). Splitting
+for traffic pays off when the children's leaders run on different nodes
+(the cluster, issue 4). Size splits stay on: they bound a partition's copy
+and catch-up time.
 """
 from __future__ import annotations
 
@@ -144,13 +153,14 @@ class SplitMonitor:
     The limits default to DynamoDB's per-partition ones; tests scale them down.
     """
 
-    def __init__(self, db: "Database", size_bytes_max: int,
+    def __init__(self, db: "Database", size_bytes_max: int, for_traffic: bool = True,
                  read_units_max: float = READ_UNITS_PER_PARTITION,
                  write_units_max: float = WRITE_UNITS_PER_PARTITION,
                  window_s: float = CONSUMPTION_WINDOW_S) -> None:
         assert size_bytes_max > 0 and read_units_max > 0 and write_units_max > 0 and window_s > 0
         self.db = db
         self.size_bytes_max = size_bytes_max
+        self.for_traffic = for_traffic
         self.read_units_max = read_units_max
         self.write_units_max = write_units_max
         self.window_s = window_s
@@ -181,7 +191,8 @@ class SplitMonitor:
                     partition.meter = AccessMeter(info.hash_start, info.hash_end)
                 elif window_closed:
                     partition.meter.close_window(elapsed)
-                reason = split_reason(partition.stats()[1], list(partition.meter.recent),
+                recent = list(partition.meter.recent) if self.for_traffic else []
+                reason = split_reason(partition.stats()[1], recent,
                                       self.size_bytes_max, self.read_units_max, self.write_units_max)
                 if reason is not None:
                     candidates.append((reason, name, info.partition_id, partition))
