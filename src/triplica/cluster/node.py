@@ -87,6 +87,8 @@ class StorageNode:
         else:
             document = read_json(path)
             group_key, members = document["group"], document["members"]
+        # The catalogue entry carries the group too (the router's partition map reads it).
+        partition.group, partition.members = group_key, list(members)
         if self.config.node_id not in members:
             return UnhostedPartition(members)
         replica = NodePartition(directory, node_id=self.config.node_id, group_key=group_key,

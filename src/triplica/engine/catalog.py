@@ -27,6 +27,10 @@ class PartitionInfo:
     partition_id: str
     hash_start: int          # inclusive
     hash_end: int            # exclusive; HASH_SPACE_END for the last range
+    # A cluster's replication group of this range: its key and member node ids
+    # (set by the metadata system; None in `triplica serve`).
+    group: str | None = None
+    members: list[int] | None = None
 
 
 @dataclass
@@ -78,13 +82,21 @@ class TableInfo:
         return TableInfo(partitions=partitions, split_intent=intent, **data)
 
 
-def _partition_json(partition: PartitionInfo) -> dict[str, str]:
-    return {"partition_id": partition.partition_id, "hash_start": str(partition.hash_start),
-            "hash_end": str(partition.hash_end)}
+def _partition_json(partition: PartitionInfo) -> dict[str, Any]:
+    data: dict[str, Any] = {"partition_id": partition.partition_id,
+                            "hash_start": str(partition.hash_start),
+                            "hash_end": str(partition.hash_end)}
+    if partition.group is not None:
+        data["group"] = partition.group
+        data["members"] = list(partition.members or ())
+    return data
 
 
-def _partition_of(data: dict[str, str]) -> PartitionInfo:
-    return PartitionInfo(data["partition_id"], int(data["hash_start"]), int(data["hash_end"]))
+def _partition_of(data: dict[str, Any]) -> PartitionInfo:
+    members = data.get("members")
+    return PartitionInfo(data["partition_id"], int(data["hash_start"]), int(data["hash_end"]),
+                         group=data.get("group"),
+                         members=None if members is None else [int(m) for m in members])
 
 
 class Catalog:
