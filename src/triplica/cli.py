@@ -99,7 +99,7 @@ def _cluster(args: argparse.Namespace) -> int:
         if args.action == "up":
             endpoints = local.cluster_up(args.data_dir, nodes=args.nodes, azs=args.azs,
                                          base_port=args.base_port, sync=args.sync,
-                                         routers=args.routers)
+                                         routers=args.routers, memds=args.memds)
             print(" ".join(endpoints), flush=True)
         elif args.action == "down":
             stopped = local.cluster_down(args.data_dir)
@@ -124,6 +124,8 @@ def _add_cluster_commands(commands: "argparse._SubParsersAction") -> None:
     up.add_argument("--azs", type=int, default=3)
     up.add_argument("--routers", type=int, default=1,
                     help="stateless routers side by side (router r >= 2 listens on base+200+r)")
+    up.add_argument("--memds", type=int, default=2,
+                    help="MemDS servers holding the partition map (server m on base+300+m)")
     up.add_argument("--base-port", type=int, default=8000,
                     help="router port; node i uses base+i (HTTP) and base+100+i (peers)")
     up.add_argument("--sync", choices=("always", "batch", "none"), default="batch")

@@ -23,10 +23,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from triplica.cluster.local import PEER_PORT_OFFSET, ROUTER_PORT_OFFSET, running_pids
+from triplica.cluster.local import (MEMDS_PORT_OFFSET, PEER_PORT_OFFSET, ROUTER_PORT_OFFSET,
+                                    running_pids)
 
 NODES = 3
 ROUTERS_MAX_TESTED = 3
+MEMDS_SERVERS = 2  # `cluster up`'s default
 FAILOVER_S_MAX = 10.0
 CATCH_UP_S_MAX = 20.0
 
@@ -36,7 +38,8 @@ def _free_base_port() -> int:
         base = random.randrange(20_000, 40_000)
         ports = [base] + [base + i for i in range(1, NODES + 1)] \
             + [base + PEER_PORT_OFFSET + i for i in range(1, NODES + 1)] \
-            + [base + ROUTER_PORT_OFFSET + r for r in range(2, ROUTERS_MAX_TESTED + 1)]
+            + [base + ROUTER_PORT_OFFSET + r for r in range(2, ROUTERS_MAX_TESTED + 1)] \
+            + [base + MEMDS_PORT_OFFSET + m for m in range(1, MEMDS_SERVERS + 1)]
         try:
             for port in ports:
                 with socket.socket() as sock:
@@ -72,7 +75,8 @@ class Cluster:
         assert self.endpoints == [f"http://127.0.0.1:{self.base_port}"] + [
             f"http://127.0.0.1:{self.base_port + ROUTER_PORT_OFFSET + r}" for r in range(2, routers + 1)]
         self.pids_started = dict(running_pids(data_dir))
-        assert sorted(self.pids_started) == ["node-1", "node-2", "node-3", "router"] + [
+        assert sorted(self.pids_started) == [
+            "memds-1", "memds-2", "node-1", "node-2", "node-3", "router"] + [
             f"router-{r}" for r in range(2, routers + 1)]
 
     def node_client(self, node: int) -> Any:
@@ -227,7 +231,7 @@ def test_leader_kill_failover_restart_and_down(cluster: Cluster) -> None:
         time.sleep(0.1)
 
     pids = cluster.down()
-    assert len(pids) == NODES + 1
+    assert len(pids) == NODES + MEMDS_SERVERS + 1
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), f"process {pid} still runs"
     assert running_pids(cluster.data_dir) == {}
@@ -272,5 +276,5 @@ def test_several_stateless_routers_serve_the_same_cluster(tmp_path: Any) -> None
         assert len(clients[1].scan(TableName="shared", ConsistentRead=True)["Items"]) == 30
     finally:
         pids = cluster.down()
-    assert len(pids) == NODES + 3
+    assert len(pids) == NODES + MEMDS_SERVERS + 3
     assert running_pids(cluster.data_dir) == {}

@@ -3,6 +3,11 @@
 `handle` is called by the HTTP front for every request. It returns the
 response directly when the handler is synchronous (reads, control plane) and
 an awaitable when the handler waits for the log (writes).
+
+Internal parameters (router/internal.py, key INTERNAL_KEY in the body) are
+honoured only by a storage node's app (`accepts_internal=True`), which only
+its router talks to; everywhere else they are dropped before any handler
+sees the request, so a client cannot use them.
 """
 from __future__ import annotations
 
@@ -21,13 +26,16 @@ from triplica.api.http_server import Request, Response
 from triplica.api.service import DEFAULT_REGION, OPERATIONS, AfterCommit, Service
 from triplica.engine.database import Database
 from triplica.errors import UnknownOperationException
+from triplica.router.internal import INTERNAL_KEY
 
 log = logging.getLogger(__name__)
 
 
 class TriplicaApp:
-    def __init__(self, db: Database, credentials: dict[str, str] | None = None) -> None:
+    def __init__(self, db: Database, credentials: dict[str, str] | None = None,
+                 accepts_internal: bool = False) -> None:
         self.db = db
+        self.accepts_internal = accepts_internal
         self.service = Service(db)
         self.authenticator = sigv4.Authenticator(credentials)
         self.verifies = credentials is not None
@@ -38,6 +46,8 @@ class TriplicaApp:
         self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
         wire.check_content_type(headers)
         parameters = wire.parse_body(request.body)
+        if not self.accepts_internal:
+            parameters.pop(INTERNAL_KEY, None)
         handler = OPERATIONS.get(operation)
         if handler is None:
             raise UnknownOperationException(

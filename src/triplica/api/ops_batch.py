@@ -3,7 +3,10 @@
 Every request of a batch is validated before anything is read or written, so a
 bad request changes nothing. BatchWriteItem then proposes one log entry per
 partition touched (the puts and deletes of that partition together) and
-answers once all are durable. BatchGetItem stops adding items once the 16 MB
+answers once all are durable. A router splitting a batch over partitions
+first sends the whole batch with the internal "validate only" parameter
+(router/internal.py): every check runs, nothing is read or written, so a bad
+request in one partition's share still changes nothing anywhere. BatchGetItem stops adding items once the 16 MB
 response bound would be crossed and returns the rest as UnprocessedKeys.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ from triplica.api.validation import Violations, check_enum, expect_type
 from triplica.errors import ValidationException
 from triplica.model import limits
 from triplica.model.values import validate_item
+from triplica.router.internal import validate_only
 
 
 def _request_items(request: dict[str, Any], violations: Violations) -> dict[str, Any]:
@@ -64,6 +68,8 @@ def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
             seen.add(storage_key)
             located.append((key, partition, storage_key))
         plans.append((table_name, table, spec, projection, located))
+    if validate_only(request):
+        return {}
     responses: dict[str, list] = {}
     unprocessed: dict[str, Any] = {}
     capacities = []
@@ -137,7 +143,9 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
             "Too many items requested for the BatchWriteItem call")
     by_partition: dict[int, tuple[Any, list]] = {}
     units_by_table: dict[str, float] = {}
-    wants_capacity = request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
+    checking_only = validate_only(request)
+    wants_capacity = request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES") \
+        and not checking_only
     for table_name, writes in request_items.items():
         table = table_of(service, {"TableName": table_name})
         seen: set[bytes] = set()
@@ -152,6 +160,8 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
                     write_units(max(size, old_size))
             by_partition.setdefault(id(partition), (partition, []))[1].append(
                 (storage_key, image))
+    if checking_only:
+        return {}
     futures = [partition.propose(entry) for partition, entry in by_partition.values()]
     response: dict[str, Any] = {"UnprocessedItems": {}}
     if wants_capacity:

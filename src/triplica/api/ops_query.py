@@ -6,6 +6,10 @@ segment is a contiguous range of the hash space. A page ends after `Limit`
 items were evaluated or after 1 MB of item data was read (before any filter),
 whichever comes first; LastEvaluatedKey is then the key of the last item
 evaluated, so paging resumes exactly after it.
+
+In a cluster the router runs a Scan as one sub-request per partition; the
+node then keeps to the sub-request's hash range and byte budget and reports
+its last evaluated key and bytes read (router/internal.py).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from triplica.expressions import legacy
 from triplica.model import limits
 from triplica.model.keys import (encode_key_value, encode_partition_prefix, encode_storage_key,
                                  partition_hash)
+from triplica.router.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, scan_slice
 
 PARTITION_END = b"\xff"   # above every encoded sort key (type tags are below 0xff)
 AFTER_EXACT = b"\x00"     # key + this is above key and below anything key is not a prefix of
@@ -33,8 +38,9 @@ class _Page:
     """Accumulates one page of results under DynamoDB's limits."""
 
     def __init__(self, limit: int | None, filter_condition: Any, projection: Any,
-                 count_only: bool) -> None:
+                 count_only: bool, bytes_max: int = limits.QUERY_PAGE_BYTES_MAX) -> None:
         self.limit = limit
+        self.bytes_max = bytes_max
         self.filter = filter_condition
         self.projection = projection
         self.count_only = count_only
@@ -56,7 +62,7 @@ class _Page:
             if not self.count_only:
                 self.items.append(self.projection.apply(item) if self.projection else item)
         if (self.limit is not None and self.scanned >= self.limit) \
-                or self.bytes_read >= limits.QUERY_PAGE_BYTES_MAX:
+                or self.bytes_read >= self.bytes_max:
             self.full = True
 
 
@@ -111,16 +117,20 @@ def _finish(table: Table, request: dict[str, Any], page: _Page, consistent: bool
     if not count_only:
         response["Items"] = page.items
     if page.full and page.last_item is not None:
-        info = table.info
-        last = {info.hash_key: page.last_item[info.hash_key]}
-        if info.range_key is not None:
-            last[info.range_key] = page.last_item[info.range_key]
-        response["LastEvaluatedKey"] = last
+        response["LastEvaluatedKey"] = _key_of(table, page.last_item)
     capacity = consumed_capacity(request.get("ReturnConsumedCapacity"), table.info.name,
                                  read_units(page.bytes_read, consistent), "ReadCapacityUnits")
     if capacity is not None:
         response["ConsumedCapacity"] = capacity
     return response
+
+
+def _key_of(table: Table, item: dict[str, Any]) -> dict[str, Any]:
+    info = table.info
+    key = {info.hash_key: item[info.hash_key]}
+    if info.range_key is not None:
+        key[info.range_key] = item[info.range_key]
+    return key
 
 
 def _key_condition(table: Table, request: dict[str, Any], ctx: Any) -> Any:
@@ -291,6 +301,13 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = _read_violations(request)
     hash_start, hash_end = _segment_bounds(request, violations)
     table = table_of(service, request, violations)
+    # A router's sub-request covers one partition of its map (router/internal.py).
+    restriction = scan_slice(request)
+    bytes_max = limits.QUERY_PAGE_BYTES_MAX
+    if restriction is not None:
+        hash_start = max(hash_start, restriction.hash_start)
+        hash_end = min(hash_end, restriction.hash_end)
+        bytes_max = restriction.bytes_max
     ctx = params.context_for(request)
     filter_condition = params.read_filter(request, ctx, "ScanFilter")
     projection = params.read_projection(request, ctx)
@@ -298,7 +315,7 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     ctx.check_unused()
     consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
     start_key = _start_key(table, request)
-    page = _Page(request.get("Limit"), filter_condition, projection, count_only)
+    page = _Page(request.get("Limit"), filter_condition, projection, count_only, bytes_max)
     for partition_info, partition in zip(table.info.partitions, table.partitions):
         low = max(hash_start, partition_info.hash_start)
         high = min(hash_end, partition_info.hash_end)
@@ -316,4 +333,9 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
               None, table)
         if page.full:
             break
-    return _finish(table, request, page, consistent, count_only)
+    response = _finish(table, request, page, consistent, count_only)
+    if restriction is not None:  # the router stitches partitions' pages with these
+        response[INTERNAL_KEY] = {
+            LAST_KEY: None if page.last_item is None else _key_of(table, page.last_item),
+            BYTES_READ: page.bytes_read}
+    return response

@@ -14,7 +14,12 @@ every node); `host` is where the others reach it. `repair_wait_s` (optional):
 how long a damaged replica waits for its peers' repair bounds
 (engine/node_partition.py). A router's config:
 
-    {"listen_host": "0.0.0.0", "port": 8000, "credentials": null, "nodes": [...same list...]}
+    {"listen_host": "0.0.0.0", "port": 8000, "credentials": null, "nodes": [...same list...],
+     "memds": [{"host": "10.0.0.9", "port": 8301}, ...]}
+
+`memds` (routers and nodes, optional): the MemDS servers (memds/server.py);
+routers look partitions up there, the metadata leader pushes map changes
+to them. A router without MemDS servers asks the nodes for maps.
 
 Placement: a partition's replicas are three nodes in three different AZs,
 never two in one AZ. Per AZ the node is chosen by rendezvous hashing of the
@@ -47,6 +52,13 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class MemdsSpec:
+    """A MemDS server (memds/server.py) as nodes and routers reach it."""
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node_id: int
     az: str
@@ -57,6 +69,7 @@ class NodeConfig:
     listen_host: str = "127.0.0.1"
     sync: str = "batch"
     repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT
+    memds: tuple[MemdsSpec, ...] = ()  # the control plane pushes map changes to them
 
     def __post_init__(self) -> None:
         ids = [n.id for n in self.nodes]
@@ -80,6 +93,7 @@ class RouterConfig:
     nodes: tuple[NodeSpec, ...]
     listen_host: str = "127.0.0.1"
     credentials: str | None = None  # file of 'ACCESS_KEY_ID SECRET' lines
+    memds: tuple[MemdsSpec, ...] = ()  # where the partition map comes from (router/map_cache.py)
 
 
 def check_zones(nodes: tuple[NodeSpec, ...]) -> None:
@@ -99,6 +113,10 @@ def _nodes(data: dict[str, Any]) -> tuple[NodeSpec, ...]:
                           int(n["peer_port"])) for n in data["nodes"])
 
 
+def _memds(data: dict[str, Any]) -> tuple[MemdsSpec, ...]:
+    return tuple(MemdsSpec(str(m["host"]), int(m["port"])) for m in data.get("memds", ()))
+
+
 def load_node_config(path: str) -> NodeConfig:
     data = _read(path)
     return NodeConfig(node_id=int(data["node_id"]), az=str(data["az"]),
@@ -106,7 +124,8 @@ def load_node_config(path: str) -> NodeConfig:
                       peer_port=int(data["peer_port"]), nodes=_nodes(data),
                       listen_host=str(data.get("listen_host", "127.0.0.1")),
                       sync=str(data.get("sync", "batch")),
-                      repair_wait_s=float(data.get("repair_wait_s", REPAIR_BOUND_WAIT_S_DEFAULT)))
+                      repair_wait_s=float(data.get("repair_wait_s", REPAIR_BOUND_WAIT_S_DEFAULT)),
+                      memds=_memds(data))
 
 
 def load_router_config(path: str) -> RouterConfig:
@@ -115,10 +134,10 @@ def load_router_config(path: str) -> RouterConfig:
     check_zones(nodes)
     return RouterConfig(port=int(data["port"]), nodes=nodes,
                         listen_host=str(data.get("listen_host", "127.0.0.1")),
-                        credentials=data.get("credentials"))
+                        credentials=data.get("credentials"), memds=_memds(data))
 
 
-def write_json(path: str, config: NodeConfig | RouterConfig) -> None:
+def write_json(path: str, config: Any) -> None:
     data = asdict(config)
     with open(path, "w") as file:
         json.dump(data, file, indent=2)

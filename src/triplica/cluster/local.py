@@ -6,10 +6,12 @@ Layout of DIR (everything a cluster needs, so `down` and restarts need only DIR)
     DIR/node-<id>.pid    pid of the running process        DIR/node-<id>.log
     DIR/router.json, router.pid, router.log        the first router
     DIR/router-<r>.json, .pid, .log                 routers 2..R (`--routers R`)
+    DIR/memds-<m>.json, .pid, .log                  MemDS servers 1..M (`--memds M`)
 
 Ports from --base-port N: router 1 on N, router r >= 2 on N + 200 + r, node i
-HTTP N + i, node i peers N + 100 + i. Routers are stateless (each finds
-leaders by itself and follows redirects), so clients may use any of them.
+HTTP N + i, node i peers N + 100 + i, MemDS server m on N + 300 + m.
+Routers are stateless (partition maps from MemDS, leaders learned from
+redirects), so clients may use any of them.
 Node i is in AZ number (i - 1) mod azs (az-a, az-b, ...). Processes run in
 their own sessions, detached from the caller. `down` sends SIGTERM, waits a
 grace period, then SIGKILLs what is left; a pid is signalled only while
@@ -18,8 +20,10 @@ grace period, then SIGKILLs what is left; a pid is signalled only while
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -27,15 +31,18 @@ import time
 import urllib.error
 import urllib.request
 
-from triplica.cluster.config import NodeConfig, NodeSpec, RouterConfig, write_json
+from triplica.cluster.config import MemdsSpec, NodeConfig, NodeSpec, RouterConfig, write_json
 
 READY_WAIT_S_MAX = 30.0
 STOP_GRACE_S = 10.0
 POLL_S = 0.05
 PEER_PORT_OFFSET = 100
 ROUTER_PORT_OFFSET = 200
+MEMDS_PORT_OFFSET = 300
 NODES_MAX = 99
 ROUTERS_MAX = 9
+MEMDS_MAX = 9
+MEMDS_POLL_S = 0.2
 _FAKE_AUTHORIZATION = ("AWS4-HMAC-SHA256 Credential=triplica/20240101/us-east-1/dynamodb/"
                        "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
 
@@ -88,33 +95,50 @@ def router_port(base_port: int, index: int) -> int:
 
 
 def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 8000,
-               sync: str = "batch", routers: int = 1) -> list[str]:
-    """Write configs, start nodes and routers, wait for ListTables; returns the endpoints."""
+               sync: str = "batch", routers: int = 1, memds: int = 2) -> list[str]:
+    """Write configs, start nodes, MemDS servers and routers, wait for ListTables;
+    returns the routers' endpoints."""
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
     if running_pids(data_dir):
         raise ClusterError(f"a cluster is already running in {data_dir}")
     if not 1 <= routers <= ROUTERS_MAX:
         raise ClusterError(f"need 1 <= routers <= {ROUTERS_MAX}")
+    if not 1 <= memds <= MEMDS_MAX:
+        raise ClusterError(f"need 1 <= memds <= {MEMDS_MAX}")
     specs = node_specs(nodes, azs, base_port)
+    memds_specs = tuple(MemdsSpec("127.0.0.1", base_port + MEMDS_PORT_OFFSET + m)
+                        for m in range(1, memds + 1))
     for spec in specs:
         write_json(_path(data_dir, f"node-{spec.id}", ".json"), NodeConfig(
             node_id=spec.id, az=spec.az, data_dir=os.path.join(data_dir, f"node-{spec.id}"),
-            http_port=spec.http_port, peer_port=spec.peer_port, nodes=specs, sync=sync))
+            http_port=spec.http_port, peer_port=spec.peer_port, nodes=specs, sync=sync,
+            memds=memds_specs))
+    for index, memds_spec in enumerate(memds_specs, start=1):
+        with open(_path(data_dir, f"memds-{index}", ".json"), "w") as file:
+            json.dump({"listen_host": "127.0.0.1", "port": memds_spec.port, "poll_s": MEMDS_POLL_S,
+                       "nodes": [{"host": n.host, "peer_port": n.peer_port} for n in specs]}, file)
     endpoints = []
     for index in range(1, routers + 1):
         port = router_port(base_port, index)
-        write_json(_path(data_dir, router_name(index), ".json"), RouterConfig(port=port, nodes=specs))
+        write_json(_path(data_dir, router_name(index), ".json"),
+                   RouterConfig(port=port, nodes=specs, memds=memds_specs))
         endpoints.append(f"http://127.0.0.1:{port}")
     try:
         for spec in specs:
             start_node(data_dir, spec.id)
+        for index in range(1, memds + 1):
+            _spawn(data_dir, f"memds-{index}", [
+                sys.executable, "-m", "triplica.memds.server",
+                "--config", _path(data_dir, f"memds-{index}", ".json")])
         for index in range(1, routers + 1):
             _spawn(data_dir, router_name(index), [
                 sys.executable, "-m", "triplica.cluster.router",
                 "--config", _path(data_dir, router_name(index), ".json")])
         for spec in specs:  # every node, not only the one the router happens to ask
             wait_ready(f"http://127.0.0.1:{spec.http_port}", data_dir)
+        for memds_spec in memds_specs:
+            wait_listening(memds_spec.host, memds_spec.port, data_dir)
         for endpoint in endpoints:
             wait_ready(endpoint, data_dir)
     except BaseException:
@@ -134,6 +158,19 @@ def wait_ready(endpoint: str, data_dir: str, timeout_s: float = READY_WAIT_S_MAX
                 raise ClusterError(f"{name} exited; see {_path(data_dir, name, '.log')}")
         time.sleep(POLL_S)
     raise ClusterError(f"the router at {endpoint} did not answer within {timeout_s}s")
+
+
+def wait_listening(host: str, port: int, data_dir: str,
+                   timeout_s: float = READY_WAIT_S_MAX) -> None:
+    """Until a TCP server (a MemDS server) accepts connections on host:port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(POLL_S)
+    raise ClusterError(f"nothing listens on {host}:{port} after {timeout_s}s (see {data_dir})")
 
 
 def list_tables_ok(endpoint: str) -> bool:
@@ -203,12 +240,13 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def cluster_down(data_dir: str, grace_s: float = STOP_GRACE_S) -> list[int]:
-    """Stop the routers, then every node; remove pid files. Returns the pids stopped."""
+    """Stop the routers, the MemDS servers, then every node; remove pid files.
+    Returns the pids stopped."""
     data_dir = os.path.abspath(data_dir)
     pids = running_pids(data_dir, include_dead=True)
-    routers = [pid for name, pid in pids.items() if name.startswith("router")]
-    stop_processes(routers, grace_s)
-    stop_processes([pid for name, pid in pids.items() if not name.startswith("router")], grace_s)
+    for role in ("router", "memds"):
+        stop_processes([pid for name, pid in pids.items() if name.startswith(role)], grace_s)
+    stop_processes([pid for name, pid in pids.items() if name.startswith("node")], grace_s)
     for name in pids:
         os.remove(_path(data_dir, name, ".pid"))
     return list(pids.values())

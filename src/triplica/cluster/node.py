@@ -5,20 +5,27 @@ router does it) over a Database whose partitions are NodePartitions: this
 node's replica of each group, the other members reached over TCP through
 one PeerNetwork (peer_network.py).
 
-Its HTTP layer adds two things to TriplicaApp:
+Its HTTP layer adds to TriplicaApp:
+- table operations go to the control plane (cluster/node_metadata.py
+  `ControlPlaneApp`; metadata/control_plane.py), which places a new table's
+  partitions and records them, with their group keys and members, in the
+  metadata log that every node's catalogue follows. A node opens its
+  replica of a partition when its catalogue gets the table; group key and
+  members are also written to `group.json` in the partition directory
+  before the replica starts (its absence marks a brand-new group);
 - a `NotLeaderError` from a partition becomes `421` with header
   `x-triplica-leader: <node id | none>` (internal: the router follows it,
   an SDK client never sees it);
-- CreateTable needs the router's `x-triplica-group-token` header: every
-  node derives the new partitions' group keys (the names their replicas use
-  to find each other) from that token, so all nodes agree on them although
-  each node picks its own table and partition ids. A CreateTable sent to a
-  node directly is refused. Group key and members are written to
-  `group.json` in the partition directory before the replica starts and
-  read back on restart.
+- `Triplica.PartitionMap` (X-Amz-Target; body `{"TableName": t}`): a
+  table's partition map (router/map_source.py, the router's fallback when
+  no MemDS server answers), from this node's catalogue at its epoch. An
+  unknown table is ResourceNotFoundException as usual;
+- internal request parameters (router/internal.py: a Scan restricted to one
+  partition, a batch checked but not run) are honoured, because only the
+  router talks to a node.
 
-Node requests over the peer port (peer_network.py `request`), one kind so
-far: `{"repair_bound": <group key>}`, answered with this node's replica's
+Node requests over the peer port (peer_network.py `request`): those of
+the metadata role (cluster/node_metadata.py), and `{"repair_bound": <group key>}`, answered with this node's replica's
 `RepairBound` (`{"promised": [round, node], "until": index}`) when it is
 open and a healthy voter, otherwise `{"unavailable": <why>}`. A node whose
 own replica of a group is damaged asks every other member this way before
@@ -29,32 +36,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import signal
-from typing import Awaitable
+from typing import Awaitable, Callable
 
 import orjson
 
 from triplica.api.app import TriplicaApp
 from triplica.api.http_server import Request, Response, serve_until_stopped
 from triplica.api import wire
-from triplica.cluster.config import NodeConfig, placement
+from triplica.cluster.config import NodeConfig
+from triplica.cluster.node_metadata import ControlPlaneApp, MetadataRole
 from triplica.cluster.peer_network import PeerNetwork
 from triplica.engine.catalog import PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.node_partition import NodePartition, NotLeaderError, UnhostedPartition
 from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
-from triplica.errors import ValidationException
+from triplica.errors import DynamoError, ResourceNotFoundException
+from triplica.router.internal import PARTITION_MAP_TARGET
+from triplica.metadata.catalogue_log import table_map_of
 from triplica.storage.files import read_json, write_json_durably
 from triplica.transport.base import Message, RemoteError, TransportError
 
 log = logging.getLogger(__name__)
 
 LEADER_HEADER = "x-triplica-leader"
-GROUP_TOKEN_HEADER = "x-triplica-group-token"
 GROUP_FILE = "group.json"
 REPAIR_BOUND_REQUEST = "repair_bound"
-_TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
 def redirect_response(error: NotLeaderError) -> Response:
@@ -70,24 +77,23 @@ class StorageNode:
     def __init__(self, config: NodeConfig, network: PeerNetwork) -> None:
         self.config = config
         self.network = network
-        self.create_token: str | None = None  # set by NodeApp around a CreateTable
         self.replicas: dict[str, NodePartition] = {}  # group key -> this node's replica
+        # Peer requests of other roles (cluster/node_metadata.py): None if not theirs.
+        self.more_requests: Callable[[dict], Awaitable[Message | None]] | None = None
         network.serve_requests(self.answer)
 
     def open_partition(self, info: TableInfo, partition: PartitionInfo,
                        directory: str) -> NodePartition | UnhostedPartition:
         path = os.path.join(directory, GROUP_FILE)
         fresh = not os.path.exists(path)
-        if fresh:
-            if self.create_token is None:
-                raise ValidationException("Tables of a cluster are created through its router")
-            group_key = f"{self.create_token}/{partition.hash_start:x}"
-            members = placement(self.config.nodes, group_key)
+        if fresh:  # placed by the metadata system (metadata/planning.py)
+            if partition.group is None or not partition.members:
+                raise AssertionError(f"table {info.name}: a cluster partition without a group")
+            group_key, members = partition.group, list(partition.members)
             write_json_durably(path, {"group": group_key, "members": members})
         else:
             document = read_json(path)
             group_key, members = document["group"], document["members"]
-        # The catalogue entry carries the group too (the router's partition map reads it).
         partition.group, partition.members = group_key, list(members)
         if self.config.node_id not in members:
             return UnhostedPartition(members)
@@ -102,6 +108,10 @@ class StorageNode:
 
     async def answer(self, request: dict) -> Message:
         """A peer's request (see the module docstring); unknown ones raise (RemoteError there)."""
+        if self.more_requests is not None and REPAIR_BOUND_REQUEST not in request:
+            answer = await self.more_requests(request)
+            if answer is not None:
+                return answer
         group_key = request.get(REPAIR_BOUND_REQUEST)
         if len(request) != 1 or not isinstance(group_key, str):
             raise ValueError(f"unknown request {request!r:.200}")
@@ -129,25 +139,31 @@ class StorageNode:
 
 
 class NodeApp:
-    """TriplicaApp plus the node's internal redirect (421) and CreateTable token."""
+    """TriplicaApp plus the node's internal redirect (421) and partition map answer."""
 
     def __init__(self, app: TriplicaApp, node: StorageNode) -> None:
         self.app = app
         self.node = node
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
-        if not request.headers.get("x-amz-target", "").endswith(".CreateTable"):
-            return self._handle(request)
-        token = request.headers.get(GROUP_TOKEN_HEADER)
-        if token is None or not _TOKEN.fullmatch(token):
-            status, body = wire.error_response(ValidationException(
-                "Tables of a cluster are created through its router"))
-            return status, body, None
-        self.node.create_token = token
+        target = request.headers.get("x-amz-target", "")
+        if target == PARTITION_MAP_TARGET:
+            return self._partition_map(request)
+        return self._handle(request)
+
+    def _partition_map(self, request: Request) -> Response:
+        """The router's map request (module docstring), at the catalogue's epoch."""
         try:
-            return self._handle(request)
-        finally:
-            self.node.create_token = None
+            parameters = wire.parse_body(request.body)
+            name = parameters.get("TableName")
+            table = self.app.db.tables.get(name) if type(name) is str else None
+            if table is None:
+                raise ResourceNotFoundException("Requested resource not found")
+            map_doc = table_map_of(table.info, self.app.db.catalog.epoch).to_doc()
+            return 200, orjson.dumps(map_doc), None
+        except DynamoError as error:
+            status, body = wire.error_response(error)
+            return status, body, None
 
     def _handle(self, request: Request) -> Response | Awaitable[Response]:
         try:
@@ -175,7 +191,13 @@ async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
         node = StorageNode(config, network)
         db = Database(config.data_dir, sync_mode=config.sync,
                       partition_factory=node.open_partition)
-        app = NodeApp(TriplicaApp(db), node)
+        # The router routes per partition, so a table gets the partitions its
+        # provisioned capacity needs (engine/partition_plan.py).
+        db.partitions_follow_capacity = True
+        role = MetadataRole(config, network, db, node)
+        node.more_requests = role.answer
+        role.start()
+        app = ControlPlaneApp(NodeApp(TriplicaApp(db, accepts_internal=True), node), role, redirect_response)
         await serve_until_stopped(app, config.listen_host, config.http_port, stop)
     finally:
         await network.close()

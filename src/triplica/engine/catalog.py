@@ -106,16 +106,20 @@ class Catalog:
         self.data_dir = data_dir
         self.path = os.path.join(data_dir, CATALOG_FILE_NAME)
         self.tables: dict[str, TableInfo] = {}
+        # In a cluster: the metadata log epoch this catalogue reflects
+        # (metadata/catalogue_follower.py); always 0 in `triplica serve`.
+        self.epoch = 0
         if os.path.exists(self.path):
             with open(self.path, "rb") as f:
                 document = orjson.loads(f.read())
             assert document["version"] == CATALOG_FORMAT_VERSION, document["version"]
+            self.epoch = int(document.get("epoch", 0))
             for data in document["tables"]:
                 info = TableInfo.from_json(data)
                 self.tables[info.name] = info
 
     def save(self) -> None:
-        document = {"version": CATALOG_FORMAT_VERSION,
+        document = {"version": CATALOG_FORMAT_VERSION, "epoch": self.epoch,
                     "tables": [t.to_json() for t in self.tables.values()]}
         payload = orjson.dumps(document, option=orjson.OPT_INDENT_2)
         temporary = self.path + ".tmp"

@@ -137,22 +137,50 @@ class Database:
                  if self.partitions_follow_capacity else 1)
         info.partitions = [PartitionInfo(uuid.uuid4().hex[:12], start, end)
                            for start, end in hash_ranges(count)]
+        return self.adopt_table(info)
+
+    def adopt_table(self, info: TableInfo, epoch: int | None = None) -> Table:
+        """Add a table whose partitions are already cut (by the cluster's metadata
+        system, which also gives the catalogue's new `epoch`)."""
+        assert info.name not in self.tables and info.partitions
+        previous_epoch = self.catalog.epoch
         self.catalog.tables[info.name] = info
+        if epoch is not None:
+            self.catalog.epoch = epoch
         try:
             self.catalog.save()
         except BaseException:
             del self.catalog.tables[info.name]
+            self.catalog.epoch = previous_epoch
             raise
         table = self._open_table(info)
         self.tables[info.name] = table
         return table
 
+    def replace_table_info(self, info: TableInfo, epoch: int) -> None:
+        """A table's new definition with the same partitions (throughput, status, tags)."""
+        table = self.tables[info.name]
+        assert [(p.hash_start, p.group) for p in info.partitions] == \
+            [(p.hash_start, p.group) for p in table.info.partitions], info.name
+        self.catalog.tables[info.name] = info
+        self.catalog.epoch = epoch
+        self.catalog.save()
+        table.info = info
+
+    def note_epoch(self, epoch: int) -> None:
+        """A metadata change that needs nothing of this node (a table it never had)."""
+        assert epoch > self.catalog.epoch, (epoch, self.catalog.epoch)
+        self.catalog.epoch = epoch
+        self.catalog.save()
+
     def save_catalog(self) -> None:
         self.catalog.save()
 
-    async def delete_table(self, name: str) -> None:
+    async def delete_table(self, name: str, epoch: int | None = None) -> None:
         table = self.tables.pop(name)
         del self.catalog.tables[name]
+        if epoch is not None:
+            self.catalog.epoch = epoch
         self.catalog.save()
         for partition in table.partitions:
             await _close_partition(partition)

@@ -127,7 +127,11 @@ class NodePartition:
         start_ms = None
         if fresh:  # see the module docstring: only a group with no state at all
             back_ms = options.election_timeout_base_ms
-            if node_id == min(members):
+            # The first campaigner is picked from the group key (a stable hash, the same
+            # on every node), not min(members): otherwise one node would lead every group.
+            import hashlib
+            digest = hashlib.blake2b(group_key.encode("utf-8"), digest_size=8).digest()
+            if node_id == sorted(members)[int.from_bytes(digest, "big") % len(members)]:
                 back_ms += options.election_timeout_jitter_ms
             start_ms = int(self._loop.time() * 1000) - back_ms
         else:

@@ -1,0 +1,229 @@
+"""A storage node's part in the metadata system (the I/O around metadata/).
+
+Every node follows the catalogue (metadata/catalogue_follower.py); the
+three nodes the placement rule picks for METADATA_GROUP also host a replica
+of the metadata group, and the one whose replica leads runs the control
+plane (metadata/control_plane.py). `ControlPlaneApp` sends table operations
+there (any other node answers 421 with its best guess of the leader, as for
+a partition: the router follows).
+
+Peer requests this role answers (over the node's peer port, next to the
+repair bound of cluster/node.py):
+- `{"catalogue_after": E}` -> `{"changes": [[epoch, change], ...]}` from
+  this node's metadata replica (members only; a consistent prefix of the
+  log, possibly behind the leader's);
+- `{"catalogue_poke": E}` -> `{"epoch": applied}`: the control plane
+  committed epoch E; the node applies up to it at once (bounded by
+  PUBLISH_WAIT_S) instead of at its next poll, and says where it is;
+- `{"group_serving": key}` -> `{"serving": bool}`: does this node's replica
+  of the group lead with a valid lease (the control plane's "has a leader");
+- `{"map_changes_after": E}` -> `{"changes": [map change, ...]}`: the same
+  records as routing-map changes (metadata/catalogue_log.py
+  `map_change_of`), the feed MemDS servers poll.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from triplica.api import sigv4, wire
+from triplica.api.http_server import Request, Response
+from triplica.api.service import DEFAULT_REGION
+from triplica.cluster.config import NodeConfig, placement
+from triplica.engine.database import Database
+from triplica.engine.node_partition import NotLeaderError
+from triplica.metadata.catalogue_follower import CatalogueFollower
+from triplica.metadata.catalogue_log import Change, map_change_of
+from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
+from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica
+from triplica.transport.base import Message, RemoteError, TransportError
+from triplica.transport.tcp import TcpClient
+
+log = logging.getLogger(__name__)
+
+PEER_CALL_S = 1.0
+MEMBER_POLL_S = 0.1     # a member reads its own replica: cheap
+NON_MEMBER_POLL_S = 1.0
+PUBLISH_WAIT_S = 1.0
+CATCH_UP_POLL_S = 0.005
+
+
+class MetadataRole:
+    def __init__(self, config: NodeConfig, network: Any, db: Database, node: Any) -> None:
+        self.config = config
+        self.network = network
+        self.db = db
+        self.node = node  # cluster/node.py StorageNode: its replicas and repair bounds
+        self.members = placement(config.nodes, METADATA_GROUP)
+        self.others = [n.id for n in config.nodes if n.id != config.node_id]
+        self.replica: MetadataReplica | None = None
+        if config.node_id in self.members:
+            self.replica = MetadataReplica(
+                config.data_dir, node_id=config.node_id, members=self.members, network=network,
+                sync_mode=config.sync,
+                ask_bound=lambda peer: node.ask_bound(peer, METADATA_GROUP),
+                repair_wait_s=config.repair_wait_s)
+        self.follower = CatalogueFollower(
+            db, self._fetch, MEMBER_POLL_S if self.replica is not None else NON_MEMBER_POLL_S)
+        self.control: ControlPlane | None = None
+        if self.replica is not None:
+            self.control = ControlPlane(db, self.replica, self.follower,
+                                        lambda group: placement(config.nodes, group),
+                                        self._group_serving, self._publish)
+        self._reconciler: asyncio.Task | None = None
+        self._memds = [TcpClient(m.host, m.port) for m in config.memds]
+
+    def start(self) -> None:
+        self.follower.start()
+        if self.control is not None:
+            self._reconciler = asyncio.get_running_loop().create_task(
+                self.control.run_reconciler())
+
+    def leader_hint(self) -> int:
+        """Where a table operation should go, as far as this node knows."""
+        hint = self.replica.leader_hint() if self.replica is not None else None
+        return hint if hint is not None else self.members[0]
+
+    # -------------------------------------------------------------- catalogue
+
+    async def _fetch(self, after: int) -> list[tuple[int, Change]]:
+        if self.replica is not None:
+            return self.replica.changes_after(after)
+        last_error: Exception | None = None
+        for member in self.members:
+            try:
+                answer = await self.network.request(member, {"catalogue_after": after},
+                                                    PEER_CALL_S)
+            except (TransportError, RemoteError) as error:
+                last_error = error
+                continue
+            return [(int(epoch), change) for epoch, change in answer["changes"]]
+        raise ConnectionError(f"no metadata member answered: {last_error}")
+
+    async def _publish(self, epoch: int) -> None:
+        """Every other node applies `epoch`, and every MemDS server has its map change,
+        before the control plane answers (bounded: a node or MemDS server down or slow
+        catches up later by polling)."""
+        changes = self.replica.changes_after(epoch - 1, 1) if self.replica is not None else []
+        pushes = [map_change_of(e, change) for e, change in changes if e == epoch]
+        await asyncio.gather(*(self._poke_one(peer, epoch) for peer in self.others),
+                             *(self._push_one(client, pushes) for client in self._memds))
+
+    async def _push_one(self, client: TcpClient, changes: list[dict]) -> None:
+        if not changes:
+            return
+        try:
+            await client.call({"map_changes": changes}, PUBLISH_WAIT_S)
+        except (TransportError, RemoteError):
+            pass  # it polls the nodes (memds/feed.py)
+
+    async def _poke_one(self, peer: int, epoch: int) -> None:
+        try:
+            await self.network.request(peer, {"catalogue_poke": epoch}, PUBLISH_WAIT_S)
+        except (TransportError, RemoteError):
+            pass  # down or starting: it fetches when it runs
+
+    async def _catch_up_to(self, epoch: int) -> int:
+        """Apply up to `epoch` (bounded): this node's source may lag the leader briefly."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISH_WAIT_S
+        while self.follower.epoch < epoch and loop.time() < deadline:
+            await self.follower.catch_up(epoch)
+            if self.follower.epoch < epoch:
+                await asyncio.sleep(CATCH_UP_POLL_S)
+        return self.follower.epoch
+
+    async def _group_serving(self, group: str, members: list[int]) -> bool:
+        for member in members:
+            if member == self.config.node_id:
+                if self._serving_here(group):
+                    return True
+                continue
+            try:
+                answer = await self.network.request(member, {"group_serving": group},
+                                                    PEER_CALL_S)
+            except (TransportError, RemoteError):
+                continue
+            if isinstance(answer, dict) and answer.get("serving") is True:
+                return True
+        return False
+
+    def _serving_here(self, group: str) -> bool:
+        replica = self.node.replicas.get(group)
+        if replica is None or replica.closed:
+            return False
+        try:
+            replica._leader()
+        except NotLeaderError:
+            return False
+        return True
+
+    async def answer(self, request: dict) -> Message | None:
+        """This role's peer requests (module docstring); None: not one of them."""
+        if "catalogue_poke" in request:
+            return {"epoch": await self._catch_up_to(int(request["catalogue_poke"]))}
+        if "group_serving" in request:
+            return {"serving": self._serving_here(str(request["group_serving"]))}
+        if "catalogue_after" in request or "map_changes_after" in request:
+            if self.replica is None:
+                raise ValueError("this node hosts no metadata replica")
+            after = int(request.get("catalogue_after", request.get("map_changes_after")))
+            changes = self.replica.changes_after(after)
+            if "catalogue_after" in request:
+                return {"changes": [[epoch, change] for epoch, change in changes]}
+            return {"changes": [map_change_of(epoch, change) for epoch, change in changes]}
+        return None
+
+    async def close(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            await asyncio.gather(self._reconciler, return_exceptions=True)
+        await self.follower.close()
+        for client in self._memds:
+            await client.close()
+        if self.replica is not None:
+            await self.replica.aclose()
+
+
+class ControlPlaneApp:
+    """In front of the node's app: table operations go to the control plane."""
+
+    def __init__(self, inner: Any, role: MetadataRole, redirect: Any) -> None:
+        self.inner = inner
+        self.role = role
+        self.redirect = redirect  # cluster/node.py redirect_response
+
+    def handle(self, request: Request) -> Any:
+        target = request.headers.get("x-amz-target", "")
+        operation = target.rpartition(".")[2]
+        if operation not in CONTROL_OPERATIONS or not target.startswith("DynamoDB_"):
+            return self.inner.handle(request)
+        return self._control(request, operation)
+
+    async def _control(self, request: Request, operation: str) -> Response:
+        wire.check_content_type(request.headers)
+        parameters = wire.parse_body(request.body)
+        control = self.role.control
+        try:
+            if control is None:
+                raise NotLeaderError(self.role.leader_hint())
+            result = await control.handle(operation, parameters, _region_of(request),
+                                          request.headers.get("host", "127.0.0.1:8000"))
+        except NotLeaderError as error:
+            return self.redirect(error)
+        return 200, orjson.dumps(result), None
+
+    async def close(self) -> None:
+        await self.role.close()  # before the Database: the follower applies to it
+        await self.inner.close()
+
+
+def _region_of(request: Request) -> str:
+    try:
+        return sigv4.parse_authorization(request.headers.get("authorization")).region \
+            or DEFAULT_REGION
+    except Exception:  # the router checked the signature; fall back quietly
+        return DEFAULT_REGION

@@ -1,0 +1,104 @@
+"""The metadata log's records: catalogue changes, numbered by epoch.
+
+The cluster's catalogue (tables, their partitions as hash ranges, each
+partition's replication group and members) is the fold of an ordered log of
+changes kept by the metadata replication group (metadata_replica.py). A
+change's epoch is its position in that log (1, 2, 3, ...), so every copy of
+the catalogue (each storage node's, each MemDS server's) is "the log up to
+epoch E" and two copies at the same epoch are equal.
+
+Two kinds of change, both whole-table documents so that applying one never
+depends on reading anything but the previous state:
+- `{"op": "put_table", "info": TableInfo.to_json()}`: the table's full
+  definition (create, update, status change, tags);
+- `{"op": "delete_table", "name": name}`.
+
+Records are stored in the metadata partition's B-tree under
+`LOG_PREFIX || epoch (8 bytes, big-endian)`, so a range scan returns them in
+epoch order; the value is `u32 length || JSON` (the stored-value layout the
+replication driver measures sizes with).
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import orjson
+
+from triplica.engine.catalog import TableInfo
+from triplica.memds.partition_map import TableMap
+
+LOG_PREFIX = b"\x00catalogue-log\x00"
+EPOCH_MAX = (1 << 63) - 1
+CHANGE_BYTES_MAX = 4 * 1024 * 1024
+_LENGTH = struct.Struct(">I")
+
+Change = dict[str, Any]
+
+
+def put_table(info: TableInfo) -> Change:
+    return {"op": "put_table", "info": info.to_json()}
+
+
+def delete_table(name: str) -> Change:
+    return {"op": "delete_table", "name": name}
+
+
+def check_change(change: Change) -> None:
+    """Refuse a record that is not one of the two kinds (a bug or a damaged log)."""
+    op = change.get("op")
+    if op == "put_table":
+        assert isinstance(change.get("info"), dict), change
+    elif op == "delete_table":
+        assert isinstance(change.get("name"), str), change
+    else:
+        raise AssertionError(f"unknown catalogue change {change!r:.200}")
+
+
+def table_name_of(change: Change) -> str:
+    return change["info"]["name"] if change["op"] == "put_table" else change["name"]
+
+
+def log_key(epoch: int) -> bytes:
+    assert 1 <= epoch <= EPOCH_MAX, epoch
+    return LOG_PREFIX + epoch.to_bytes(8, "big")
+
+
+def epoch_of_key(key: bytes) -> int:
+    assert key.startswith(LOG_PREFIX) and len(key) == len(LOG_PREFIX) + 8, key
+    return int.from_bytes(key[len(LOG_PREFIX):], "big")
+
+
+def encode_change(change: Change) -> bytes:
+    check_change(change)
+    payload = orjson.dumps(change)
+    assert len(payload) <= CHANGE_BYTES_MAX, len(payload)
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def decode_change(stored: bytes) -> Change:
+    (length,) = _LENGTH.unpack_from(stored)
+    assert len(stored) == _LENGTH.size + length, "truncated catalogue change"
+    change = orjson.loads(stored[_LENGTH.size:])
+    check_change(change)
+    return change
+
+
+def table_map_of(info: TableInfo, epoch: int) -> TableMap:
+    """The routing view of a table (what MemDS serves) at `epoch`."""
+    partitions = info.partitions
+    assert partitions and all(p.group is not None for p in partitions), info.name
+    return TableMap(name=info.name, epoch=epoch, hash_key=info.hash_key,
+                    hash_type=info.hash_type, range_key=info.range_key,
+                    range_type=info.range_type,
+                    starts=tuple(p.hash_start for p in partitions),
+                    groups=tuple(p.group for p in partitions),  # type: ignore[misc]
+                    members=tuple(tuple(p.members or ()) for p in partitions))
+
+
+def map_change_of(epoch: int, change: Change) -> dict[str, Any]:
+    """A catalogue change as MemDS receives it: the table's new map, or None once deleted."""
+    if change["op"] == "delete_table":
+        return {"epoch": epoch, "table": change["name"], "map": None}
+    info = TableInfo.from_json(dict(change["info"]))
+    return {"epoch": epoch, "table": info.name, "map": table_map_of(info, epoch).to_doc()}

@@ -1,0 +1,107 @@
+"""This node's replica of the metadata group: the catalogue's log in Paxos.
+
+Paper: the partition metadata system is itself replicated, so the catalogue
+survives the loss of a node or an AZ. Here it is one replication group like
+any table partition (same Paxos core, WAL, LMDB, healing of a damaged
+replica: a `NodePartition`), under the fixed group key METADATA_GROUP and
+placed by the same rule as partitions (three nodes in three AZs), so every
+node computes its members alike. Its B-tree holds the catalogue log
+(catalogue_log.py: one record per epoch); nothing else is stored there.
+
+Appending is the control plane's job and happens only on the group's
+leader, one record at a time (control_plane.py holds a lock), at epoch =
+last applied epoch + 1. That is safe because the leader serves only once it
+has applied every entry of earlier leaderships (its lease read fence): the
+last applied epoch is the log's last epoch, and no earlier leader's record
+can appear later under the same key.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from triplica.engine.node_partition import NodePartition, NotLeaderError
+from triplica.storage.files import write_json_durably
+from triplica.metadata.catalogue_log import (LOG_PREFIX, Change, decode_change, encode_change,
+                                             epoch_of_key, log_key)
+
+METADATA_GROUP = "__metadata__"
+METADATA_DIRECTORY = "metadata"
+MARKER_FILE = "group.json"
+CHANGES_PER_READ_MAX = 256
+_LOG_END = LOG_PREFIX[:-1] + bytes((LOG_PREFIX[-1] + 1,))
+
+
+class MetadataReplica:
+    """The metadata group's replica on a member node."""
+
+    def __init__(self, data_dir: str, *, node_id: int, members: list[int], network: Any,
+                 sync_mode: str, ask_bound: Any, repair_wait_s: float) -> None:
+        directory = os.path.join(data_dir, METADATA_DIRECTORY)
+        marker = os.path.join(directory, MARKER_FILE)
+        # As for table partitions (cluster/node.py): the group is new only if its marker,
+        # written durably before the replica's first byte, is absent.
+        fresh = not os.path.exists(marker)
+        if fresh:
+            os.makedirs(directory, exist_ok=True)
+            write_json_durably(marker, {"group": METADATA_GROUP, "members": list(members)})
+        self.members = list(members)
+        self.partition = NodePartition(directory, node_id=node_id, group_key=METADATA_GROUP,
+                                       members=members, network=network, sync_mode=sync_mode,
+                                       fresh=fresh, ask_bound=ask_bound,
+                                       repair_wait_s=repair_wait_s)
+
+    # ------------------------------------------------------------ leadership
+
+    def leader_hint(self) -> int | None:
+        return self.partition.leader_hint()
+
+    def require_leader(self) -> None:
+        """Raise NotLeaderError (with the believed leader) unless this replica leads now."""
+        self.partition._leader()
+
+    def is_leader(self) -> bool:
+        try:
+            self.require_leader()
+        except NotLeaderError:
+            return False
+        return True
+
+    # ----------------------------------------------------------------- reads
+
+    def last_epoch(self) -> int:
+        """Last epoch in this replica's applied state (the log's last, on a serving leader)."""
+        for key, _ in self.partition.scan(LOG_PREFIX, _LOG_END, reverse=True):
+            return epoch_of_key(key)
+        return 0
+
+    def changes_after(self, epoch: int,
+                      limit: int = CHANGES_PER_READ_MAX) -> list[tuple[int, Change]]:
+        """Applied records after `epoch`, in order (committed ones only: applied implies
+        committed). Empty while the replica is healing."""
+        assert limit >= 1
+        out: list[tuple[int, Change]] = []
+        try:
+            rows = self.partition.scan(log_key(epoch + 1), _LOG_END)
+        except NotLeaderError:  # healing: nothing to read here yet
+            return out
+        for key, stored in rows:
+            out.append((epoch_of_key(key), decode_change(stored)))
+            if len(out) >= limit:
+                break
+        return out
+
+    # ---------------------------------------------------------------- writes
+
+    async def append(self, change: Change) -> int:
+        """Commit `change` as the next epoch; returns it. Leader only (NotLeaderError);
+        the caller serialises appends."""
+        self.require_leader()
+        epoch = self.last_epoch() + 1
+        future = self.partition.propose([(log_key(epoch), encode_change(change))])
+        await future
+        return epoch
+
+    async def aclose(self) -> None:
+        await self.partition.drain()
+        await self.partition.aclose()

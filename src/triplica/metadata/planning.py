@@ -1,0 +1,90 @@
+"""A stand-in Database on which the control plane runs DynamoDB's table handlers.
+
+The control-plane operations (CreateTable, UpdateTable, DeleteTable,
+TagResource, UntagResource) keep one implementation of DynamoDB's checks,
+messages and answers: the handlers of api/ops_tables.py. On the metadata
+leader they run against a `PlanningDatabase` built from the node's catalogue
+(which is the metadata log folded up to its last epoch): it looks like a
+Database to the handlers, but records what they would change instead of
+changing it. The control plane then commits the recorded changes to the
+metadata log; every node (this one included) applies them from there.
+
+Placement happens here: a new table's partitions get hash ranges
+(engine/partition_plan.py), a fresh group key each, and members by the
+cluster's placement rule (three nodes in three AZs).
+"""
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Callable
+
+from triplica.engine.catalog import PartitionInfo, TableInfo
+from triplica.engine.database import Database
+from triplica.engine.partition_plan import hash_ranges, initial_partition_count
+from triplica.metadata.catalogue_log import Change, delete_table, put_table
+
+Placement = Callable[[str], list[int]]  # group key -> member node ids
+
+
+class PlannedTable:
+    """What a handler sees of a table: its definition (a copy) and its stats."""
+
+    __slots__ = ("info", "_stats", "partitions")
+
+    def __init__(self, info: TableInfo, stats: Callable[[], tuple[int, int]]) -> None:
+        self.info = info
+        self._stats = stats
+        self.partitions = info.partitions
+
+    def stats(self) -> tuple[int, int]:
+        return self._stats()
+
+
+class PlanningDatabase:
+    """Database-shaped recorder of catalogue changes (see the module docstring)."""
+
+    def __init__(self, db: Database, placement: Placement) -> None:
+        self._placement = placement
+        self._originals = {name: table.info.to_json() for name, table in db.tables.items()}
+        self.tables: dict[str, PlannedTable] = {
+            name: PlannedTable(copy.deepcopy(table.info), table.stats)
+            for name, table in db.tables.items()}
+        self._created: set[str] = set()
+        self._deleted: list[str] = []
+
+    def create_table(self, info: TableInfo) -> PlannedTable:
+        assert info.name not in self.tables
+        count = initial_partition_count(info.billing_mode, info.read_units, info.write_units)
+        info.partitions = []
+        for start, end in hash_ranges(count):
+            group = uuid.uuid4().hex
+            info.partitions.append(PartitionInfo(uuid.uuid4().hex[:12], start, end,
+                                                 group=group, members=self._placement(group)))
+        info.status = "CREATING"
+        table = PlannedTable(info, lambda: (0, 0))
+        self.tables[info.name] = table
+        self._created.add(info.name)
+        return table
+
+    async def delete_table(self, name: str) -> None:
+        assert name in self.tables
+        del self.tables[name]
+        self._created.discard(name)
+        self._deleted.append(name)
+
+    def save_catalog(self) -> None:
+        """Handlers call this after changing a definition in place: nothing to do
+        until `changes` compares them with the originals."""
+
+    def changes(self) -> list[Change]:
+        """The catalogue changes the handler made, in a valid order."""
+        out: list[Change] = [delete_table(name) for name in self._deleted
+                             if name in self._originals]
+        for name, table in self.tables.items():
+            if name in self._created or table.info.to_json() != self._originals.get(name):
+                out.append(put_table(table.info))
+        return out
+
+    def created(self) -> set[str]:
+        return set(self._created)
