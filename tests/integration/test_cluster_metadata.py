@@ -8,6 +8,7 @@ leader leaves a working control plane (two of three metadata replicas).
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from triplica.cluster.local import start_node, wait_ready
+from triplica.cluster.local import MEMDS_PORT_OFFSET, start_node, wait_ready
+from triplica.memds.client import MemdsClient
 
 from tests.integration.test_cluster import (NODES, Cluster, _client, _key, _make_table,  # noqa: F401
                                             cluster)
@@ -87,6 +89,22 @@ def test_every_node_has_the_table_when_create_answers(cluster: Cluster) -> None:
     for i in range(30):
         ddb.put_item(TableName="capacity", Item={"pk": {"S": f"k{i}"}})
     assert ddb.scan(TableName="capacity", ConsistentRead=True)["Count"] == 30
+    # MemDS holds the map at the table's latest epoch, with the leaders the nodes reported.
+    answer = _eventually(lambda: _memds_table(cluster, "capacity", with_leaders=3))
+    assert answer.map.partition_count == 3
+    for group, leader in answer.leaders.items():
+        assert leader in answer.map.members[answer.map.groups.index(group)]
+
+
+def _memds_table(cluster: Cluster, table: str, with_leaders: int) -> Any:
+    async def ask() -> Any:
+        client = MemdsClient([("127.0.0.1", cluster.base_port + MEMDS_PORT_OFFSET + 1)])
+        try:
+            return await client.table(table)
+        finally:
+            await client.close()
+    answer = asyncio.run(ask())
+    return answer if answer.map is not None and len(answer.leaders) >= with_leaders else None
 
 
 def test_a_node_down_during_create_and_delete_catches_up(cluster: Cluster) -> None:

@@ -80,7 +80,7 @@ def start_node(data_dir: str, node_id: int) -> int:
     config = _path(data_dir, f"node-{node_id}", ".json")
     if not os.path.exists(config):
         raise ClusterError(f"no config {config}")
-    if _alive(_read_pid(_path(data_dir, f"node-{node_id}", ".pid"))):
+    if _alive(_read_pid(_path(data_dir, f"node-{node_id}", ".pid")), data_dir):
         raise ClusterError(f"node {node_id} is running")
     return _spawn(data_dir, f"node-{node_id}",
                   [sys.executable, "-m", "triplica.cli", "node", "--config", config])
@@ -154,7 +154,7 @@ def wait_ready(endpoint: str, data_dir: str, timeout_s: float = READY_WAIT_S_MAX
         if list_tables_ok(endpoint):
             return
         for name, pid in running_pids(data_dir, include_dead=True).items():
-            if not _alive(pid):
+            if not _alive(pid, data_dir):
                 raise ClusterError(f"{name} exited; see {_path(data_dir, name, '.log')}")
         time.sleep(POLL_S)
     raise ClusterError(f"the router at {endpoint} did not answer within {timeout_s}s")
@@ -193,8 +193,10 @@ def _read_pid(path: str) -> int | None:
         return None
 
 
-def _alive(pid: int | None) -> bool:
-    """Running (not a zombie) and still a triplica process."""
+def _alive(pid: int | None, data_dir: str | None = None) -> bool:
+    """Running (not a zombie) and still a triplica process (of the cluster in
+    `data_dir`, when given: its command line names a config file there; so a
+    reused pid of another cluster's process is never taken for ours)."""
     if pid is None:
         return False
     try:
@@ -204,6 +206,8 @@ def _alive(pid: int | None) -> bool:
             command = file.read()
     except (OSError, IndexError):
         return False
+    if data_dir is not None and os.path.abspath(data_dir).encode() not in command:
+        return False
     return state not in ("Z", "X") and b"triplica" in command
 
 
@@ -212,27 +216,29 @@ def running_pids(data_dir: str, include_dead: bool = False) -> dict[str, int]:
     pids = {}
     for path in sorted(glob.glob(os.path.join(data_dir, "*.pid"))):
         pid = _read_pid(path)
-        if pid is not None and (include_dead or _alive(pid)):
+        if pid is not None and (include_dead or _alive(pid, data_dir)):
             pids[os.path.basename(path)[:-len(".pid")]] = pid
     return pids
 
 
-def stop_processes(pids: list[int], grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM all, wait up to `grace_s` for them, then SIGKILL the rest."""
+def stop_processes(pids: list[int], grace_s: float = STOP_GRACE_S,
+                   data_dir: str | None = None) -> None:
+    """SIGTERM all, wait up to `grace_s` for them, then SIGKILL the rest (only
+    processes of the cluster in `data_dir`, when given)."""
     for pid in pids:
-        _signal(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM, data_dir)
     deadline = time.monotonic() + grace_s
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(_alive(pid, data_dir) for pid in pids) and time.monotonic() < deadline:
         time.sleep(POLL_S)
     for pid in pids:
-        _signal(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL, data_dir)
     deadline = time.monotonic() + grace_s
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(_alive(pid, data_dir) for pid in pids) and time.monotonic() < deadline:
         time.sleep(POLL_S)
 
 
-def _signal(pid: int, signum: int) -> None:
-    if _alive(pid):
+def _signal(pid: int, signum: int, data_dir: str | None = None) -> None:
+    if _alive(pid, data_dir):
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
@@ -244,9 +250,9 @@ def cluster_down(data_dir: str, grace_s: float = STOP_GRACE_S) -> list[int]:
     Returns the pids stopped."""
     data_dir = os.path.abspath(data_dir)
     pids = running_pids(data_dir, include_dead=True)
-    for role in ("router", "memds"):
-        stop_processes([pid for name, pid in pids.items() if name.startswith(role)], grace_s)
-    stop_processes([pid for name, pid in pids.items() if name.startswith("node")], grace_s)
+    for role in ("router", "memds", "node"):
+        stop_processes([pid for name, pid in pids.items() if name.startswith(role)], grace_s,
+                       data_dir)
     for name in pids:
         os.remove(_path(data_dir, name, ".pid"))
     return list(pids.values())

@@ -20,6 +20,10 @@ repair bound of cluster/node.py):
 - `{"map_changes_after": E}` -> `{"changes": [map change, ...]}`: the same
   records as routing-map changes (metadata/catalogue_log.py
   `map_change_of`), the feed MemDS servers poll.
+
+Every LEADER_REPORT_S the node also tells each MemDS server which groups it
+leads (`{"leader": [group, node, term]}`), once per leadership, so MemDS
+answers carry leader hints.
 """
 from __future__ import annotations
 
@@ -47,7 +51,10 @@ log = logging.getLogger(__name__)
 PEER_CALL_S = 1.0
 MEMBER_POLL_S = 0.1     # a member reads its own replica: cheap
 NON_MEMBER_POLL_S = 1.0
-PUBLISH_WAIT_S = 1.0
+PUBLISH_WAIT_S = 3.0  # a loaded node may need a while; a dead one fails at once
+LEADER_REPORT_S = 0.5
+LEADER_REPORTS_PER_TICK_MAX = 256
+TERM_NODE_SLOTS = 128  # > any node id (cluster/local.py NODES_MAX = 99)
 CATCH_UP_POLL_S = 0.005
 
 
@@ -74,13 +81,41 @@ class MetadataRole:
                                         lambda group: placement(config.nodes, group),
                                         self._group_serving, self._publish)
         self._reconciler: asyncio.Task | None = None
+        self._reporter: asyncio.Task | None = None
         self._memds = [TcpClient(m.host, m.port) for m in config.memds]
 
     def start(self) -> None:
         self.follower.start()
+        loop = asyncio.get_running_loop()
         if self.control is not None:
-            self._reconciler = asyncio.get_running_loop().create_task(
-                self.control.run_reconciler())
+            self._reconciler = loop.create_task(self.control.run_reconciler())
+        if self._memds:
+            self._reporter = loop.create_task(self._report_leaders())
+
+    async def _report_leaders(self) -> None:
+        """Tell MemDS which groups this node leads (its answers carry leader hints).
+        Each leadership is reported once, by its ballot (term = round, then node id)."""
+        reported: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(LEADER_REPORT_S)
+            reports = []
+            for group, replica in list(self.node.replicas.items()):
+                driver = replica.driver
+                if replica.closed or driver is None or not driver.is_leader:
+                    continue
+                ballot = driver.replica.ballot
+                term = ballot.round * TERM_NODE_SLOTS + ballot.node
+                if reported.get(group) != term and len(reports) < LEADER_REPORTS_PER_TICK_MAX:
+                    reports.append((group, term))
+            for group, term in reports:
+                body = {"leader": [group, self.config.node_id, term]}
+                results = await asyncio.gather(*(c.call(body, PEER_CALL_S) for c in self._memds),
+                                               return_exceptions=True)
+                if not all(isinstance(r, BaseException) for r in results):
+                    reported[group] = term
+            live = self.node.replicas
+            for group in [g for g in reported if g not in live]:
+                del reported[group]
 
     def leader_hint(self) -> int:
         """Where a table operation should go, as far as this node knows."""
@@ -178,9 +213,10 @@ class MetadataRole:
         return None
 
     async def close(self) -> None:
-        if self._reconciler is not None:
-            self._reconciler.cancel()
-            await asyncio.gather(self._reconciler, return_exceptions=True)
+        for task in (self._reconciler, self._reporter):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.follower.close()
         for client in self._memds:
             await client.close()

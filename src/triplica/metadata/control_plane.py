@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_OPERATIONS = frozenset({"CreateTable", "UpdateTable", "DeleteTable", "TagResource",
                                 "UntagResource"})
-ACTIVATE_WAIT_S = 10.0
+ACTIVATE_WAIT_S = 8.0  # + two publishes stays within the router's CONTROL_DEADLINE_S
 ACTIVATE_POLL_S = 0.02
 RECONCILE_S = 1.0
 
