@@ -7,7 +7,7 @@ import random
 import socket
 from typing import Any
 
-from triplica.cluster.local import PEER_PORT_OFFSET
+from triplica.cluster.local import MEMDS_PORT_OFFSET, PEER_PORT_OFFSET
 from triplica.ops.chaos import run_chaos
 
 CHAOS_SECONDS = 30.0
@@ -16,8 +16,9 @@ CHAOS_SECONDS = 30.0
 def _free_base_port() -> int:
     for _ in range(200):
         base = random.randrange(41_000, 60_000)
-        ports = [base] + [base + i for i in range(1, 4)] + [base + PEER_PORT_OFFSET + i
-                                                             for i in range(1, 4)]
+        ports = [base] + [base + i for i in range(1, 4)] \
+            + [base + PEER_PORT_OFFSET + i for i in range(1, 4)] \
+            + [base + MEMDS_PORT_OFFSET + m for m in range(1, 3)]  # `cluster up`'s 2 MemDS
         try:
             for port in ports:
                 with socket.socket() as sock:
