@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import time
 import urllib.request
 from typing import Any, Iterator
@@ -25,10 +23,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from triplica.cluster.local import (PEER_PORT_OFFSET, ROUTER_PORT_OFFSET, cluster_down,
-                                    cluster_up, running_pids)
+from triplica.cluster.local import cluster_down, cluster_up, running_pids
 from triplica.memds.partition_map import TableMap
 from triplica.model.keys import partition_hash
+from tests.integration.test_cluster import _free_base_port
 from triplica.router.internal import (HASH_RANGE, INTERNAL_KEY, PARTITION_MAP_TARGET,
                                       VALIDATE_ONLY)
 
@@ -36,23 +34,6 @@ NODES = 3
 ITEMS = 60
 FAILOVER_WRITE_S_MAX = 15.0
 UNPROCESSED_ROUNDS_MAX = 20
-
-
-def _free_base_port() -> int:
-    for _ in range(100):
-        base = random.randrange(20_000, 40_000)
-        ports = [base] + [base + i for i in range(1, NODES + 1)] \
-            + [base + PEER_PORT_OFFSET + i for i in range(1, NODES + 1)] \
-            + [base + ROUTER_PORT_OFFSET + 2] \
-            + [base + 300 + m for m in range(1, 4)]  # MemDS servers, if the cluster has them
-        try:
-            for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 def _client(endpoint: str, attempts: int = 1) -> Any:

@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import orjson
 
 from triplica.cluster.config import NodeSpec, load_node_config, placement
 from triplica.cluster.local import node_specs
-from triplica.cluster.router import route_of
 
 
 def test_placement_puts_three_replicas_in_three_zones() -> None:
@@ -19,20 +17,6 @@ def test_placement_puts_three_replicas_in_three_zones() -> None:
         assert len(members) == 3 and len({zone[m] for m in members}) == 3
         assert placement(nodes, f"token{index}/0") == members  # same on every node
     assert placement(node_specs(3, 3, 9000), "any/0") == [1, 2, 3]
-
-
-def test_route_of_sends_writes_and_strong_reads_to_the_leader() -> None:
-    def body(value: dict[str, Any]) -> bytes:
-        return orjson.dumps(value)
-
-    assert route_of("PutItem", body({"TableName": "t", "Item": {}})) == ("t", True)
-    assert route_of("GetItem", body({"TableName": "t"})) == ("t", False)
-    assert route_of("Query", body({"TableName": "t", "ConsistentRead": True})) == ("t", True)
-    assert route_of("BatchWriteItem", body({"RequestItems": {"a": [], "b": []}})) == ("a", True)
-    assert route_of("BatchGetItem", body({"RequestItems": {"a": {"Keys": []}}})) == ("a", False)
-    assert route_of("BatchGetItem", body({"RequestItems": {
-        "a": {"Keys": [], "ConsistentRead": True}}})) == ("a", True)
-    assert route_of("GetItem", b"not json") == (None, False)
 
 
 def test_node_config_json_and_toml(tmp_path: Any) -> None:

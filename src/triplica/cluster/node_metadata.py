@@ -188,13 +188,7 @@ class MetadataRole:
 
     def _serving_here(self, group: str) -> bool:
         replica = self.node.replicas.get(group)
-        if replica is None or replica.closed:
-            return False
-        try:
-            replica._leader()
-        except NotLeaderError:
-            return False
-        return True
+        return replica is not None and not replica.closed and replica.serving()
 
     async def answer(self, request: dict) -> Message | None:
         """This role's peer requests (module docstring); None: not one of them."""

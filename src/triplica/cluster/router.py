@@ -99,29 +99,6 @@ BATCH_OPERATIONS = frozenset({"BatchGetItem", "BatchWriteItem"})
 NOT_FOUND_TYPE = b"ResourceNotFoundException"
 
 
-def route_of(operation: str, body: bytes) -> tuple[str | None, bool]:
-    """(table name, needs the leader) of an item operation; (None, False) if unparsable."""
-    try:
-        parameters = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        return None, False
-    if type(parameters) is not dict:
-        return None, False
-    if operation in ("BatchGetItem", "BatchWriteItem"):
-        items = parameters.get("RequestItems")
-        if type(items) is not dict or not items:
-            return None, False
-        table = next(iter(items))
-        if operation == "BatchWriteItem":
-            return table, True
-        return table, any(type(v) is dict and v.get("ConsistentRead") is True
-                          for v in items.values())
-    table = parameters.get("TableName")
-    if type(table) is not str:
-        return None, False
-    return table, operation in WRITE_OPERATIONS or parameters.get("ConsistentRead") is True
-
-
 class RouterApp:
     def __init__(self, config: RouterConfig, credentials: dict[str, str] | None = None,
                  maps: MapSource | None = None) -> None:

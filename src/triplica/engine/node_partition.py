@@ -20,11 +20,13 @@ bookkeeping as ReplicatedPartition: pending writes belong to one
 (node, ballot); a leadership change fails them with a 500 whose outcome the
 client must treat as unknown, as with any DynamoDB 500).
 
-A brand-new group (the table was just created on every node by the
-router's broadcast) back-dates its clock exactly as ReplicatedPartition's
-bootstrap does: every member may promise at once and the lowest-id member
-campaigns at its first tick, so a new table has a leader in a few ms. A
-restart never back-dates (the driver asserts it).
+A brand-new group (the metadata system just placed the table, see
+metadata/control_plane.py) back-dates its clock as ReplicatedPartition's
+bootstrap does: every member may promise at once and one member campaigns
+at its first tick, so a new table has a leader in a few ms. That member is
+picked by a stable hash of the group key (`first_campaigner`, the same on
+every node), not the lowest id, so leaders spread over the nodes. A restart
+never back-dates (the driver asserts it).
 
 Damaged replica (checked at open, as in ReplicatedPartition: the log fails
 its checks, the LMDB data file is missing while the log has state, or the
@@ -52,6 +54,7 @@ cancellation can land between them).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -98,6 +101,12 @@ class NotLeaderError(Exception):
         self.leader_id = leader_id
 
 
+def first_campaigner(group_key: str, members: list[int]) -> int:
+    """The member of a brand-new group that campaigns first (see the module docstring)."""
+    digest = hashlib.blake2b(group_key.encode("utf-8"), digest_size=8).digest()
+    return sorted(members)[int.from_bytes(digest, "big") % len(members)]
+
+
 class NodePartition:
     """This node's replica of one partition; same interface as Partition."""
 
@@ -127,11 +136,7 @@ class NodePartition:
         start_ms = None
         if fresh:  # see the module docstring: only a group with no state at all
             back_ms = options.election_timeout_base_ms
-            # The first campaigner is picked from the group key (a stable hash, the same
-            # on every node), not min(members): otherwise one node would lead every group.
-            import hashlib
-            digest = hashlib.blake2b(group_key.encode("utf-8"), digest_size=8).digest()
-            if node_id == sorted(members)[int.from_bytes(digest, "big") % len(members)]:
+            if node_id == first_campaigner(group_key, members):
                 back_ms += options.election_timeout_jitter_ms
             start_ms = int(self._loop.time() * 1000) - back_ms
         else:
@@ -225,6 +230,18 @@ class NodePartition:
         if self._closed or driver is None or not self._usable(driver):
             raise NotLeaderError(self.leader_hint())
         return driver
+
+    def require_leader(self) -> None:
+        """Raise NotLeaderError (with the believed leader) unless this replica may serve
+        as leader now (leads, holds a lease, has applied its predecessors' entries)."""
+        self._leader()
+
+    def serving(self) -> bool:
+        try:
+            self._leader()
+        except NotLeaderError:
+            return False
+        return True
 
     def _local_store(self) -> PartitionStore:
         if self.driver is None:  # healing: the router tries another member

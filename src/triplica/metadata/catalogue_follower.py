@@ -8,11 +8,11 @@ node's replicas of its partitions, a new definition replaces the old one, a
 deletion closes and removes the table's replicas. Each application saves
 the catalogue with the record's epoch in the same atomic write, so a crash
 between two records resumes at the next one; a node that was down when a
-table was created or deleted catches up when it comes back (what the
-router's old broadcast could not do).
+table was created or deleted catches up when it comes back.
 
-It runs when woken (the control plane pokes every node after a commit) and
-otherwise every POLL_S, and never applies two records at once (one task).
+It runs every POLL_S and whenever the control plane asks the node to apply
+an epoch at once (cluster/node_metadata.py); a lock keeps records applied
+one at a time.
 """
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ class CatalogueFollower:
         self.db = db
         self.fetch = fetch
         self.poll_s = poll_s
-        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self.applied_changes = 0
@@ -52,9 +51,6 @@ class CatalogueFollower:
         assert self._task is None
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def _run(self) -> None:
         while True:
             try:
@@ -64,11 +60,7 @@ class CatalogueFollower:
             except Exception as error:  # a peer down, a record we could not apply
                 log.warning("catalogue follower at epoch %d: %s", self.epoch, error)
                 await asyncio.sleep(FETCH_FAILURE_BACKOFF_S)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await asyncio.sleep(self.poll_s)
 
     async def catch_up(self, until_epoch: int | None = None) -> int:
         """Fetch and apply until nothing is left (or `until_epoch` is reached)."""

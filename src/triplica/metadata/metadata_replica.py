@@ -58,14 +58,10 @@ class MetadataReplica:
 
     def require_leader(self) -> None:
         """Raise NotLeaderError (with the believed leader) unless this replica leads now."""
-        self.partition._leader()
+        self.partition.require_leader()
 
     def is_leader(self) -> bool:
-        try:
-            self.require_leader()
-        except NotLeaderError:
-            return False
-        return True
+        return self.partition.serving()
 
     # ----------------------------------------------------------------- reads
 

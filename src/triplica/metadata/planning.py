@@ -30,12 +30,11 @@ Placement = Callable[[str], list[int]]  # group key -> member node ids
 class PlannedTable:
     """What a handler sees of a table: its definition (a copy) and its stats."""
 
-    __slots__ = ("info", "_stats", "partitions")
+    __slots__ = ("info", "_stats")
 
     def __init__(self, info: TableInfo, stats: Callable[[], tuple[int, int]]) -> None:
         self.info = info
         self._stats = stats
-        self.partitions = info.partitions
 
     def stats(self) -> tuple[int, int]:
         return self._stats()

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 import orjson
 
 from triplica.cluster.http_client import NodePool, NodeUnreachableError, encode_request
-from triplica.engine.catalog import TableInfo
 from triplica.memds.partition_map import TableMap
 from triplica.router.internal import PARTITION_MAP_TARGET
 from triplica.transport.base import TransportError
@@ -38,25 +37,12 @@ MAP_TTL_S = 30.0
 MAP_FETCH_DEADLINE_S = 2.0
 MAP_ATTEMPT_DEADLINE_S = 1.0
 MAPS_CACHED_MAX = 10_000
-NODELESS_GROUP = "unplaced"  # a partition with no group yet (`triplica serve` catalogues)
 
 
 class MapSource(Protocol):
     async def table_map(self, table: str) -> TableMap | None: ...
 
     def invalidate(self, table: str) -> None: ...
-
-
-def table_map_of(info: TableInfo, epoch: int) -> TableMap:
-    """A catalogue entry as a partition map (what a node answers the router)."""
-    partitions = info.partitions
-    return TableMap(
-        name=info.name, epoch=epoch, hash_key=info.hash_key, hash_type=info.hash_type,
-        range_key=info.range_key, range_type=info.range_type,
-        starts=tuple(p.hash_start for p in partitions),
-        groups=tuple(p.group if p.group is not None else f"{NODELESS_GROUP}/{index}"
-                     for index, p in enumerate(partitions)),
-        members=tuple(tuple(p.members or ()) for p in partitions))
 
 
 def partition_map_request(table: str) -> bytes:
