@@ -94,12 +94,17 @@ def _node(args: argparse.Namespace) -> int:
 
 def _cluster(args: argparse.Namespace) -> int:
     from triplica.cluster import local
+    from triplica.cluster.config import SplitLimits
 
     try:
         if args.action == "up":
+            splits = SplitLimits(size_bytes=args.split_size_bytes,
+                                 read_units=args.split_read_units,
+                                 write_units=args.split_write_units,
+                                 window_s=args.split_window, for_traffic=not args.no_split_for_traffic)
             endpoints = local.cluster_up(args.data_dir, nodes=args.nodes, azs=args.azs,
                                          base_port=args.base_port, sync=args.sync,
-                                         routers=args.routers, memds=args.memds)
+                                         routers=args.routers, memds=args.memds, splits=splits)
             print(" ".join(endpoints), flush=True)
         elif args.action == "down":
             stopped = local.cluster_down(args.data_dir)
@@ -129,6 +134,16 @@ def _add_cluster_commands(commands: "argparse._SubParsersAction") -> None:
     up.add_argument("--base-port", type=int, default=8000,
                     help="router port; node i uses base+i (HTTP) and base+100+i (peers)")
     up.add_argument("--sync", choices=("always", "batch", "none"), default="batch")
+    up.add_argument("--split-size-bytes", type=int, default=10 * 1000 ** 3, metavar="BYTES",
+                    help="a partition holding more splits in two (default ~10 GB)")
+    up.add_argument("--split-read-units", type=float, default=3000.0, metavar="RCU",
+                    help="per-partition read units/s; above 80%% for 3 windows splits")
+    up.add_argument("--split-write-units", type=float, default=1000.0, metavar="WCU",
+                    help="per-partition write units/s; above 80%% for 3 windows splits")
+    up.add_argument("--split-window", type=float, default=5.0, metavar="SECONDS",
+                    help="consumption window length")
+    up.add_argument("--no-split-for-traffic", action="store_true",
+                    help="split for size only")
     down = actions.add_parser("down", help="stop every process of the cluster (SIGTERM, SIGKILL)")
     start = actions.add_parser("start-node", help="(re)start one stopped node from its config")
     start.add_argument("--node", type=int, required=True)

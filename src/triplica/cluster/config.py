@@ -17,6 +17,13 @@ how long a damaged replica waits for its peers' repair bounds
     {"listen_host": "0.0.0.0", "port": 8000, "credentials": null, "nodes": [...same list...],
      "memds": [{"host": "10.0.0.9", "port": 8301}, ...]}
 
+`splits` (nodes, optional; engine/split_advisor.py): when the metadata
+system splits a partition. Defaults are DynamoDB's per-partition limits;
+benchmarks and tests scale them down:
+
+    "splits": {"size_bytes": 10000000000, "read_units": 3000, "write_units": 1000,
+               "window_s": 5.0, "for_traffic": true}
+
 `memds` (routers and nodes, optional): the MemDS servers (memds/server.py);
 routers look partitions up there, the metadata leader pushes map changes
 to them. A router without MemDS servers asks the nodes for maps.
@@ -36,6 +43,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from triplica.engine.replica_repair import REPAIR_BOUND_WAIT_S_DEFAULT
+from triplica.metadata.split_policy import (READ_UNITS_PER_PARTITION, SIZE_BYTES_MAX,
+                                            WRITE_UNITS_PER_PARTITION)
 
 REPLICAS_PER_PARTITION = 3
 SYNC_MODES = ("always", "batch", "none")
@@ -59,6 +68,21 @@ class MemdsSpec:
 
 
 @dataclass(frozen=True)
+class SplitLimits:
+    """When a cluster partition splits (engine/split_advisor.py)."""
+    size_bytes: int = SIZE_BYTES_MAX
+    read_units: float = READ_UNITS_PER_PARTITION
+    write_units: float = WRITE_UNITS_PER_PARTITION
+    window_s: float = 5.0
+    for_traffic: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.size_bytes > 0 and self.read_units > 0 and self.write_units > 0
+                and 0.1 <= self.window_s <= 3600):
+            raise ValueError(f"bad split limits {self}")
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node_id: int
     az: str
@@ -70,6 +94,7 @@ class NodeConfig:
     sync: str = "batch"
     repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT
     memds: tuple[MemdsSpec, ...] = ()  # the control plane pushes map changes to them
+    splits: SplitLimits = SplitLimits()
 
     def __post_init__(self) -> None:
         ids = [n.id for n in self.nodes]
@@ -125,7 +150,16 @@ def load_node_config(path: str) -> NodeConfig:
                       listen_host=str(data.get("listen_host", "127.0.0.1")),
                       sync=str(data.get("sync", "batch")),
                       repair_wait_s=float(data.get("repair_wait_s", REPAIR_BOUND_WAIT_S_DEFAULT)),
-                      memds=_memds(data))
+                      memds=_memds(data), splits=_splits(data))
+
+
+def _splits(data: dict[str, Any]) -> SplitLimits:
+    given = data.get("splits") or {}
+    known = set(SplitLimits.__dataclass_fields__)
+    unknown = set(given) - known
+    if unknown:
+        raise ValueError(f"unknown split settings {sorted(unknown)}")
+    return SplitLimits(**given)
 
 
 def load_router_config(path: str) -> RouterConfig:

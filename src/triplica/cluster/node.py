@@ -37,7 +37,7 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -49,7 +49,12 @@ from triplica.cluster.node_metadata import ControlPlaneApp, MetadataRole
 from triplica.cluster.peer_network import PeerNetwork
 from triplica.engine.catalog import PartitionInfo, TableInfo
 from triplica.engine.database import Database
-from triplica.engine.node_partition import NodePartition, NotLeaderError, UnhostedPartition
+from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, build_child
+from triplica.engine.node_partition import (NodePartition, NotLeaderError, PartitionMovedError,
+                                            UnhostedPartition)
+from triplica.engine.partition import stored_item_size
+from triplica.engine.split_advisor import SplitAdvisor
+from triplica.storage.lmdb_store import PartitionStore
 from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
 from triplica.errors import DynamoError, ResourceNotFoundException
 from triplica.router.internal import PARTITION_MAP_TARGET
@@ -60,6 +65,10 @@ from triplica.transport.base import Message, RemoteError, TransportError
 log = logging.getLogger(__name__)
 
 LEADER_HEADER = "x-triplica-leader"
+MOVED_HEADER = "x-triplica-moved"
+SPLIT_APPLY_WAIT_S = 2.0    # a member applies a committed split within a heartbeat or two
+SPLIT_PROPOSE_WAIT_S = 5.0
+ADVISE_EVERY_S = 1.0
 GROUP_FILE = "group.json"
 REPAIR_BOUND_REQUEST = "repair_bound"
 
@@ -67,7 +76,22 @@ REPAIR_BOUND_REQUEST = "repair_bound"
 def redirect_response(error: NotLeaderError) -> Response:
     leader = "none" if error.leader_id is None else str(error.leader_id)
     body = orjson.dumps({"__type": "triplica#NotLeader", "message": str(error)})
-    return error.status, body, {LEADER_HEADER: leader}
+    headers = {LEADER_HEADER: leader}
+    if isinstance(error, PartitionMovedError):
+        headers[MOVED_HEADER] = "1"
+    return error.status, body, headers
+
+
+async def advise_splits(advisor: SplitAdvisor) -> None:
+    """Keep this node's split suggestions current (engine/split_advisor.py)."""
+    while True:
+        await asyncio.sleep(ADVISE_EVERY_S)
+        try:
+            await advisor.check()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("split advisor failed", exc_info=True)
 
 
 class StorageNode:
@@ -78,6 +102,7 @@ class StorageNode:
         self.config = config
         self.network = network
         self.replicas: dict[str, NodePartition] = {}  # group key -> this node's replica
+        self.advisor: SplitAdvisor | None = None  # set once the Database exists
         # Peer requests of other roles (cluster/node_metadata.py): None if not theirs.
         self.more_requests: Callable[[dict], Awaitable[Message | None]] | None = None
         network.serve_requests(self.answer)
@@ -90,6 +115,14 @@ class StorageNode:
             if partition.group is None or not partition.members:
                 raise AssertionError(f"table {info.name}: a cluster partition without a group")
             group_key, members = partition.group, list(partition.members)
+            if partition.split_from is not None and self.config.node_id in members:
+                # A split child (engine/group_split.py): a new group if built from this
+                # node's parent replica (possibly now, after a restart), else a replica
+                # to heal from the child's other members.
+                if not os.path.isdir(os.path.join(directory, REPLICA_DIRECTORY)):
+                    self._build_child_now(partition, directory)
+                fresh = os.path.isdir(os.path.join(directory, REPLICA_DIRECTORY))
+            os.makedirs(directory, exist_ok=True)
             write_json_durably(path, {"group": group_key, "members": members})
         else:
             document = read_json(path)
@@ -106,8 +139,71 @@ class StorageNode:
         self.replicas[group_key] = replica
         return replica
 
+    # ----------------------------------------------------------------- splits
+
+    def _open_replica(self, group_key: str) -> NodePartition | None:
+        replica = self.replicas.get(group_key)
+        return replica if replica is not None and not replica.closed else None
+
+    def _build_child_now(self, child: PartitionInfo, directory: str) -> bool:
+        """Build a split child from the parent's directory (its replica is not open:
+        a restart after the switch was saved). False when there is nothing to build from."""
+        parent_directory = os.path.join(os.path.dirname(directory), str(child.split_from))
+        items = os.path.join(parent_directory, REPLICA_DIRECTORY, "items")
+        group_file = os.path.join(parent_directory, GROUP_FILE)
+        if not os.path.isdir(items) or not os.path.exists(group_file):
+            return False
+        parent = self._open_replica(read_json(group_file)["group"])
+        if parent is not None:
+            if parent.driver is None:
+                return False
+            return build_child(parent.driver.store, directory, child.hash_start, child.hash_end,
+                               list(child.members or ()), self.config.sync)
+        with PartitionStore(items, value_size=stored_item_size) as store:
+            return build_child(store, directory, child.hash_start, child.hash_end,
+                               list(child.members or ()), self.config.sync)
+
+    async def prepare_child(self, parent: Any, child: PartitionInfo, directory: str) -> None:
+        """Before a split's switch is saved (Database.apply_split): wait (bounded) for this
+        node's parent replica to apply the split, then build the child from it off the
+        event loop. Without the marker the child opens as a replica to heal."""
+        if not isinstance(parent, NodePartition) or os.path.isdir(directory):
+            return
+        marker = await parent.wait_moved(SPLIT_APPLY_WAIT_S)
+        if marker is None or parent.driver is None:
+            log.warning("group %s: split not applied here in %.0f s; child %s will heal",
+                        parent.group_key, SPLIT_APPLY_WAIT_S, child.group)
+            return
+        store = parent.driver.store
+        await asyncio.get_running_loop().run_in_executor(
+            None, build_child, store, directory, child.hash_start, child.hash_end,
+            list(child.members or ()), self.config.sync)
+
+    async def split_group(self, request: dict) -> Message:
+        """The control plane asks this node (the parent's leader, it hopes) to split a group."""
+        group_key = str(request["split_group"])
+        replica = self._open_replica(group_key)
+        if replica is None:
+            return {"not_leader": None}
+        marker = SplitMarker(int(request["boundary"]), str(request["left"]), str(request["right"]))
+        try:
+            index = await replica.split(marker, SPLIT_PROPOSE_WAIT_S)
+        except NotLeaderError as error:
+            return {"not_leader": error.leader_id}
+        return {"index": index}
+
     async def answer(self, request: dict) -> Message:
         """A peer's request (see the module docstring); unknown ones raise (RemoteError there)."""
+        if "split_group" in request:
+            return await self.split_group(request)
+        if "split_applied" in request:  # the control plane waits for every live member
+            replica = self._open_replica(str(request["split_applied"]))
+            marker = None if replica is None else await replica.wait_moved(SPLIT_APPLY_WAIT_S)
+            return {"applied": marker is not None}
+        if "split_suggestions" in request:
+            advisor = self.advisor
+            return {"suggestions": [] if advisor is None else
+                    [s.to_wire() for s in advisor.suggestions]}
         if self.more_requests is not None and REPAIR_BOUND_REQUEST not in request:
             answer = await self.more_requests(request)
             if answer is not None:
@@ -194,11 +290,20 @@ async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
         # The router routes per partition, so a table gets the partitions its
         # provisioned capacity needs (engine/partition_plan.py).
         db.partitions_follow_capacity = True
+        db.prepare_child = node.prepare_child
+        limits = config.splits
+        node.advisor = SplitAdvisor(db, limits.size_bytes, limits.read_units, limits.write_units,
+                                    limits.window_s, limits.for_traffic)
+        advising = asyncio.get_running_loop().create_task(advise_splits(node.advisor))
         role = MetadataRole(config, network, db, node)
         node.more_requests = role.answer
         role.start()
         app = ControlPlaneApp(NodeApp(TriplicaApp(db, accepts_internal=True), node), role, redirect_response)
-        await serve_until_stopped(app, config.listen_host, config.http_port, stop)
+        try:
+            await serve_until_stopped(app, config.listen_host, config.http_port, stop)
+        finally:
+            advising.cancel()
+            await asyncio.gather(advising, return_exceptions=True)
     finally:
         await network.close()
 

@@ -20,6 +20,12 @@ repair bound of cluster/node.py):
 - `{"map_changes_after": E}` -> `{"changes": [map change, ...]}`: the same
   records as routing-map changes (metadata/catalogue_log.py
   `map_change_of`), the feed MemDS servers poll.
+The control plane also asks nodes (answered in cluster/node.py)
+`{"split_suggestions": 1}` -> `{"suggestions": [[table, group, reason,
+boundary], ...]}` and `{"split_group": key, "boundary", "left", "right"}` ->
+`{"index": A}` once the split entry is applied there, or `{"not_leader":
+hint}`, then `{"split_applied": key}` -> `{"applied": bool}` of the other
+members (each waits a bounded time for its replica to apply it).
 
 Every LEADER_REPORT_S the node also tells each MemDS server which groups it
 leads (`{"leader": [group, node, term]}`), once per leadership, so MemDS
@@ -37,8 +43,11 @@ from triplica.api import sigv4, wire
 from triplica.api.http_server import Request, Response
 from triplica.api.service import DEFAULT_REGION
 from triplica.cluster.config import NodeConfig, placement
+from triplica.engine.catalog import PartitionInfo
 from triplica.engine.database import Database
+from triplica.engine.group_split import SplitMarker
 from triplica.engine.node_partition import NotLeaderError
+from triplica.engine.split_advisor import SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import Change, map_change_of
 from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
@@ -56,6 +65,9 @@ LEADER_REPORT_S = 0.5
 LEADER_REPORTS_PER_TICK_MAX = 256
 TERM_NODE_SLOTS = 128  # > any node id (cluster/local.py NODES_MAX = 99)
 CATCH_UP_POLL_S = 0.005
+SPLIT_ASK_S = 10.0
+SPLIT_RETRY_S = 0.05
+SPLIT_APPLIED_WAIT_S = 3.0
 
 
 class MetadataRole:
@@ -79,8 +91,10 @@ class MetadataRole:
         if self.replica is not None:
             self.control = ControlPlane(db, self.replica, self.follower,
                                         lambda group: placement(config.nodes, group),
-                                        self._group_serving, self._publish)
+                                        self._group_serving, self._publish,
+                                        ask_split=self._ask_split, suggestions=self._suggestions)
         self._reconciler: asyncio.Task | None = None
+        self._splitter: asyncio.Task | None = None
         self._reporter: asyncio.Task | None = None
         self._memds = [TcpClient(m.host, m.port) for m in config.memds]
 
@@ -89,6 +103,7 @@ class MetadataRole:
         loop = asyncio.get_running_loop()
         if self.control is not None:
             self._reconciler = loop.create_task(self.control.run_reconciler())
+            self._splitter = loop.create_task(self.control.run_splitter())
         if self._memds:
             self._reporter = loop.create_task(self._report_leaders())
 
@@ -186,6 +201,68 @@ class MetadataRole:
                 return True
         return False
 
+    # ----------------------------------------------------------------- splits
+
+    async def _ask_split(self, parent: PartitionInfo, marker: SplitMarker) -> bool:
+        """Ask the parent group's leader to split it (following its members' hints,
+        bounded by SPLIT_ASK_S); True once the split entry is applied there."""
+        members = list(parent.members or ())
+        request = {"split_group": parent.group, "boundary": str(marker.boundary),
+                   "left": marker.left_group, "right": marker.right_group}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SPLIT_ASK_S
+        target = members[0]
+        while loop.time() < deadline:
+            try:
+                if target == self.config.node_id:
+                    answer = await self.node.split_group(request)
+                else:
+                    answer = await self.network.request(target, request, SPLIT_ASK_S / 2)
+            except (TransportError, RemoteError) as error:
+                log.info("split of %s: node %s: %s", parent.group, target, error)
+                answer = {"not_leader": None}
+            if isinstance(answer, dict) and "index" in answer:
+                await self._wait_applied(parent, target)
+                return True
+            hint = answer.get("not_leader") if isinstance(answer, dict) else None
+            if isinstance(hint, int) and hint in members and hint != target:
+                target = hint
+                continue
+            target = members[(members.index(target) + 1) % len(members)]
+            await asyncio.sleep(SPLIT_RETRY_S)
+        log.warning("split of group %s: no leader applied it in %.0f s", parent.group,
+                    SPLIT_ASK_S)
+        return False
+
+    async def _wait_applied(self, parent: PartitionInfo, leader: int) -> None:
+        """Give the parent's other members the moment they need to apply the split
+        (a heartbeat): once the switch is published the leader closes the parent, and a
+        member that never learned the split's commit would have to heal its children
+        from its peers. A member down or slow heals; this only makes that rare."""
+        async def ask(member: int) -> None:
+            request = {"split_applied": parent.group}
+            try:
+                if member == self.config.node_id:
+                    await self.node.answer(request)
+                else:
+                    await self.network.request(member, request, SPLIT_APPLIED_WAIT_S)
+            except (TransportError, RemoteError):
+                pass
+        await asyncio.gather(*(ask(m) for m in parent.members or () if m != leader))
+
+    async def _suggestions(self) -> list[SplitSuggestion]:
+        """Every reachable node's split suggestions (engine/split_advisor.py)."""
+        found: list[SplitSuggestion] = []
+        if self.node.advisor is not None:
+            found.extend(self.node.advisor.suggestions)
+        answers = await asyncio.gather(
+            *(self.network.request(peer, {"split_suggestions": 1}, PEER_CALL_S)
+              for peer in self.others), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, dict):
+                found.extend(SplitSuggestion.from_wire(s) for s in answer.get("suggestions", ()))
+        return found
+
     def _serving_here(self, group: str) -> bool:
         replica = self.node.replicas.get(group)
         return replica is not None and not replica.closed and replica.serving()
@@ -207,7 +284,7 @@ class MetadataRole:
         return None
 
     async def close(self) -> None:
-        for task in (self._reconciler, self._reporter):
+        for task in (self._reconciler, self._splitter, self._reporter):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -32,6 +32,13 @@ Where a request goes:
 A client's own internal parameters (router/internal.py) are dropped: only
 the router may restrict what a node does.
 
+A node whose partition was split answers 421 with `x-triplica-moved`
+(nothing ran): the router drops the table's map, fetches it again (MemDS
+gets the children's map as soon as the metadata system commits them) and
+runs the request again with the new routes, backing off, within
+REQUEST_DEADLINE_S; a sub-batch of a split batch goes back unprocessed
+instead (the other sub-batches already ran).
+
 Retries, within REQUEST_DEADLINE_S and ATTEMPTS_MAX, only where the request
 certainly did not run or running it again is harmless:
 - 421 from a node (it refused before evaluating anything): follow
@@ -67,7 +74,7 @@ from triplica.api import sigv4, wire
 from triplica.api.http_server import Request, Response, serve_until_stopped
 from triplica.cluster.config import RouterConfig, load_router_config
 from triplica.cluster.http_client import HttpAnswer, NodePool, NodeUnreachableError, encode_request
-from triplica.cluster.node import LEADER_HEADER
+from triplica.cluster.node import LEADER_HEADER, MOVED_HEADER
 from triplica.errors import DynamoError, InternalServerError
 from triplica.memds.partition_map import Route, TableMap
 from triplica.router.batch_split import BatchMerge, SubBatch, split_batch, sub_body
@@ -99,6 +106,10 @@ BATCH_OPERATIONS = frozenset({"BatchGetItem", "BatchWriteItem"})
 NOT_FOUND_TYPE = b"ResourceNotFoundException"
 
 
+class StaleRouteError(Exception):
+    """A node said the partition a request was routed to has split (nothing ran)."""
+
+
 class RouterApp:
     def __init__(self, config: RouterConfig, credentials: dict[str, str] | None = None,
                  maps: MapSource | None = None) -> None:
@@ -112,6 +123,7 @@ class RouterApp:
         self.verifies = credentials is not None
         self.redirects_followed = 0
         self.retries = 0
+        self.stale_routes = 0
 
     def handle(self, request: Request) -> Any:
         target = request.headers.get("x-amz-target")
@@ -136,11 +148,32 @@ class RouterApp:
             del parameters[INTERNAL_KEY]
             request = Request(request.method, request.path, request.query, request.headers,
                               orjson.dumps(parameters), request.keep_alive, request.http_version)
-        if operation == "Scan":
-            return await self._scan(request, parameters)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REQUEST_DEADLINE_S
+        backoff_s = BACKOFF_S_MIN
+        while True:
+            try:
+                if operation == "Scan":
+                    return await self._scan(request, parameters)
+                if operation in BATCH_OPERATIONS:
+                    return await self._batch(request, operation, parameters)
+                return await self._keyed(request, operation, parameters)
+            except StaleRouteError:
+                self.stale_routes += 1
+                self._forget_maps(operation, parameters)
+                if loop.time() + backoff_s >= deadline:
+                    raise InternalServerError("Internal server error") from None
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_S_MAX)
+
+    def _forget_maps(self, operation: str, parameters: dict[str, Any]) -> None:
         if operation in BATCH_OPERATIONS:
-            return await self._batch(request, operation, parameters)
-        return await self._keyed(request, operation, parameters)
+            tables = parameters.get("RequestItems")
+            names = [t for t in tables if type(t) is str] if type(tables) is dict else []
+        else:
+            names = [parameters["TableName"]] if type(parameters.get("TableName")) is str else []
+        for name in names:
+            self.maps.invalidate(name)
 
     # ----- one partition ------------------------------------------------
 
@@ -263,6 +296,10 @@ class RouterApp:
                                             operation != "BatchWriteItem")
         except DynamoError:
             return None
+        except StaleRouteError:  # the other sub-batches ran: these keys go back unprocessed
+            self.stale_routes += 1
+            self._forget_maps(operation, parameters)
+            return None
 
     # ----- forwarding -----------------------------------------------------
 
@@ -302,6 +339,8 @@ class RouterApp:
                     if group is not None:
                         self.leaders[group] = target
                     return answer.status, answer.body, None
+                if answer.status == 421 and MOVED_HEADER in answer.headers:
+                    raise StaleRouteError()
                 if answer.status == 421:
                     previous = target
                     target, wait = self._follow(target, answer.headers.get(LEADER_HEADER),
@@ -357,7 +396,8 @@ class RouterApp:
                 cache.wipe()
             self.leaders.clear()
         counters = dict(stats()) if stats is not None else {}
-        counters.update(retries=self.retries, redirects_followed=self.redirects_followed)
+        counters.update(retries=self.retries, redirects_followed=self.redirects_followed,
+                        stale_routes=self.stale_routes)
         return 200, orjson.dumps(counters), None
 
     async def close(self) -> None:

@@ -31,6 +31,9 @@ class PartitionInfo:
     # (set by the metadata system; None in `triplica serve`).
     group: str | None = None
     members: list[int] | None = None
+    # A cluster split's child: the partition id of the parent it is cut from
+    # (engine/group_split.py: a node builds its replica from the parent's).
+    split_from: str | None = None
 
 
 @dataclass
@@ -89,6 +92,8 @@ def _partition_json(partition: PartitionInfo) -> dict[str, Any]:
     if partition.group is not None:
         data["group"] = partition.group
         data["members"] = list(partition.members or ())
+    if partition.split_from is not None:
+        data["split_from"] = partition.split_from
     return data
 
 
@@ -96,7 +101,8 @@ def _partition_of(data: dict[str, Any]) -> PartitionInfo:
     members = data.get("members")
     return PartitionInfo(data["partition_id"], int(data["hash_start"]), int(data["hash_end"]),
                          group=data.get("group"),
-                         members=None if members is None else [int(m) for m in members])
+                         members=None if members is None else [int(m) for m in members],
+                         split_from=data.get("split_from"))
 
 
 class Catalog:

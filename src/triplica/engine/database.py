@@ -20,13 +20,13 @@ import os
 import shutil
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, TableInfo
 from triplica.engine.partition import Partition
 from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 from triplica.engine.replicated_partition import HEAL_AFTER_S_DEFAULT, ReplicatedPartition
-from triplica.engine.table_splits import SplitMonitor, recover_splits
+from triplica.engine.table_splits import SplitMonitor, recover_splits, remove_unnamed_partitions
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ LEADERS_WAIT_S_DEFAULT = 10.0
 
 # Builds the partition of one hash range: (table, range, directory) -> partition.
 PartitionFactory = Callable[[TableInfo, PartitionInfo, str], Any]
+# Before a cluster split's switch is saved: (parent's open partition, child, child's
+# directory) -> prepares this node's child replica (cluster/node.py).
+PrepareChild = Callable[[Any, PartitionInfo, str], Awaitable[None]]
 
 
 async def _close_partition(partition: "Partition | ReplicatedPartition") -> None:
@@ -93,10 +96,15 @@ class Database:
         # partition per table there until issue 4's router routes per partition).
         self.partitions_follow_capacity = partition_factory is None
         self.catalog = Catalog(data_dir)
-        recover_splits(self.catalog, data_dir)
+        if partition_factory is None:
+            recover_splits(self.catalog, data_dir)
         self.tables: dict[str, Table] = {}
         for info in self.catalog.tables.values():
             self.tables[info.name] = self._open_table(info)
+        if partition_factory is not None:
+            # Split parents are read while their children are built (above), then go.
+            remove_unnamed_partitions(self.catalog, data_dir)
+        self.prepare_child: PrepareChild | None = None
         self.splits: SplitMonitor | None = None
         self._split_task: asyncio.Task | None = None
         if split_size_bytes is not None and replicas > 1 and partition_factory is None:
@@ -166,6 +174,39 @@ class Database:
         self.catalog.epoch = epoch
         self.catalog.save()
         table.info = info
+
+    async def apply_split(self, info: TableInfo, epoch: int) -> None:
+        """A cluster table whose partitions were split (metadata/control_plane.py): each
+        child is prepared from its parent here, the catalogue switches to the children,
+        they open, and the parents close and go."""
+        table = self.tables[info.name]
+        assert self.partition_factory is not None, "cluster splits only"
+        old = {p.partition_id: partition for p, partition in zip(table.info.partitions,
+                                                                  table.partitions)}
+        children = [p for p in info.partitions if p.partition_id not in old]
+        assert children and all(c.split_from in old for c in children), info.name
+        for child in children:
+            if self.prepare_child is not None:
+                await self.prepare_child(old[child.split_from], child,
+                                         self._partition_dir(info, child))
+        previous = (self.catalog.tables[info.name], self.catalog.epoch)
+        self.catalog.tables[info.name] = info
+        self.catalog.epoch = epoch
+        try:
+            self.catalog.save()
+        except BaseException:
+            self.catalog.tables[info.name], self.catalog.epoch = previous
+            raise
+        partitions = [old[p.partition_id] if p.partition_id in old else
+                      self.partition_factory(info, p, self._partition_dir(info, p))
+                      for p in info.partitions]
+        self.tables[info.name] = Table(info, partitions)
+        kept = {p.partition_id for p in info.partitions}
+        for partition_id, partition in old.items():
+            if partition_id not in kept:
+                await _close_partition(partition)
+                shutil.rmtree(os.path.join(self.data_dir, "tables", info.table_id, partition_id),
+                              ignore_errors=True)
 
     def note_epoch(self, epoch: int) -> None:
         """A metadata change that needs nothing of this node (a table it never had)."""

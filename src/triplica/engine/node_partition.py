@@ -60,6 +60,8 @@ import os
 import time
 from typing import Any, Iterator
 
+from triplica.engine.access_meter import AccessMeter
+from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, marker_of, split_writes
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
 from triplica.engine.queued_writes import QueuedWrites
 from triplica.engine.replica_repair import (
@@ -83,7 +85,7 @@ log = logging.getLogger(__name__)
 GROUP_ID = 1
 DRAIN_S_MAX = 10.0
 DRAIN_POLL_S = 0.005
-REPLICA_DIRECTORY = "replica"
+
 
 
 class NotLeaderError(Exception):
@@ -99,6 +101,15 @@ class NotLeaderError(Exception):
     def __init__(self, leader_id: int | None) -> None:
         super().__init__(f"not the leader (leader: {leader_id})")
         self.leader_id = leader_id
+
+
+class PartitionMovedError(NotLeaderError):
+    """This replica's group was split (engine/group_split.py): its keys now belong to
+    the children. The router refreshes the table's map and tries again."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "partition moved: it was split")
+        self.leader_id = None
 
 
 def first_campaigner(group_key: str, members: list[int]) -> int:
@@ -133,6 +144,12 @@ class NodePartition:
         self.damaged: str | None = None  # why the replica was found damaged at open
         self.failure: str | None = None  # why it could not be rebuilt (stays unopened)
         self._healer: asyncio.Task | None = None
+        # Split (engine/group_split.py): the marker once applied here; `_splitting`
+        # while this leader's split entry is in flight (no write may follow it).
+        self.moved: SplitMarker | None = None
+        self._splitting = False
+        # Reads and writes this replica served while leading (split for consumption).
+        self.meter: AccessMeter | None = None
         start_ms = None
         if fresh:  # see the module docstring: only a group with no state at all
             back_ms = options.election_timeout_base_ms
@@ -151,6 +168,7 @@ class NodePartition:
             self.damaged = error.reason
             self._healer = self._loop.create_task(self._heal(ask_bound, repair_wait_s))
             return
+        self._refresh_moved()
         self.driver.start()
 
     @property
@@ -190,6 +208,7 @@ class NodePartition:
             self.failure = f"rebuild failed: {error}"
             return
         self.driver = driver
+        self._refresh_moved()
         driver.start()
 
     def repair_bound(self) -> RepairBound | str:
@@ -227,6 +246,8 @@ class NodePartition:
 
     def _leader(self) -> ReplicaDriver:
         driver = self.driver
+        if self.moved is not None:
+            raise PartitionMovedError()
         if self._closed or driver is None or not self._usable(driver):
             raise NotLeaderError(self.leader_hint())
         return driver
@@ -244,6 +265,8 @@ class NodePartition:
         return True
 
     def _local_store(self) -> PartitionStore:
+        if self.moved is not None:
+            raise PartitionMovedError()
         if self.driver is None:  # healing: the router tries another member
             raise NotLeaderError(None)
         return self.driver.store
@@ -252,7 +275,10 @@ class NodePartition:
 
     def read_applied(self, key: bytes, consistent: bool = False) -> bytes | None:
         store = self._leader().store if consistent else self._local_store()
-        return store.get(key)
+        value = store.get(key)
+        if self.meter is not None and self.driver is not None and self.driver.is_leader:
+            self.meter.read(key, len(value) if value is not None else 0, consistent)
+        return value
 
     def read_latest(self, key: bytes) -> bytes | None:
         driver = self._leader()
@@ -280,6 +306,14 @@ class NodePartition:
         """Replicate writes as one log entry; resolves once committed and applied here."""
         assert writes, "empty log entry"
         driver = self._leader()
+        if self._splitting:  # nothing may follow the split entry (engine/group_split.py)
+            raise PartitionMovedError()
+        if self.meter is not None:
+            for key, value in writes:
+                self.meter.write(key, len(value) if value is not None else 0)
+        return self._propose_on(driver, writes)
+
+    def _propose_on(self, driver: ReplicaDriver, writes: list[Write]) -> asyncio.Future:
         self._queued.check_capacity()
         self._own_leadership(driver)
         payload = encode_entry(writes)
@@ -289,6 +323,49 @@ class NodePartition:
         future = self._loop.create_future()
         self._queued.add(index, writes, payload, future)
         return future
+
+    async def split(self, marker: SplitMarker, wait_s: float) -> int:
+        """Split this group (engine/group_split.py); the split entry's index once applied
+        here. Idempotent: a group already split the same way answers at once."""
+        if self.moved is not None:
+            if not self.moved.same_split(marker):
+                raise ValueError(f"group {self.group_key} was split differently: {self.moved}")
+            return self.moved.index
+        driver = self._leader()
+        if not self._splitting:
+            self._splitting = True
+            try:
+                future = self._propose_on(driver, split_writes(marker))
+            except BaseException:
+                self._splitting = False
+                raise
+            try:
+                await asyncio.wait_for(asyncio.shield(future), wait_s)
+            except asyncio.TimeoutError:
+                raise NotLeaderError(self.leader_hint()) from None
+        else:  # a split already in flight: wait for it to land
+            deadline = self._loop.time() + wait_s
+            while self.moved is None and self._splitting and self._loop.time() < deadline:
+                await asyncio.sleep(DRAIN_POLL_S)
+        self._refresh_moved()
+        if self.moved is None:
+            raise NotLeaderError(self.leader_hint())
+        return await self.split(marker, wait_s)
+
+    async def wait_moved(self, wait_s: float) -> SplitMarker | None:
+        """Wait (bounded) until this replica has applied its group's split."""
+        deadline = self._loop.time() + wait_s
+        while self.moved is None and not self._closed and self._loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S * 4)
+            self._refresh_moved()
+        return self.moved
+
+    def _refresh_moved(self) -> None:
+        driver = self.driver
+        if self.moved is None and driver is not None and not self._closed:
+            self.moved = marker_of(driver.store)
+            if self.moved is not None:
+                self._splitting = False
 
     def _own_leadership(self, driver: ReplicaDriver) -> None:
         """Queued writes and the overlay belong to one ballot of this replica."""
@@ -300,10 +377,14 @@ class NodePartition:
     # ----------------------------------------------- DriverListener (callbacks)
 
     def applied(self, driver: ReplicaDriver, entries: tuple[LogEntry, ...]) -> None:
+        self._refresh_moved()
         self._queued.settle(entries, self._queued.owner)
 
     def role_changed(self, driver: ReplicaDriver) -> None:
         self._usable_cache = None
+        if not driver.is_leader:
+            self._splitting = False  # a split entry in flight is the next leader's to decide
+        self._refresh_moved()
         owner = self._queued.owner
         if owner is None:
             return

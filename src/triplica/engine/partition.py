@@ -32,7 +32,7 @@ import msgpack
 import struct
 
 from triplica.errors import InternalServerError
-from triplica.storage.lmdb_store import PartitionStore
+from triplica.storage.lmdb_store import PartitionStore, RecordKey
 from triplica.storage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,21 @@ def stored_item_size(stored: bytes) -> int:
 
 
 def encode_entry(writes: list[Write]) -> bytes:
+    """Items' writes are a msgpack array; a partition record (RecordKey, see
+    storage/lmdb_store.py) is an entry of its own, a msgpack map."""
+    if len(writes) == 1 and type(writes[0][0]) is RecordKey:
+        key, value = writes[0]
+        return msgpack.packb({"record": [bytes(key), value]}, use_bin_type=True)
+    assert not any(type(key) is RecordKey for key, _ in writes), "a record travels alone"
     return msgpack.packb(writes, use_bin_type=True)
 
 
 def decode_entry(payload: bytes) -> list[Write]:
-    return [(key, value) for key, value in msgpack.unpackb(payload, raw=False)]
+    decoded = msgpack.unpackb(payload, raw=False)
+    if type(decoded) is dict:
+        key, value = decoded["record"]
+        return [(RecordKey(key), value)]
+    return [(key, value) for key, value in decoded]
 
 
 class Partition:

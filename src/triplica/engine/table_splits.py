@@ -78,14 +78,23 @@ def recover_splits(catalog: Catalog, data_dir: str) -> None:
         if info.split_intent:
             info.split_intent = []
             changed = True
-        if os.path.isdir(directory):
-            known = {p.partition_id for p in info.partitions}
-            for name in os.listdir(directory):
-                if name not in known and not name.startswith("."):
-                    log.warning("table %s: removing %s, a partition that was split", info.name, name)
-                    shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
     if changed:
         catalog.save()
+    remove_unnamed_partitions(catalog, data_dir)
+
+
+def remove_unnamed_partitions(catalog: Catalog, data_dir: str) -> None:
+    """Delete partition directories the catalogue no longer names: split parents
+    whose deletion a crash cut short (and children a split left half built)."""
+    for info in catalog.tables.values():
+        directory = tables_directory(data_dir, info.table_id)
+        if not os.path.isdir(directory):
+            continue
+        known = {p.partition_id for p in info.partitions}
+        for name in os.listdir(directory):
+            if name not in known and not name.startswith("."):
+                log.warning("table %s: removing %s, a partition that was split", info.name, name)
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 async def split_partition(db: "Database", table_name: str, partition_id: str,

@@ -4,8 +4,10 @@ A node's Database catalogue (engine/catalog.py) is the metadata log folded
 up to `catalog.epoch`. The follower fetches the records after that epoch
 (from its own metadata replica when the node hosts one, else from a member
 over the peer port) and applies each in order: a new table opens this
-node's replicas of its partitions, a new definition replaces the old one, a
-deletion closes and removes the table's replicas. Each application saves
+node's replicas of its partitions, a new definition replaces the old one
+(with new partitions: a split's switch, whose children this node builds
+from its replica of the parent, engine/group_split.py), a deletion closes
+and removes the table's replicas. Each application saves
 the catalogue with the record's epoch in the same atomic write, so a crash
 between two records resumes at the next one; a node that was down when a
 table was created or deleted catches up when it comes back.
@@ -93,6 +95,9 @@ class CatalogueFollower:
                 # Impossible: records apply one by one; a mismatch is a bug.
                 raise AssertionError(f"table {info.name}: id {current.info.table_id} "
                                      f"!= {info.table_id} at epoch {epoch}")
+            elif [p.partition_id for p in info.partitions] != \
+                    [p.partition_id for p in current.info.partitions]:
+                await db.apply_split(info, epoch)  # a split's switch (control_plane.py)
             else:
                 db.replace_table_info(info, epoch)
         self.applied_changes += 1

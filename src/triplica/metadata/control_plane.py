@@ -23,6 +23,22 @@ whose metadata replica leads. There, one operation at a time:
 A NotLeaderError before anything was committed becomes the node's 421 and
 the router retries at the new leader; after a commit the answer is given
 regardless (the change is in the log and every node will apply it).
+
+Splits (`split`, driven by `run_splitter` from the nodes' suggestions,
+engine/split_advisor.py), one at a time like every other operation:
+1. an intent record: the table with `split_intent` = the two children (new
+   partition ids and group keys, the parent's members, `split_from`);
+2. the parent group's leader puts the split entry in the group's own log
+   (engine/group_split.py; asked until it answers, each member in turn);
+   from then on the parent serves nothing, the router retries;
+3. the switch record: the children replace the parent. Every node builds its
+   child replicas from its own parent replica and drops the parent; MemDS
+   gets the new map; the router's next try finds the children.
+A crash or lost leadership between 1 and 3 leaves the intent in the log;
+`reconcile` (on whichever node leads next) finishes it: step 2 is
+idempotent (a group already split the same way answers at once). Children
+get group keys whose first campaigners differ, so their leaders start on
+different nodes where the members allow.
 """
 from __future__ import annotations
 
@@ -30,11 +46,15 @@ import asyncio
 import copy
 import inspect
 import logging
+import uuid
 from typing import Any, Awaitable, Callable
 
 from triplica.api.service import OPERATIONS, Service
+from triplica.engine.catalog import PartitionInfo
 from triplica.engine.database import Database
-from triplica.engine.node_partition import NotLeaderError
+from triplica.engine.group_split import SplitMarker
+from triplica.engine.node_partition import NotLeaderError, first_campaigner
+from triplica.engine.split_advisor import SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import put_table
 from triplica.metadata.metadata_replica import MetadataReplica
@@ -47,16 +67,26 @@ CONTROL_OPERATIONS = frozenset({"CreateTable", "UpdateTable", "DeleteTable", "Ta
 ACTIVATE_WAIT_S = 8.0  # + two publishes stays within the router's CONTROL_DEADLINE_S
 ACTIVATE_POLL_S = 0.02
 RECONCILE_S = 1.0
+SPLIT_CHECK_S = 1.0
+CHILD_KEY_TRIES = 16
 
 # (group key, member node ids) -> does the group have a leader that may serve now?
 GroupReady = Callable[[str, list[int]], Awaitable[bool]]
+# (parent partition, marker) -> did the parent group's leader apply the split?
+AskSplit = Callable[[PartitionInfo, SplitMarker], Awaitable[bool]]
+# -> every reachable node's split suggestions
+Suggestions = Callable[[], Awaitable[list[SplitSuggestion]]]
 
 
 class ControlPlane:
     def __init__(self, db: Database, metadata: MetadataReplica, follower: CatalogueFollower,
                  placement: Placement, group_ready: GroupReady,
-                 publish: Callable[[int], Awaitable[None]]) -> None:
+                 publish: Callable[[int], Awaitable[None]],
+                 ask_split: AskSplit | None = None, suggestions: Suggestions | None = None) -> None:
         self.db = db
+        self.ask_split = ask_split
+        self.suggestions = suggestions
+        self.splits: list[tuple[str, str, int]] = []  # (table, reason, boundary), done
         self.metadata = metadata
         self.follower = follower
         self.placement = placement
@@ -82,10 +112,8 @@ class ControlPlane:
             committed = 0
             try:
                 for change in changes:
-                    epoch = await self.metadata.append(change)
+                    await self._commit(change)
                     committed += 1
-                    await self.follower.catch_up(epoch)
-                    await self.publish(epoch)
             except NotLeaderError:
                 if committed == 0:
                     raise
@@ -116,12 +144,81 @@ class ControlPlane:
         info = copy.deepcopy(table.info)
         info.status = "ACTIVE"
         try:
-            epoch = await self.metadata.append(put_table(info))
+            await self._commit(put_table(info))
         except NotLeaderError:
             return False
+        return True
+
+    async def _commit(self, change: dict[str, Any]) -> int:
+        """Append one record, apply it here, publish it (see the module docstring)."""
+        epoch = await self.metadata.append(change)
         await self.follower.catch_up(epoch)
         await self.publish(epoch)
+        return epoch
+
+    # ------------------------------------------------------------------ splits
+
+    async def split(self, table_name: str, group: str, boundary: int, reason: str) -> bool:
+        """Split one partition of a table at hash `boundary` (module docstring)."""
+        if self.ask_split is None or not self.metadata.is_leader():
+            return False
+        async with self._lock:
+            self.metadata.require_leader()
+            await self.follower.catch_up(self.metadata.last_epoch())
+            table = self.db.tables.get(table_name)
+            if table is None or table.info.status != "ACTIVE" or table.info.split_intent:
+                return False
+            parent = next((p for p in table.info.partitions if p.group == group), None)
+            if parent is None or not parent.hash_start < boundary < parent.hash_end:
+                return False
+            info = copy.deepcopy(table.info)
+            info.split_intent = list(_children(parent, boundary))
+            await self._commit(put_table(info))
+            done = await self._finish_split(table_name)
+            if done:
+                self.splits.append((table_name, reason, boundary))
+                log.warning("table %s: split group %s for %s at hash %#x", table_name, group,
+                            reason, boundary)
+            return done
+
+    async def _finish_split(self, table_name: str) -> bool:
+        """Steps 2 and 3 of a split whose intent is in the log (lock held)."""
+        assert self.ask_split is not None
+        table = self.db.tables.get(table_name)
+        if table is None or len(table.info.split_intent) != 2:
+            return False
+        left, right = table.info.split_intent
+        position = next(i for i, p in enumerate(table.info.partitions)
+                        if p.partition_id == left.split_from)
+        parent = table.info.partitions[position]
+        marker = SplitMarker(left.hash_end, str(left.group), str(right.group))
+        if not await self.ask_split(parent, marker):
+            return False  # reconcile tries again
+        info = copy.deepcopy(table.info)
+        info.partitions[position:position + 1] = [copy.deepcopy(left), copy.deepcopy(right)]
+        info.split_intent = []
+        await self._commit(put_table(info))
         return True
+
+    async def split_suggested(self) -> bool:
+        """On the leader: carry out one of the nodes' split suggestions, if any."""
+        if self.suggestions is None or not self.metadata.is_leader() or self._lock.locked():
+            return False
+        for suggestion in await self.suggestions():
+            if await self.split(suggestion.table, suggestion.group, suggestion.boundary,
+                                suggestion.reason):
+                return True
+        return False
+
+    async def run_splitter(self) -> None:
+        while True:
+            await asyncio.sleep(SPLIT_CHECK_S)
+            try:
+                await self.split_suggested()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("control plane split failed", exc_info=True)
 
     async def reconcile(self) -> None:
         """On the leader: activate tables a previous attempt left CREATING."""
@@ -132,6 +229,9 @@ class ControlPlane:
             for name in sorted(n for n, t in self.db.tables.items()
                                if t.info.status == "CREATING"):
                 await self._activate(name, 0.0)
+            if self.ask_split is not None:
+                for name in sorted(n for n, t in self.db.tables.items() if t.info.split_intent):
+                    await self._finish_split(name)
 
     async def run_reconciler(self) -> None:
         while True:
@@ -142,3 +242,19 @@ class ControlPlane:
                 raise
             except Exception:
                 log.warning("control plane reconcile failed", exc_info=True)
+
+
+def _children(parent: PartitionInfo, boundary: int) -> tuple[PartitionInfo, PartitionInfo]:
+    """The two children of `parent` cut at `boundary`: same members, new group keys
+    whose first campaigners differ when the members allow (module docstring)."""
+    members = list(parent.members or ())
+    left_key = right_key = uuid.uuid4().hex
+    for _ in range(CHILD_KEY_TRIES):
+        right_key = uuid.uuid4().hex
+        if len(members) < 2 or first_campaigner(left_key, members) != \
+                first_campaigner(right_key, members):
+            break
+    return (PartitionInfo(uuid.uuid4().hex[:12], parent.hash_start, boundary, group=left_key,
+                          members=list(members), split_from=parent.partition_id),
+            PartitionInfo(uuid.uuid4().hex[:12], boundary, parent.hash_end, group=right_key,
+                          members=list(members), split_from=parent.partition_id))

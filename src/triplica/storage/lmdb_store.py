@@ -16,6 +16,15 @@ an unsynced transaction that the on-disk meta page still references). The
 answer then is healing: copy a peer's B-tree (`copy_to`) plus the WAL tail.
 A process kill (no power loss) is always safe: the OS keeps the page cache.
 
+Partition records: a write whose key is a `RecordKey` (a bytes subclass
+the entry decoder produces for record entries, engine/partition.py) is not
+an item but a record about the partition itself, kept in the meta database
+with the index of the entry that wrote it: a cluster partition's split
+marker (engine/group_split.py). A record is written once: a later entry
+with the same record changes nothing, so every replica keeps the index of
+the first one in the log. It travels with the environment (an
+image a lagging replica installs holds it too) and never counts as an item.
+
 Long keys: LMDB keys are limited to 511 bytes; ours reach ~3.1 KB. Keys of
 at most DIRECT_KEY_BYTES_MAX (480) bytes are stored as is. A longer key K is
 stored in the "overflow bucket" under the 481-byte LMDB key
@@ -69,9 +78,15 @@ _META_APPLIED_INDEX = b"applied_index"
 _META_ITEM_COUNT = b"item_count"
 _META_VALUE_BYTES = b"value_bytes"
 _META_STUB = b"log_replica_stub"
+_META_RECORD_PREFIX = b"record:"
+RECORD_KEY_BYTES_MAX = 64
 _U64 = struct.Struct(">Q")
 
 Write = tuple[bytes, bytes | None]
+
+
+class RecordKey(bytes):
+    """The key of a partition record, not of an item (see the module docstring)."""
 
 
 class PartitionStore:
@@ -168,6 +183,11 @@ class PartitionStore:
                 assert len(writes) <= WRITES_PER_ENTRY_MAX, len(writes)
                 applied = index
                 for key, value in writes:
+                    if type(key) is RecordKey:  # a partition record (module docstring)
+                        assert value is not None and 1 <= len(key) <= RECORD_KEY_BYTES_MAX
+                        txn.put(_META_RECORD_PREFIX + key, _U64.pack(index) + value,
+                                db=self._meta, overwrite=False)  # the first one stays
+                        continue
                     count_delta, bytes_delta = self._write_in(txn, key, value)
                     count += count_delta
                     value_bytes += bytes_delta
@@ -175,6 +195,25 @@ class PartitionStore:
             txn.put(_META_APPLIED_INDEX, _U64.pack(applied), db=self._meta)
             txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
             txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+
+    def record(self, key: bytes) -> tuple[int, bytes] | None:
+        """A partition record: (index of the entry that wrote it, value), or None."""
+        assert 1 <= len(key) <= RECORD_KEY_BYTES_MAX, key
+        with self._env.begin(db=self._meta) as txn:
+            raw = txn.get(_META_RECORD_PREFIX + key, db=self._meta)
+        return None if raw is None else (_U64.unpack_from(raw)[0], bytes(raw[_U64.size:]))
+
+    def become_child(self, low: bytes, high: bytes | None, index: int) -> None:
+        """Make a copy of a split parent's store the child's: items outside [low, high)
+        dropped, partition records dropped, applied index set to the split's."""
+        self.keep_range(low, high)
+        with self._env.begin(write=True) as txn:
+            cursor = txn.cursor(db=self._meta)
+            if cursor.set_range(_META_RECORD_PREFIX):
+                while cursor.key().startswith(_META_RECORD_PREFIX):
+                    if not cursor.delete():
+                        break
+            txn.put(_META_APPLIED_INDEX, _U64.pack(index), db=self._meta)
 
     def make_stub(self, index: int) -> None:
         """Turn an empty store into a log replica's placeholder at `index`.
