@@ -30,7 +30,7 @@ from triplica.cluster.config import SplitLimits
 from triplica.cluster.local import cluster_down, cluster_up, running_pids, start_node
 from triplica.memds.partition_map import TableMap
 from triplica.model.keys import partition_hash
-from triplica.router.internal import PARTITION_MAP_TARGET
+from triplica.router.internal import PARTITION_MAP_TARGET, ROUTER_STATS_TARGET
 
 NODES = 3
 WRITERS = 3
@@ -133,9 +133,11 @@ class Writers:
                 for sk in range(SKS_PER_PK)}
 
 
-def _scan_keys(ddb: Any, table: str) -> list[tuple[str, int]]:
+def _scan_keys(ddb: Any, table: str, consistent: bool = True) -> list[tuple[str, int]]:
+    """A paged Scan; strongly consistent by default (an eventually consistent page may
+    come from a member that has not applied the latest writes yet)."""
     keys: list[tuple[str, int]] = []
-    arguments: dict[str, Any] = {"TableName": table, "Limit": 97}
+    arguments: dict[str, Any] = {"TableName": table, "Limit": 97, "ConsistentRead": consistent}
     for _ in range(1000):
         page = ddb.scan(**arguments)
         keys += [(i["pk"]["S"], int(i["sk"]["N"])) for i in page["Items"]]
@@ -193,6 +195,8 @@ def test_a_table_grows_through_several_splits_under_concurrent_writes(make_clust
     writers.join()
     assert writers.errors == []
     assert writers.acknowledged == Writers.all_keys()
+    # Requests did hit partitions that had just split; the router retried them.
+    assert _post(cluster.endpoint, ROUTER_STATS_TARGET, {})["stale_routes"] >= 1
     partitions = _wait_partitions(cluster, "grows", 4)
     assert partitions >= 4, f"only {partitions} partitions"
     _check_every_item_once(cluster, "grows", Writers.all_keys())

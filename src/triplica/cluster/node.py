@@ -30,6 +30,18 @@ the metadata role (cluster/node_metadata.py), and `{"repair_bound": <group key>}
 open and a healthy voter, otherwise `{"unavailable": <why>}`. A node whose
 own replica of a group is damaged asks every other member this way before
 rebuilding it (engine/node_partition.py, "Damaged replica").
+
+Splits (engine/group_split.py): the control plane asks
+`{"split_group": key, "boundary", "left", "right"}` (this node's replica
+proposes the split entry if it leads: `{"index": A}`, else `{"not_leader":
+hint}`), `{"split_applied": key}` (has this replica applied it, after a
+bounded wait) and `{"split_suggestions": 1}` (this node's SplitAdvisor's
+current list). A partition that was split answers 421 with
+`x-triplica-moved: 1` (the router refreshes its map). When the catalogue
+switches to a split's children, `prepare_child` builds this node's child
+replicas from its parent replica off the event loop; `open_partition`
+builds them at start instead if a crash came between the switch and the
+build, and opens a child it cannot build as a replica to heal.
 """
 from __future__ import annotations
 

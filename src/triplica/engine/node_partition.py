@@ -28,6 +28,12 @@ picked by a stable hash of the group key (`first_campaigner`, the same on
 every node), not the lowest id, so leaders spread over the nodes. A restart
 never back-dates (the driver asserts it).
 
+Split (engine/group_split.py): `split` proposes the group's split entry
+on the leader and refuses every write after it; once a replica has applied
+it (`moved`, read from its store, so it survives restarts and images) it
+serves nothing and raises `PartitionMovedError`. The leader's `meter`
+(set by engine/split_advisor.py) records the reads and writes it serves.
+
 Damaged replica (checked at open, as in ReplicatedPartition: the log fails
 its checks, the LMDB data file is missing while the log has state, or the
 replica directory is missing in an existing partition). The healthy
