@@ -8,6 +8,9 @@ afterwards. boto3 talks to the router; the partition map is asked of a node.
 - growth for size under concurrent writers: the table goes through several
   splits, no write fails, and afterwards every item is there exactly once
   (paged Scan), readable (GetItem) and in its Query;
+- paged Scans running while the table splits: each returns every item
+  written before it started exactly once (LastEvaluatedKey stays valid
+  across a split);
 - a node killed with SIGKILL while the table splits, restarted: no
   acknowledged write is lost, and the restarted node's replicas catch up
   (it answers eventually consistent reads of every item itself);
@@ -95,8 +98,9 @@ def _item(pk: str, sk: int) -> dict[str, Any]:
 class Writers:
     """WRITERS threads, each putting its own items; records what was acknowledged."""
 
-    def __init__(self, endpoint: str, table: str) -> None:
+    def __init__(self, endpoint: str, table: str, sks: range = range(SKS_PER_PK)) -> None:
         self.table = table
+        self.sks = sks
         self.acknowledged: set[tuple[str, int]] = set()
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -115,7 +119,7 @@ class Writers:
 
     def _run(self, endpoint: str, writer: int) -> None:
         ddb = _client(endpoint, attempts=3)
-        for sk in range(SKS_PER_PK):
+        for sk in self.sks:
             for p in range(PKS_PER_WRITER):
                 pk = f"w{writer}-p{p}"
                 try:
@@ -128,9 +132,12 @@ class Writers:
                     self.acknowledged.add((pk, sk))
 
     @staticmethod
-    def all_keys() -> set[tuple[str, int]]:
+    def all_keys(sks: range = range(SKS_PER_PK)) -> set[tuple[str, int]]:
         return {(f"w{w}-p{p}", sk) for w in range(WRITERS) for p in range(PKS_PER_WRITER)
-                for sk in range(SKS_PER_PK)}
+                for sk in sks}
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
 
 
 def _scan_keys(ddb: Any, table: str, consistent: bool = True) -> list[tuple[str, int]]:
@@ -208,6 +215,32 @@ def test_a_table_grows_through_several_splits_under_concurrent_writes(make_clust
         tables = os.path.join(cluster.data_dir, f"node-{node}", "tables")
         (table_id,) = os.listdir(tables)
         assert len(os.listdir(os.path.join(tables, table_id))) == len(table_map.starts)
+
+
+def test_scans_page_cleanly_while_the_table_splits(make_cluster: Any) -> None:
+    """LastEvaluatedKey stays valid across splits: a paged Scan that runs while the
+    table splits returns every item written before it started, each exactly once."""
+    cluster = make_cluster(SplitLimits(size_bytes=30_000, for_traffic=False, window_s=1.0))
+    _create(cluster.ddb, "paged")
+    first, second = range(0, SKS_PER_PK // 2), range(SKS_PER_PK // 2, SKS_PER_PK)
+    before = Writers(cluster.endpoint, "paged", first).start()
+    before.join()
+    assert before.errors == []
+    during = Writers(cluster.endpoint, "paged", second).start()
+    scans = spanning = 0
+    deadline = time.monotonic() + SPLITS_WAIT_S
+    while (during.alive() or spanning == 0) and time.monotonic() < deadline:
+        epoch = cluster.table_map("paged").epoch
+        scanned = _scan_keys(cluster.ddb, "paged")
+        spanning += cluster.table_map("paged").epoch != epoch
+        scans += 1
+        assert len(scanned) == len(set(scanned)), "an item appeared twice in one Scan"
+        assert Writers.all_keys(first) <= set(scanned)
+        assert set(scanned) <= Writers.all_keys()
+    during.join()
+    assert during.errors == []
+    assert spanning >= 1, f"none of {scans} scans ran across a split"
+    _check_every_item_once(cluster, "paged", Writers.all_keys())
 
 
 def test_a_node_killed_while_the_table_splits_loses_nothing(make_cluster: Any) -> None:
