@@ -14,8 +14,10 @@ afterwards. boto3 talks to the router; the partition map is asked of a node.
 - a node killed with SIGKILL while the table splits, restarted: no
   acknowledged write is lost, and the restarted node's replicas catch up
   (it answers eventually consistent reads of every item itself);
-- split for consumption: two hot keys in one partition end up in different
-  partitions (the split point comes from the observed accesses).
+- split for consumption, by writes and by eventually consistent reads
+  (served by all three members, merged from every node's report): two hot
+  keys in one partition end up in different partitions (the split point
+  comes from the observed accesses).
 """
 from __future__ import annotations
 
@@ -284,17 +286,27 @@ def test_a_node_killed_while_the_table_splits_loses_nothing(make_cluster: Any) -
                                 {"TableName": "crashy"})).starts
 
 
-def test_a_hot_partition_splits_between_its_two_hot_keys(make_cluster: Any) -> None:
-    cluster = make_cluster(SplitLimits(write_units=30, window_s=1.0))
+@pytest.mark.parametrize("traffic", ["writes", "eventually consistent reads"])
+def test_a_hot_partition_splits_between_its_two_hot_keys(make_cluster: Any, traffic: str) -> None:
+    """Writes go to the leader; eventually consistent reads are spread over the three
+    members, so only their sum (every node's report, merged) makes the partition hot."""
+    reads = traffic != "writes"
+    cluster = make_cluster(SplitLimits(write_units=30, read_units=40, window_s=1.0))
     _create(cluster.ddb, "hot")
     hot = [("hot-a", 1), ("hot-b", 1)]
     hashes = [partition_hash({"S": pk}) for pk, _ in hot]
+    for pk, sk in hot:
+        cluster.ddb.put_item(TableName="hot", Item=_item(pk, sk))
     deadline = time.monotonic() + HOT_WRITE_S_MAX
     count = 0
     while len(cluster.table_map("hot").starts) < 2 and time.monotonic() < deadline:
         for pk, sk in hot:
-            cluster.ddb.put_item(TableName="hot", Item=_item(pk, sk))
-        cluster.ddb.put_item(TableName="hot", Item=_item(f"cold-{count}", 0))
+            if reads:
+                cluster.ddb.get_item(TableName="hot", Key={"pk": {"S": pk}, "sk": {"N": str(sk)}})
+            else:
+                cluster.ddb.put_item(TableName="hot", Item=_item(pk, sk))
+        if count % 20 == 0:  # a little cold traffic elsewhere
+            cluster.ddb.put_item(TableName="hot", Item=_item(f"cold-{count}", 0))
         count += 1
     table_map = cluster.table_map("hot")
     assert len(table_map.starts) >= 2, "the hot partition never split"

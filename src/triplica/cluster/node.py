@@ -35,8 +35,8 @@ Splits (engine/group_split.py): the control plane asks
 `{"split_group": key, "boundary", "left", "right"}` (this node's replica
 proposes the split entry if it leads: `{"index": A}`, else `{"not_leader":
 hint}`), `{"split_applied": key}` (has this replica applied it, after a
-bounded wait) and `{"split_suggestions": 1}` (this node's SplitAdvisor's
-current list). A partition that was split answers 421 with
+bounded wait) and `{"split_reports": 1}` (what this node's SplitAdvisor
+saw of each replica it hosts). A partition that was split answers 421 with
 `x-triplica-moved: 1` (the router refreshes its map). When the catalogue
 switches to a split's children, `prepare_child` builds this node's child
 replicas from its parent replica off the event loop; `open_partition`
@@ -212,10 +212,9 @@ class StorageNode:
             replica = self._open_replica(str(request["split_applied"]))
             marker = None if replica is None else await replica.wait_moved(SPLIT_APPLY_WAIT_S)
             return {"applied": marker is not None}
-        if "split_suggestions" in request:
+        if "split_reports" in request:
             advisor = self.advisor
-            return {"suggestions": [] if advisor is None else
-                    [s.to_wire() for s in advisor.suggestions]}
+            return {"reports": [] if advisor is None else [r.to_wire() for r in advisor.reports]}
         if self.more_requests is not None and REPAIR_BOUND_REQUEST not in request:
             answer = await self.more_requests(request)
             if answer is not None:
@@ -304,8 +303,7 @@ async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
         db.partitions_follow_capacity = True
         db.prepare_child = node.prepare_child
         limits = config.splits
-        node.advisor = SplitAdvisor(db, limits.size_bytes, limits.read_units, limits.write_units,
-                                    limits.window_s, limits.for_traffic)
+        node.advisor = SplitAdvisor(db, limits.size_bytes, limits.window_s)
         advising = asyncio.get_running_loop().create_task(advise_splits(node.advisor))
         role = MetadataRole(config, network, db, node)
         node.more_requests = role.answer

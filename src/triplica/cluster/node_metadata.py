@@ -21,8 +21,8 @@ repair bound of cluster/node.py):
   records as routing-map changes (metadata/catalogue_log.py
   `map_change_of`), the feed MemDS servers poll.
 The control plane also asks nodes (answered in cluster/node.py)
-`{"split_suggestions": 1}` -> `{"suggestions": [[table, group, reason,
-boundary], ...]}` and `{"split_group": key, "boundary", "left", "right"}` ->
+`{"split_reports": 1}` -> `{"reports": [GroupReport, ...]}` (merged into
+split decisions here, metadata/split_reports.py) and `{"split_group": key, "boundary", "left", "right"}` ->
 `{"index": A}` once the split entry is applied there, or `{"not_leader":
 hint}`, then `{"split_applied": key}` -> `{"applied": bool}` of the other
 members (each waits a bounded time for its replica to apply it).
@@ -47,7 +47,7 @@ from triplica.engine.catalog import PartitionInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import SplitMarker
 from triplica.engine.node_partition import NotLeaderError
-from triplica.engine.split_advisor import SplitSuggestion
+from triplica.metadata.split_reports import GroupReport, Limits, SplitSuggestion, decide_splits
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import Change, map_change_of
 from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
@@ -251,17 +251,19 @@ class MetadataRole:
         await asyncio.gather(*(ask(m) for m in parent.members or () if m != leader))
 
     async def _suggestions(self) -> list[SplitSuggestion]:
-        """Every reachable node's split suggestions (engine/split_advisor.py)."""
-        found: list[SplitSuggestion] = []
+        """The splits every reachable node's reports call for (metadata/split_reports.py)."""
+        reports: list[GroupReport] = []
         if self.node.advisor is not None:
-            found.extend(self.node.advisor.suggestions)
+            reports.extend(self.node.advisor.reports)
         answers = await asyncio.gather(
-            *(self.network.request(peer, {"split_suggestions": 1}, PEER_CALL_S)
+            *(self.network.request(peer, {"split_reports": 1}, PEER_CALL_S)
               for peer in self.others), return_exceptions=True)
         for answer in answers:
             if isinstance(answer, dict):
-                found.extend(SplitSuggestion.from_wire(s) for s in answer.get("suggestions", ()))
-        return found
+                reports.extend(GroupReport.from_wire(r) for r in answer.get("reports", ()))
+        limits = self.config.splits
+        return decide_splits(reports, Limits(limits.size_bytes, limits.read_units,
+                                             limits.write_units, limits.for_traffic))
 
     def _serving_here(self, group: str) -> bool:
         replica = self.node.replicas.get(group)

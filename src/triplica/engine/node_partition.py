@@ -31,8 +31,9 @@ never back-dates (the driver asserts it).
 Split (engine/group_split.py): `split` proposes the group's split entry
 on the leader and refuses every write after it; once a replica has applied
 it (`moved`, read from its store, so it survives restarts and images) it
-serves nothing and raises `PartitionMovedError`. The leader's `meter`
-(set by engine/split_advisor.py) records the reads and writes it serves.
+serves nothing and raises `PartitionMovedError`. `meter` (set by
+engine/split_advisor.py) records the reads this replica serves and, on the
+leader, the writes.
 
 Damaged replica (checked at open, as in ReplicatedPartition: the log fails
 its checks, the LMDB data file is missing while the log has state, or the
@@ -282,7 +283,7 @@ class NodePartition:
     def read_applied(self, key: bytes, consistent: bool = False) -> bytes | None:
         store = self._leader().store if consistent else self._local_store()
         value = store.get(key)
-        if self.meter is not None and self.driver is not None and self.driver.is_leader:
+        if self.meter is not None:
             self.meter.read(key, len(value) if value is not None else 0, consistent)
         return value
 

@@ -1,73 +1,47 @@
-"""Which of this node's partitions should split, and where: a cluster node's half of splits.
+"""What this node saw of its partitions' traffic and size: a cluster node's half of splits.
 
 The metadata system decides and carries out splits (metadata/control_plane.py),
-but only a partition's leader sees its traffic. So every node meters the
-groups it leads (NodePartition.meter: reads and writes it serves, and where
-in the hash range they fall; engine/access_meter.py) and, every `check`,
-closes a window each `window_s` and applies the same policy as `serve`
-(metadata/split_policy.py): "size" beyond `size_bytes_max`, split at the hash
-halving the stored bytes; "consumption" above 80% of a partition's read or
-write units for three windows running, split at the point the observed key
-distribution gives (heavy keys isolated, not the midpoint). The control
-plane asks every node for its `suggestions` and splits one partition at a
-time.
-
-Limits: only the leader's meter counts, so eventually consistent reads
-served by followers do not push a partition towards a split; Scans are not
-metered (engine/access_meter.py).
+but only the replicas see the traffic: every replica meters the reads it
+serves (eventually consistent reads go to every member in turn) and the
+leader also the writes and strong reads (NodePartition.meter,
+engine/access_meter.py). Every `check` the advisor closes a window each
+`window_s` and makes one `GroupReport` per hosted replica
+(metadata/split_reports.py): its windows, its access sketch, its size, and
+on a leader holding more than `size_bytes_max` the hash that halves its
+stored bytes (a bounded sample of its keys, off the event loop, computed
+once per size doubling). The control plane merges every node's reports of
+a group and applies the policy. Scans are not metered (access_meter.py).
 """
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from triplica.engine.access_meter import AccessMeter
 from triplica.engine.table_splits import size_split_point
-from triplica.metadata.split_policy import (READ_UNITS_PER_PARTITION, SIZE_BYTES_MAX,
-                                            WRITE_UNITS_PER_PARTITION, choose_split_point,
-                                            split_reason)
+from triplica.metadata.split_policy import SIZE_BYTES_MAX
+from triplica.metadata.split_reports import REPORTS_PER_NODE_MAX, GroupReport
 
 if TYPE_CHECKING:
     from triplica.engine.database import Database
 
 WINDOW_S_DEFAULT = 5.0
-SUGGESTIONS_MAX = 16
-
-
-@dataclass(frozen=True)
-class SplitSuggestion:
-    table: str
-    group: str
-    reason: str      # "size" or "consumption"
-    boundary: int
-
-    def to_wire(self) -> list[Any]:
-        return [self.table, self.group, self.reason, str(self.boundary)]
-
-    @staticmethod
-    def from_wire(data: list[Any]) -> "SplitSuggestion":
-        table, group, reason, boundary = data
-        return SplitSuggestion(str(table), str(group), str(reason), int(boundary))
 
 
 class SplitAdvisor:
     def __init__(self, db: "Database", size_bytes_max: int = SIZE_BYTES_MAX,
-                 read_units_max: float = READ_UNITS_PER_PARTITION,
-                 write_units_max: float = WRITE_UNITS_PER_PARTITION,
-                 window_s: float = WINDOW_S_DEFAULT, for_traffic: bool = True) -> None:
-        assert size_bytes_max > 0 and read_units_max > 0 and write_units_max > 0 and window_s > 0
+                 window_s: float = WINDOW_S_DEFAULT) -> None:
+        assert size_bytes_max > 0 and window_s > 0
         self.db = db
         self.size_bytes_max = size_bytes_max
-        self.read_units_max = read_units_max
-        self.write_units_max = write_units_max
         self.window_s = window_s
-        self.for_traffic = for_traffic
-        self.suggestions: list[SplitSuggestion] = []
+        self.reports: list[GroupReport] = []
         self._window_started: float | None = None
+        # group -> (size it was computed at, boundary): a scan per size doubling, not per check
+        self._size_points: dict[str, tuple[int, int | None]] = {}
 
-    async def check(self) -> list[SplitSuggestion]:
-        """Close the window if due and recompute the suggestions (see the module docstring)."""
+    async def check(self) -> list[GroupReport]:
+        """Close the window if due and rebuild the reports (see the module docstring)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._window_started is None:
@@ -76,31 +50,40 @@ class SplitAdvisor:
         window_closed = elapsed >= self.window_s
         if window_closed:
             self._window_started = now
-        found: list[SplitSuggestion] = []
+        reports: list[GroupReport] = []
+        hosted: set[str] = set()
         for name, table in list(self.db.tables.items()):
             for info, partition in zip(list(table.info.partitions), list(table.partitions)):
-                serving = getattr(partition, "serving", None)
-                if serving is None or info.group is None:
+                if getattr(partition, "driver", None) is None or info.group is None \
+                        or partition.closed or partition.moved is not None:
                     continue
-                if not serving():
-                    partition.meter = None  # a new leadership starts a new record
-                    continue
+                hosted.add(info.group)
                 if partition.meter is None:
                     partition.meter = AccessMeter(info.hash_start, info.hash_end)
                     continue
                 if window_closed:
                     partition.meter.close_window(elapsed)
-                recent = list(partition.meter.recent) if self.for_traffic else []
-                reason = split_reason(partition.stats()[1], recent, self.size_bytes_max,
-                                      self.read_units_max, self.write_units_max)
-                if reason is None or len(found) >= SUGGESTIONS_MAX:
-                    continue
-                if reason == "size":  # a scan of the whole partition: off the event loop
-                    boundary = await loop.run_in_executor(
-                        None, size_split_point, partition, info.hash_start, info.hash_end)
-                else:
-                    boundary = choose_split_point(partition.meter.sketch)
-                if boundary is not None:
-                    found.append(SplitSuggestion(name, info.group, reason, boundary))
-        self.suggestions = found
-        return found
+                leader = partition.serving()
+                size = partition.stats()[1]
+                boundary = None
+                if leader and size > self.size_bytes_max:
+                    boundary = await self._size_point(loop, info.group, partition,
+                                                      info.hash_start, info.hash_end, size)
+                sketch = partition.meter.sketch
+                if len(reports) < REPORTS_PER_NODE_MAX:
+                    reports.append(GroupReport(
+                        name, info.group, info.hash_start, info.hash_end, leader, size, boundary,
+                        tuple(partition.meter.recent), tuple(sketch.counts),
+                        tuple(sketch.heavy.items())))
+        self._size_points = {g: p for g, p in self._size_points.items() if g in hosted}
+        self.reports = reports
+        return reports
+
+    async def _size_point(self, loop: asyncio.AbstractEventLoop, group: str, partition: object,
+                          start: int, end: int, size: int) -> int | None:
+        cached = self._size_points.get(group)
+        if cached is not None and cached[0] <= size < 2 * cached[0] and cached[1] is not None:
+            return cached[1]
+        boundary = await loop.run_in_executor(None, size_split_point, partition, start, end)
+        self._size_points[group] = (size, boundary)
+        return boundary

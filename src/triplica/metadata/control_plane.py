@@ -24,8 +24,8 @@ A NotLeaderError before anything was committed becomes the node's 421 and
 the router retries at the new leader; after a commit the answer is given
 regardless (the change is in the log and every node will apply it).
 
-Splits (`split`, driven by `run_splitter` from the nodes' suggestions,
-engine/split_advisor.py), one at a time like every other operation:
+Splits (`split`, driven by `run_splitter` from what the nodes saw,
+engine/split_advisor.py and metadata/split_reports.py), one at a time like every other operation:
 1. an intent record: the table with `split_intent` = the two children (new
    partition ids and group keys, the parent's members, `split_from`);
 2. the parent group's leader puts the split entry in the group's own log
@@ -54,7 +54,7 @@ from triplica.engine.catalog import PartitionInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import SplitMarker
 from triplica.engine.node_partition import NotLeaderError, first_campaigner
-from triplica.engine.split_advisor import SplitSuggestion
+from triplica.metadata.split_reports import SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import put_table
 from triplica.metadata.metadata_replica import MetadataReplica
