@@ -1,5 +1,6 @@
 """`python -m triplica.sim --seeds 500 [--start N] [--ops 200] [--jobs 2]`
-or `python -m triplica.sim --seed 1234 [--trace]` to replay one seed."""
+or `python -m triplica.sim --seed 1234 [--trace]` to replay one seed.
+`--splits` runs the partition-split simulation (split_sim.py) instead."""
 from __future__ import annotations
 
 import argparse
@@ -8,20 +9,21 @@ import time
 from multiprocessing import Pool
 
 from triplica.sim.runner import SeedResult, run_seed
+from triplica.sim.split_sim import run_split_seed
 
 
-def _run(args: tuple[int, int]) -> SeedResult:
-    seed, ops = args
+def _run(args: tuple[int, int, bool]) -> SeedResult:
+    seed, ops, splits = args
     try:
-        result = run_seed(seed, operations=ops)
+        result = (run_split_seed if splits else run_seed)(seed, operations=ops)
     except Exception as error:  # a crash in the core or simulator is a failed seed
         return SeedResult(seed, False, [f"exception: {type(error).__name__}: {error}"], 0)
     result.trace = []
     return result
 
 
-def _replay_command(seed: int, ops: int) -> str:
-    extra = f" --ops {ops}" if ops != 200 else ""
+def _replay_command(seed: int, ops: int, splits: bool = False) -> str:
+    extra = (f" --ops {ops}" if ops != 200 else "") + (" --splits" if splits else "")
     return f"python -m triplica.sim --seed {seed}{extra} --trace"
 
 
@@ -33,9 +35,10 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--ops", type=int, default=200, help="client operations per seed")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for a sweep")
     parser.add_argument("--trace", action="store_true", help="print the event trace of --seed")
+    parser.add_argument("--splits", action="store_true", help="run the partition-split simulation")
     args = parser.parse_args(argv)
     if args.seed is not None:
-        result = run_seed(args.seed, operations=args.ops, trace=args.trace)
+        result = (run_split_seed if args.splits else run_seed)(args.seed, operations=args.ops, trace=args.trace)
         for line in result.trace:
             print(line)
         print(f"seed {result.seed}: {'ok' if result.ok else 'FAILED'} trace_hash={result.trace_hash:08x} {result.stats}")
@@ -45,7 +48,7 @@ def main(argv: "list[str] | None" = None) -> int:
     seeds = range(args.start, args.start + (args.seeds or 100))
     started = time.monotonic()
     failed: list[SeedResult] = []
-    work = [(seed, args.ops) for seed in seeds]
+    work = [(seed, args.ops, args.splits) for seed in seeds]
     if args.jobs > 1:
         with Pool(args.jobs) as pool:
             results = pool.imap_unordered(_run, work, chunksize=8)
@@ -60,7 +63,7 @@ def main(argv: "list[str] | None" = None) -> int:
           f"{len(seeds) - len(failed)} ok, {len(failed)} failed, {elapsed:.1f}s")
     for result in failed:
         print(f"seed {result.seed} FAILED: {result.failures[0]}")
-        print(f"  replay: {_replay_command(result.seed, args.ops)}")
+        print(f"  replay: {_replay_command(result.seed, args.ops, args.splits)}")
     return 1 if failed else 0
 
 

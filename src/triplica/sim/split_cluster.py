@@ -1,0 +1,539 @@
+"""Many replication groups (partitions) on the same three nodes, on a virtual clock.
+
+`SplitCluster` is SimCluster's multi-group sibling, for the split simulation
+(split_sim.py): every node hosts one replica of each live group, all driven
+exactly as a production driver drives the real `Replica` (tick before step,
+ready -> fsync -> send -> apply -> advance). A crash takes down every replica
+on the node and drops what was not fsynced; a restart rebuilds each one from
+its own disk.
+
+The partition protocol it models is the production one (engine/group_split.py,
+engine/node_partition.py):
+- a group's state (`PartitionState`) is the key/value map plus the split
+  marker: the first split entry applied records "moved at index A", after
+  which the replica serves nothing;
+- writes and strong reads only on a leader that may serve (lease held, read
+  fence applied); the leader that proposed a split entry refuses every write
+  of the same leadership (ballot) after it;
+- a switch (`publish`) builds this node's replicas of the two children
+  from its own replica of the parent: the state cut to each child's range,
+  as a log holding only a snapshot at A with the parent's members; a node
+  whose parent replica never applied the split starts its child replica
+  empty and catches up from the child's leader by InstallSnapshot. Then the
+  node drops its parent replica.
+
+Continuous checks (recorded in `violations`): one chosen value per
+(group, index); equal state checksums at equal (group, index); at most one
+valid lease per group at any instant; one split index per group; every
+builder of a child starts it at the same index with the same state; a
+request served for a key outside the group's range.
+
+Deliberate bugs for the self-test (`SplitFaults`), off by default.
+"""
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import msgpack
+
+from triplica.replication.config import Membership
+from triplica.replication.log import EntryKind, HardState, LogEntry, PersistedState, Snapshot
+from triplica.replication.messages import Message, message_from_wire, message_to_wire
+from triplica.replication.options import ReplicaOptions
+from triplica.replication.replica import Ready, Replica
+from triplica.sim.disk import SimDisk
+from triplica.sim.kv import Command, KeyValueStateMachine
+from triplica.sim.network import SimNetwork
+from triplica.storage.checksum import crc32c
+
+TICK_MS = 10
+READY_LOOP_MAX = 1000
+VIOLATIONS_MAX = 50
+
+
+def key_position(key: str) -> int:
+    """Keys are 'k<position>': the position stands in for the key's hash."""
+    return int(key[1:])
+
+
+@dataclass(frozen=True)
+class SplitMarker:
+    boundary: int  # the left child owns [start, boundary), the right [boundary, end)
+    left: int      # child group ids
+    right: int
+    index: int = 0  # the first applied split entry's index (0 in a proposal)
+
+    def encode(self) -> bytes:
+        return msgpack.packb(["split", self.boundary, self.left, self.right])
+
+    def same_split(self, other: "SplitMarker") -> bool:
+        return (self.boundary, self.left, self.right) == (other.boundary, other.left, other.right)
+
+
+def decode_entry(data: bytes) -> "Command | SplitMarker":
+    fields = msgpack.unpackb(data)
+    if fields[0] == "split":
+        return SplitMarker(fields[1], fields[2], fields[3])
+    return Command(*fields)
+
+
+class PartitionState:
+    """One replica's applied state of a group: the key/value map and the split marker."""
+
+    def __init__(self, kv: "KeyValueStateMachine | None" = None, moved: "SplitMarker | None" = None) -> None:
+        self.kv = kv or KeyValueStateMachine()
+        self.moved = moved
+
+    def apply(self, index: int, data: bytes) -> "tuple[Command | SplitMarker, Any]":
+        """Apply one command entry, as production does: writes are applied
+        whatever their position (the protocol guarantees none follows A)."""
+        decoded = decode_entry(data)
+        if isinstance(decoded, SplitMarker):
+            if self.moved is None:  # only the first split entry counts
+                self.moved = SplitMarker(decoded.boundary, decoded.left, decoded.right, index)
+            return decoded, None
+        return decoded, self.kv.apply(decoded)
+
+    def cut(self, start: int, end: int) -> "PartitionState":
+        """A child's share: items in [start, end); the retry table whole (clients may
+        retry a write to either child, and it must still take effect once)."""
+        kv = KeyValueStateMachine()
+        kv.data = {k: v for k, v in self.kv.data.items() if start <= key_position(k) < end}
+        kv.last = dict(self.kv.last)
+        return PartitionState(kv)
+
+    def snapshot(self) -> bytes:
+        moved = None if self.moved is None else [self.moved.boundary, self.moved.left, self.moved.right, self.moved.index]
+        return msgpack.packb([self.kv.snapshot(), moved])
+
+    @classmethod
+    def restore(cls, data: bytes) -> "PartitionState":
+        kv, moved = msgpack.unpackb(data)
+        return cls(KeyValueStateMachine.restore(kv), SplitMarker(*moved) if moved is not None else None)
+
+    def checksum(self) -> int:
+        return crc32c(self.snapshot())
+
+
+@dataclass(frozen=True)
+class SplitFaults:
+    """Deliberate protocol bugs, used ONLY by the test proving the checks catch them."""
+    moved_accepts_writes: bool = False    # a split parent's leader keeps taking writes
+    child_from_unapplied: bool = False    # a lagging node cuts its child from state before A
+    write_before_fence: bool = False      # a new leader takes writes before applying its predecessors' entries
+
+
+@dataclass
+class GroupReplica:
+    """One node's replica of one group: its disk survives crashes, the rest does not."""
+    group: int
+    start: int
+    end: int
+    disk: SimDisk
+    bootstrap: "Membership | None"
+    replica: "Replica | None" = None
+    state: "PartitionState | None" = None
+    fsync_in_flight: bool = False
+    pending_writes: dict[int, tuple[Command, Callable[[Any], None]]] = field(default_factory=dict)
+    splitting_ballot: Any = None  # the leadership that proposed a split entry: no write after it
+    back_date_ms: int = 0  # a brand-new group's first start: may promise (and campaign) at once
+
+    def stop(self) -> None:
+        self.replica = None
+        self.state = None
+        self.fsync_in_flight = False
+        self.pending_writes = {}
+        self.splitting_ballot = None
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A committed split, as every node applies it from the metadata."""
+    parent: int
+    marker: SplitMarker  # with the split index A the control plane learned
+    left_range: tuple[int, int]
+    right_range: tuple[int, int]
+    members: tuple[int, ...]
+
+
+@dataclass
+class SplitNode:
+    node_id: int
+    rng: random.Random
+    clock_offset_ms: int
+    clock_drift: float
+    disk_latency_ms: Callable[[], int]
+    groups: dict[int, GroupReplica] = field(default_factory=dict)
+    switches_known: int = 0    # how far this node's catalogue has read `SplitCluster.switches`
+    switches_applied: int = 0  # how many of them it has carried out (in order)
+    up: bool = False
+    incarnation: int = 0
+
+    def local_ms(self, real_ms: int) -> int:
+        return self.clock_offset_ms + int(real_ms * (1.0 + self.clock_drift))
+
+
+@dataclass
+class ChildStart:
+    node: int
+    index: int  # snapshot index, 0 for an empty (catching-up) replica
+    checksum: "int | None"
+
+
+class SplitCluster:
+    def __init__(self, rng: random.Random, node_ids: list[int], key_count: int, options: ReplicaOptions,
+                 network: SimNetwork, compact_every_entries: int = 10**9, faults: SplitFaults = SplitFaults(),
+                 trace: bool = False) -> None:
+        self.rng = rng
+        self.options = options
+        self.network = network
+        self.faults = faults
+        self.compact_every_entries = compact_every_entries
+        self.now_ms = 0
+        self.trace_enabled = trace
+        self.trace_lines: list[str] = []
+        self.trace_hash = 0
+        self.violations: list[str] = []
+        self.chosen: dict[tuple[int, int], bytes] = {}
+        self.state_checksums: dict[tuple[int, int], int] = {}
+        self.value_applied: dict[str, tuple[int, int]] = {}  # value written -> (group, index) first applied
+        self.split_index: dict[int, int] = {}  # group -> A
+        self.child_starts: dict[int, list[ChildStart]] = {}
+        self.switches: list[Switch] = []  # committed splits, in metadata order
+        self.split_proposals: dict[int, list[int]] = {}  # group -> nodes that proposed its split entry
+        self.faults_enabled = True  # the runner clears it at healing: faults still queued then do nothing
+        self._queue: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.members = tuple(node_ids)
+        drift_max = options.clock_drift_rate_max
+        self.nodes: dict[int, SplitNode] = {}
+        for node_id in node_ids:
+            node = SplitNode(node_id, random.Random(rng.getrandbits(64)), rng.randrange(0, 10_000),
+                             rng.uniform(-drift_max, drift_max), lambda: 1)
+            node.groups[1] = GroupReplica(1, 0, key_count, SimDisk(), Membership.of(node_ids))
+            self.nodes[node_id] = node
+        for node_id in node_ids:
+            self.start(node_id)
+
+    # ------------------------------------------------------------- events
+
+    def at(self, delay_ms: int, action: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (self.now_ms + max(0, delay_ms), self._seq, action))
+
+    def run_until(self, predicate: Callable[[], bool], limit_ms: int) -> bool:
+        deadline = self.now_ms + limit_ms
+        while not predicate():
+            if not self._queue or self._queue[0][0] > deadline:
+                self.now_ms = max(self.now_ms, deadline)
+                return predicate()
+            time_ms, _, action = heapq.heappop(self._queue)
+            self.now_ms = time_ms
+            action()
+            self._check_leases()
+        return True
+
+    def trace(self, *fields: object) -> None:
+        line = " ".join(str(f) for f in (self.now_ms,) + fields)
+        self.trace_hash = crc32c(line.encode(), self.trace_hash)
+        if self.trace_enabled:
+            self.trace_lines.append(line)
+
+    def violation(self, text: str) -> None:
+        if len(self.violations) < VIOLATIONS_MAX:
+            self.violations.append(f"t={self.now_ms}: {text}")
+
+    # -------------------------------------------------------------- nodes
+
+    def start(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        assert not node.up
+        node.incarnation += 1
+        node.up = True
+        # Switches it learned while down: cut children from the parent state
+        # its disk recovers to (what production's store holds).
+        for switch in self.switches[node.switches_applied:node.switches_known]:
+            parent = node.groups.get(switch.parent)
+            if parent is not None:
+                self._build_children(node, parent, _recovered_state(parent.disk), switch)
+        node.switches_applied = node.switches_known
+        for group in sorted(node.groups):
+            if node.groups[group].replica is None:
+                self._start_group(node, node.groups[group])
+        self.trace("start", node_id, sorted(node.groups))
+        self._schedule_tick(node, node.incarnation)
+
+    def _start_group(self, node: SplitNode, gr: GroupReplica) -> None:
+        persisted = gr.disk.load()
+        local_ms = node.local_ms(self.now_ms)
+        gr.replica = Replica(node.node_id, gr.group, gr.bootstrap, node.rng, local_ms - gr.back_date_ms,
+                             self.options, persisted)
+        gr.back_date_ms = 0  # a restart never back-dates
+        gr.state = PartitionState.restore(persisted.snapshot.data) if persisted.snapshot else PartitionState()
+        gr.replica.tick(local_ms)
+
+    def crash(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        self.trace("crash", node_id)
+        node.up = False
+        for gr in node.groups.values():
+            gr.stop()
+
+    def _schedule_tick(self, node: SplitNode, incarnation: int) -> None:
+        def tick() -> None:
+            if node.up and node.incarnation == incarnation:
+                for group in sorted(node.groups):
+                    gr = node.groups.get(group)
+                    if gr is not None and gr.replica is not None:
+                        gr.replica.tick(node.local_ms(self.now_ms))
+                        self._drive(node, gr)
+                self._schedule_tick(node, incarnation)
+        self.at(TICK_MS, tick)
+
+    # -------------------------------------------------------------- drive
+
+    def _drive(self, node: SplitNode, gr: GroupReplica) -> None:
+        for _ in range(READY_LOOP_MAX):
+            if not node.up or gr.fsync_in_flight or gr.replica is None or node.groups.get(gr.group) is not gr:
+                return
+            ready = gr.replica.ready()
+            if ready.empty:
+                return
+            if ready.must_persist:
+                gr.fsync_in_flight = True
+                self.at(node.disk_latency_ms(), lambda i=node.incarnation, r=ready: self._fsynced(node, gr, i, r))
+                return
+            self._finish(node, gr, ready)
+        raise AssertionError(f"node {node.node_id} group {gr.group}: Ready loop does not settle")
+
+    def _fsynced(self, node: SplitNode, gr: GroupReplica, incarnation: int, ready: Ready) -> None:
+        if node.up and node.incarnation == incarnation and gr.replica is not None and node.groups.get(gr.group) is gr:
+            gr.disk.write(ready)
+            self._finish(node, gr, ready)
+            self._drive(node, gr)
+
+    def _finish(self, node: SplitNode, gr: GroupReplica, ready: Ready) -> None:
+        replica, state = gr.replica, gr.state
+        assert replica is not None and state is not None
+        for message in ready.messages:
+            self._send(message)
+        if ready.install_snapshot and ready.snapshot is not None:
+            gr.state = state = PartitionState.restore(ready.snapshot.data)
+            self._check_state(node, gr.group, ready.snapshot.index, state)
+        for entry in ready.committed_entries:
+            self._apply(node, gr, state, entry)
+        replica.advance(ready)
+        gr.fsync_in_flight = False
+        if replica.applied_index - replica.log.snapshot_index >= self.compact_every_entries:
+            replica.compact(replica.applied_index, state.snapshot())
+
+    def _apply(self, node: SplitNode, gr: GroupReplica, state: PartitionState, entry: LogEntry) -> None:
+        identity = bytes([entry.kind]) + entry.data
+        if self.chosen.setdefault((gr.group, entry.index), identity) != identity:
+            self.violation(f"group {gr.group} index {entry.index}: node {node.node_id} applied a different value")
+        decoded, result = (None, None)
+        if entry.kind == EntryKind.COMMAND:
+            decoded, result = state.apply(entry.index, entry.data)
+            if isinstance(decoded, SplitMarker) and state.moved is not None:
+                first = self.split_index.setdefault(gr.group, state.moved.index)
+                if first != state.moved.index:
+                    self.violation(f"group {gr.group}: node {node.node_id} split at {state.moved.index}, another at {first}")
+            elif isinstance(decoded, Command) and result is not None and result[0] and decoded.value is not None:
+                self.value_applied.setdefault(decoded.value, (gr.group, entry.index))
+        self._check_state(node, gr.group, entry.index, state)
+        pending = gr.pending_writes.pop(entry.index, None)
+        if pending is not None and isinstance(decoded, Command) and result is not None:
+            wanted, reply = pending
+            if (decoded.client, decoded.seq) == (wanted.client, wanted.seq):
+                reply(("ok", result))
+
+    def _check_state(self, node: SplitNode, group: int, index: int, state: PartitionState) -> None:
+        checksum = state.checksum()
+        if self.state_checksums.setdefault((group, index), checksum) != checksum:
+            self.violation(f"group {group} index {index}: node {node.node_id} state checksum differs")
+
+    def _send(self, message: Message) -> None:
+        message = message_from_wire(msgpack.unpackb(msgpack.packb(message_to_wire(message)), use_list=False))
+        for delay in self.network.delays_ms(message.sender, message.to):
+            self.at(delay, lambda m=message: self._deliver(m))
+
+    def _deliver(self, message: Message) -> None:
+        node = self.nodes.get(message.to)
+        if node is None or not node.up:
+            return
+        gr = node.groups.get(message.group)
+        if gr is None or gr.replica is None:
+            return  # a group this node dropped (split) or does not host yet
+        self.trace("recv", message.to, message.group, type(message).__name__, message.sender, message.ballot.round)
+        gr.replica.tick(node.local_ms(self.now_ms))
+        gr.replica.step(message)
+        self._drive(node, gr)
+
+    def _check_leases(self) -> None:
+        holders: dict[int, list[int]] = {}
+        for node in self.nodes.values():
+            if not node.up:
+                continue
+            for gr in node.groups.values():
+                if gr.replica is not None and gr.replica.is_leader and gr.replica.lease_valid(node.local_ms(self.now_ms)):
+                    holders.setdefault(gr.group, []).append(node.node_id)
+        for group, nodes in holders.items():
+            if len(nodes) > 1:
+                self.violation(f"group {group}: nodes {nodes} hold valid leases at once")
+
+    # ---------------------------------------------------------- serving
+
+    def _serving(self, node_id: int, group: int, write: bool = False) -> "tuple[GroupReplica | None, tuple | None]":
+        """The replica if it may serve as leader now, else the refusal to send."""
+        node = self.nodes.get(node_id)
+        if node is None or not node.up:
+            return None, None  # silence: the caller times out
+        gr = node.groups.get(group)
+        if gr is None or gr.replica is None or gr.state is None:
+            return None, ("unknown_group", None)
+        replica = gr.replica
+        replica.tick(node.local_ms(self.now_ms))
+        if gr.splitting_ballot is not None and (not replica.is_leader or replica.ballot != gr.splitting_ballot):
+            gr.splitting_ballot = None  # a split entry in flight is the next leader's to decide
+        if gr.state.moved is not None and not self.faults.moved_accepts_writes:
+            return None, ("moved", None)
+        early = write and self.faults.write_before_fence and replica.is_leader
+        if not (replica.read_allowed(node.local_ms(self.now_ms)) or early):
+            return None, ("not_leader", replica.leader_id)
+        return gr, None
+
+    def handle_client(self, node_id: int, group: int, request: tuple, reply: Callable[[Any], None]) -> None:
+        """A routed request reached a node: ('write', Command) or ('strong_get', key)."""
+        gr, refusal = self._serving(node_id, group, write=request[0] == "write")
+        if gr is None:
+            if refusal is not None:
+                reply(refusal)
+            return
+        assert gr.replica is not None and gr.state is not None
+        key = request[1].key if request[0] == "write" else request[1]
+        if not gr.start <= key_position(key) < gr.end:
+            self.violation(f"group {group} [{gr.start},{gr.end}) served key {key}")
+        if request[0] == "strong_get":
+            reply(("ok", gr.state.kv.get(key)))
+            return
+        if gr.splitting_ballot is not None and not self.faults.moved_accepts_writes:
+            reply(("moved", None))
+            return
+        command: Command = request[1]
+        index = gr.replica.propose(command.encode())
+        if index is None:
+            reply(("not_leader", gr.replica.leader_id))
+            return
+        gr.pending_writes[index] = (command, reply)
+        self._drive(self.nodes[node_id], gr)
+
+    def handle_split(self, node_id: int, group: int, marker: SplitMarker, reply: Callable[[Any], None]) -> None:
+        """The control plane asks a member to split `group` (idempotent, as NodePartition.split)."""
+        node = self.nodes.get(node_id)
+        gr = node.groups.get(group) if node is not None and node.up else None
+        if gr is not None and gr.state is not None and gr.state.moved is not None:
+            if not gr.state.moved.same_split(marker):
+                self.violation(f"group {group} was split as {gr.state.moved}, asked {marker}")
+            reply(("done", gr.state.moved.index))
+            return
+        gr, refusal = self._serving(node_id, group)
+        if gr is None:
+            if refusal is not None:
+                reply(refusal)
+            return
+        assert gr.replica is not None
+        if gr.splitting_ballot is None:
+            if gr.replica.propose(marker.encode()) is None:
+                reply(("not_leader", gr.replica.leader_id))
+                return
+            gr.splitting_ballot = gr.replica.ballot
+            self.split_proposals.setdefault(group, []).append(node_id)
+            self.trace("split-entry", node_id, group, marker.boundary)
+            self._drive(self.nodes[node_id], gr)
+        reply(("pending", None))
+
+    # ----------------------------------------------------------- switch
+
+    def commit_switch(self, switch: Switch) -> None:
+        """The metadata committed a split (nodes learn it later, see `publish`)."""
+        self.switches.append(switch)
+
+    def publish(self, node_id: int) -> None:
+        """This node's catalogue catches up with the metadata: carry out every
+        switch it has not, in commit order (a child may itself have been split)."""
+        node = self.nodes[node_id]
+        node.switches_known = len(self.switches)
+        if not node.up:
+            return  # done at restart
+        for switch in self.switches[node.switches_applied:node.switches_known]:
+            parent = node.groups.get(switch.parent)
+            assert parent is not None and parent.state is not None, (node_id, switch)
+            self._build_children(node, parent, parent.state, switch)
+            for child in (switch.marker.left, switch.marker.right):
+                self._start_group(node, node.groups[child])
+        node.switches_applied = node.switches_known
+
+    def caught_up(self) -> bool:
+        return all(n.switches_applied == len(self.switches) for n in self.nodes.values())
+
+    def _build_children(self, node: SplitNode, parent: GroupReplica, state: PartitionState, switch: Switch) -> None:
+        members = Membership.of(list(switch.members))
+        applied = state.moved is not None or self.faults.child_from_unapplied
+        index = state.moved.index if state.moved is not None else switch.marker.index
+        for child, (start, end) in ((switch.marker.left, switch.left_range), (switch.marker.right, switch.right_range)):
+            disk = SimDisk()
+            # No bootstrap configuration: a built child learns it from its
+            # snapshot; an empty one must not campaign with nothing in its log.
+            gr = GroupReplica(child, start, end, disk, None)
+            if applied:
+                cut = state.cut(start, end)
+                disk.write(Ready(HardState(), (), Snapshot(index, members, cut.snapshot()), False, (), ()))
+                self.child_starts.setdefault(child, []).append(ChildStart(node.node_id, index, cut.checksum()))
+            else:
+                # Nothing to cut from: an empty replica that learns everything
+                # (configuration included) from the child's leader.
+                self.child_starts.setdefault(child, []).append(ChildStart(node.node_id, 0, None))
+            gr.back_date_ms = self._back_date_ms(node.node_id, child, switch.members)
+            node.groups[child] = gr
+        del node.groups[parent.group]
+        parent.stop()
+        self.trace("switch", node.node_id, parent.group, "->", switch.marker.left, switch.marker.right,
+                   "at", index if applied else "empty")
+
+    def _back_date_ms(self, node_id: int, group: int, members: tuple[int, ...]) -> int:
+        """A brand-new group may elect at once; one member (picked by the group id,
+        as production's first_campaigner) campaigns at its first tick."""
+        back = self.options.election_timeout_base_ms
+        if sorted(members)[group % len(members)] == node_id:
+            back += self.options.election_timeout_jitter_ms
+        return back
+
+    # ------------------------------------------------------------ views
+
+    def leader_of(self, group: int) -> "int | None":
+        """The node leading `group` with the highest commit index (a deposed one may still think it leads)."""
+        best = None
+        for node in self.nodes.values():
+            gr = node.groups.get(group) if node.up else None
+            if gr is not None and gr.replica is not None and gr.replica.is_leader:
+                if best is None or gr.replica.commit_index > best[0]:
+                    best = (gr.replica.commit_index, node.node_id)
+        return None if best is None else best[1]
+
+
+def _recovered_state(disk: SimDisk) -> PartitionState:
+    """The applied state a restart recovers: the snapshot plus the log up to the durable commit index."""
+    persisted: PersistedState = disk.load()
+    state = PartitionState.restore(persisted.snapshot.data) if persisted.snapshot else PartitionState()
+    index = persisted.snapshot.index if persisted.snapshot else 0
+    entries = {e.index: e for e in persisted.entries}
+    while index + 1 <= persisted.hard_state.commit_index and index + 1 in entries:
+        index += 1
+        if entries[index].kind == EntryKind.COMMAND:
+            state.apply(index, entries[index].data)
+    return state
