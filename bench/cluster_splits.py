@@ -11,7 +11,10 @@ processes in three AZs, two MemDS servers, one router, all on 127.0.0.1):
 - "no splits": consumption splits off (`--no-split-for-traffic`);
 - "splits": consumption splits on, with DynamoDB's per-partition limit of
   1,000 write units (a partition above 80% of it for three 5 s windows
-  splits; the point comes from the observed key distribution).
+  splits; the point comes from the observed key distribution);
+- "4 partitions": splits off, the table created provisioned with 4,000 WCU
+  (four partitions from the start): what the same writes cost in four groups
+  on this machine, with no split involved.
 
 The workload: one on-demand table (one partition at first), PutItem of
 ~1 KB items (1 WCU each) through the router over raw keep-alive connections
@@ -79,16 +82,23 @@ def partition_count(node_url: str) -> int:
         return -1
 
 
-def run_phase(label: str, splits: SplitLimits, args: argparse.Namespace) -> list[dict]:
+def run_phase(label: str, splits: SplitLimits, args: argparse.Namespace,
+              write_units: int | None = None) -> list[dict]:
+    """One run on a fresh cluster; an on-demand table, or provisioned with `write_units`."""
     data_dir = tempfile.mkdtemp(prefix=f"triplica-cluster-splits-{label}-")
     base = _free_base_port()
     cluster_up(data_dir, base_port=base, splits=splits)
     try:
         host, port = "127.0.0.1", base
         signer = SigV4(f"{host}:{port}")
-        create = json.dumps({"TableName": TABLE, "BillingMode": "PAY_PER_REQUEST",
-                             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-                             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+        table: dict = {"TableName": TABLE, "BillingMode": "PAY_PER_REQUEST",
+                       "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                       "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}
+        if write_units is not None:
+            table["BillingMode"] = "PROVISIONED"
+            table["ProvisionedThroughput"] = {"ReadCapacityUnits": 100,
+                                              "WriteCapacityUnits": write_units}
+        create = json.dumps(table)
         loop, _ = new_loop()
         asyncio.set_event_loop(loop)
         result = loop.run_until_complete(run_closed_loop(
@@ -137,7 +147,8 @@ def main() -> int:
     assert 1 <= args.seconds <= SECONDS_MAX
     baseline = run_phase("no splits", SplitLimits(for_traffic=False), args)
     splitting = run_phase("splits", SplitLimits(write_units=args.write_units), args)
-    write_results(args, baseline, splitting)
+    four = run_phase("4 partitions", SplitLimits(for_traffic=False), args, write_units=4000)
+    write_results(args, [baseline, splitting, four])
     return 0
 
 
@@ -147,13 +158,13 @@ def _summary(rows: list[dict], last: int) -> tuple[float, float, int]:
             statistics.median(r["p99_ms"] for r in tail), max(r["partitions"] for r in tail))
 
 
-def write_results(args: argparse.Namespace, baseline: list[dict], splitting: list[dict]) -> None:
+def write_results(args: argparse.Namespace, runs: list[list[dict]]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-    for rows, style in ((baseline, "--"), (splitting, "-")):
+    for rows, style in zip(runs, ("--", "-", ":")):
         seconds = [r["second"] for r in rows]
         label = rows[0]["phase"]
         axes[0].plot(seconds, [r["requests"] for r in rows], style, label=label)
@@ -172,24 +183,25 @@ def write_results(args: argparse.Namespace, baseline: list[dict], splitting: lis
     figure.tight_layout()
     figure.savefig(os.path.join(RESULTS, "cluster_splits.png"), dpi=100)
     last = max(1, args.seconds // 3)
-    base_rate, base_p99, base_parts = _summary(baseline, last)
-    split_rate, split_p99, split_parts = _summary(splitting, last)
+    summaries = [(rows[0]["phase"], *_summary(rows, last), sum(r["errors"] for r in rows))
+                 for rows in runs]
+    base_rate = max(summaries[0][1], 1)
     lines = [f"# Splits for consumption on a 3-node cluster ({dt.date.today()})", "",
              f"`bench/cluster_splits.py --seconds {args.seconds} --connections {args.connections} "
              f"--keys {args.keys} --zipf {args.zipf} --write-units {args.write_units:g}` "
              "(see the docstring for the set-up). Medians over the last "
              f"{last} seconds of each run:", "",
-             "| run | PutItem/s | p99 ms | partitions | errors |", "|---|---|---|---|---|",
-             f"| no splits | {base_rate:.0f} | {base_p99:.1f} | {base_parts} | "
-             f"{sum(r['errors'] for r in baseline)} |",
-             f"| splits | {split_rate:.0f} | {split_p99:.1f} | {split_parts} | "
-             f"{sum(r['errors'] for r in splitting)} |", "",
-             f"Throughput ratio splits / no splits: {split_rate / max(base_rate, 1):.2f}.", "",
-             "| second | no splits PutItem/s | p99 ms | partitions | splits PutItem/s | p99 ms | partitions |",
-             "|---|---|---|---|---|---|---|"]
-    for b, s in zip(baseline, splitting):
-        lines.append(f"| {b['second']} | {b['requests']} | {b['p99_ms']:.1f} | {b['partitions']} | "
-                     f"{s['requests']} | {s['p99_ms']:.1f} | {s['partitions']} |")
+             "| run | PutItem/s | p99 ms | partitions | errors | vs no splits |",
+             "|---|---|---|---|---|---|"]
+    for label, rate, p99, parts, errors in summaries:
+        lines.append(f"| {label} | {rate:.0f} | {p99:.1f} | {parts} | {errors} | "
+                     f"{rate / base_rate:.2f} |")
+    lines += ["", "| second | " + " | ".join(f"{rows[0]['phase']} PutItem/s | p99 ms | partitions"
+                                              for rows in runs) + " |",
+              "|---|" + "---|---|---|" * len(runs)]
+    for group in zip(*runs):
+        lines.append(f"| {group[0]['second']} | " + " | ".join(
+            f"{r['requests']} | {r['p99_ms']:.1f} | {r['partitions']}" for r in group) + " |")
     with open(os.path.join(RESULTS, "cluster_splits.md"), "w") as file:
         file.write("\n".join(lines) + "\n")
 
