@@ -84,12 +84,31 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------- node and cluster (issue 3)
 
 def _node(args: argparse.Namespace) -> int:
+    if args.action in ("drain", "undrain"):
+        return _drain(args)
+    if args.config is None:
+        print("triplica node: --config is required to run a node", file=sys.stderr)
+        return 2
     from triplica.cluster.config import load_node_config
     from triplica.cluster.node import run_node
 
     run_node(load_node_config(args.config))
     sys.stdout.flush()
     return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    from triplica.cluster.drain import drain
+
+    if args.node is None:
+        print("triplica node drain: --node is required", file=sys.stderr)
+        return 2
+    left = drain(args.endpoint, args.node, args.wait, undo=args.action == "undrain")
+    if args.action == "undrain":
+        print(f"node {args.node}: no longer draining", flush=True)
+        return 0
+    print(f"node {args.node}: {left} replicas left", flush=True)
+    return 0 if left == 0 else 1
 
 
 def _cluster(args: argparse.Namespace) -> int:
@@ -104,7 +123,8 @@ def _cluster(args: argparse.Namespace) -> int:
                                  window_s=args.split_window, for_traffic=not args.no_split_for_traffic)
             endpoints = local.cluster_up(args.data_dir, nodes=args.nodes, azs=args.azs,
                                          base_port=args.base_port, sync=args.sync,
-                                         routers=args.routers, memds=args.memds, splits=splits)
+                                         routers=args.routers, memds=args.memds, splits=splits,
+                                         replace_after_s=args.replace_after)
             print(" ".join(endpoints), flush=True)
         elif args.action == "down":
             stopped = local.cluster_down(args.data_dir)
@@ -118,8 +138,15 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _add_cluster_commands(commands: "argparse._SubParsersAction") -> None:
-    node = commands.add_parser("node", help="run one storage node (see cluster/config.py)")
-    node.add_argument("--config", required=True, help="node config file (.json or .toml)")
+    node = commands.add_parser("node", help="run one storage node (see cluster/config.py), "
+                                            "or drain one: triplica node drain --node N")
+    node.add_argument("action", nargs="?", choices=("run", "drain", "undrain"), default="run",
+                      help="drain: move every replica off --node (metadata/replica_mover.py)")
+    node.add_argument("--config", default=None, help="node config file (.json or .toml)")
+    node.add_argument("--node", type=int, default=None, help="drain: the node's id")
+    node.add_argument("--endpoint", default="http://127.0.0.1:8000", help="drain: a router")
+    node.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
+                      help="drain: how long to wait for the replicas to move")
     node.add_argument("--log-level", default="WARNING")
     node.set_defaults(run=_node)
     cluster = commands.add_parser("cluster", help="a local multi-process cluster on 127.0.0.1")
@@ -144,6 +171,8 @@ def _add_cluster_commands(commands: "argparse._SubParsersAction") -> None:
                     help="consumption window length")
     up.add_argument("--no-split-for-traffic", action="store_true",
                     help="split for size only")
+    up.add_argument("--replace-after", type=float, default=60.0, metavar="SECONDS",
+                    help="a node silent this long has its replicas moved to other nodes")
     down = actions.add_parser("down", help="stop every process of the cluster (SIGTERM, SIGKILL)")
     start = actions.add_parser("start-node", help="(re)start one stopped node from its config")
     start.add_argument("--node", type=int, required=True)

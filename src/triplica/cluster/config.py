@@ -10,7 +10,10 @@ A config file is JSON (`.json`) or TOML (`.toml`, read with tomllib). A node's:
                {"id": 3, "az": "az-c", "host": "10.0.0.3", "http_port": 8001, "peer_port": 9001}]}
 
 `nodes` lists every node of the cluster (this one included, same list on
-every node); `host` is where the others reach it. `repair_wait_s` (optional):
+every node); `host` is where the others reach it. `replace_after_s`
+(optional, default 60): how long a node may be silent before the control
+plane moves its replicas elsewhere (metadata/replica_mover.py).
+`repair_wait_s` (optional):
 how long a damaged replica waits for its peers' repair bounds
 (engine/node_partition.py). A router's config:
 
@@ -49,6 +52,7 @@ from triplica.metadata.split_policy import (READ_UNITS_PER_PARTITION, SIZE_BYTES
 REPLICAS_PER_PARTITION = 3
 SYNC_MODES = ("always", "batch", "none")
 REPAIR_WAIT_S_MAX = 24 * 3600.0
+REPLACE_AFTER_S_DEFAULT = 60.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class NodeConfig:
     listen_host: str = "127.0.0.1"
     sync: str = "batch"
     repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT
+    replace_after_s: float = REPLACE_AFTER_S_DEFAULT
     memds: tuple[MemdsSpec, ...] = ()  # the control plane pushes map changes to them
     splits: SplitLimits = SplitLimits()
 
@@ -109,6 +114,8 @@ class NodeConfig:
             raise ValueError(f"sync must be one of {SYNC_MODES}")
         if not 0 <= self.repair_wait_s <= REPAIR_WAIT_S_MAX:
             raise ValueError(f"repair_wait_s must be between 0 and {REPAIR_WAIT_S_MAX}")
+        if not 0 < self.replace_after_s <= REPAIR_WAIT_S_MAX:
+            raise ValueError(f"replace_after_s must be between 0 and {REPAIR_WAIT_S_MAX}")
         check_zones(self.nodes)
 
 
@@ -150,6 +157,7 @@ def load_node_config(path: str) -> NodeConfig:
                       listen_host=str(data.get("listen_host", "127.0.0.1")),
                       sync=str(data.get("sync", "batch")),
                       repair_wait_s=float(data.get("repair_wait_s", REPAIR_BOUND_WAIT_S_DEFAULT)),
+                      replace_after_s=float(data.get("replace_after_s", REPLACE_AFTER_S_DEFAULT)),
                       memds=_memds(data), splits=_splits(data))
 
 

@@ -31,8 +31,8 @@ import time
 import urllib.error
 import urllib.request
 
-from triplica.cluster.config import (MemdsSpec, NodeConfig, NodeSpec, RouterConfig, SplitLimits,
-                                     write_json)
+from triplica.cluster.config import (REPLACE_AFTER_S_DEFAULT, MemdsSpec, NodeConfig, NodeSpec,
+                                     RouterConfig, SplitLimits, write_json)
 
 READY_WAIT_S_MAX = 30.0
 STOP_GRACE_S = 10.0
@@ -97,7 +97,8 @@ def router_port(base_port: int, index: int) -> int:
 
 def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 8000,
                sync: str = "batch", routers: int = 1, memds: int = 2,
-               splits: SplitLimits = SplitLimits()) -> list[str]:
+               splits: SplitLimits = SplitLimits(),
+               replace_after_s: float = REPLACE_AFTER_S_DEFAULT) -> list[str]:
     """Write configs, start nodes, MemDS servers and routers, wait for ListTables;
     returns the routers' endpoints."""
     data_dir = os.path.abspath(data_dir)
@@ -115,7 +116,7 @@ def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 800
         write_json(_path(data_dir, f"node-{spec.id}", ".json"), NodeConfig(
             node_id=spec.id, az=spec.az, data_dir=os.path.join(data_dir, f"node-{spec.id}"),
             http_port=spec.http_port, peer_port=spec.peer_port, nodes=specs, sync=sync,
-            memds=memds_specs, splits=splits))
+            memds=memds_specs, splits=splits, replace_after_s=replace_after_s))
     for index, memds_spec in enumerate(memds_specs, start=1):
         with open(_path(data_dir, f"memds-{index}", ".json"), "w") as file:
             json.dump({"listen_host": "127.0.0.1", "port": memds_spec.port, "poll_s": MEMDS_POLL_S,

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 from typing import Any, Awaitable, Callable
 
@@ -115,6 +116,7 @@ class StorageNode:
         self.network = network
         self.replicas: dict[str, NodePartition] = {}  # group key -> this node's replica
         self.advisor: SplitAdvisor | None = None  # set once the Database exists
+        self.db: Database | None = None
         # Peer requests of other roles (cluster/node_metadata.py): None if not theirs.
         self.more_requests: Callable[[dict], Awaitable[Message | None]] | None = None
         network.serve_requests(self.answer)
@@ -123,6 +125,7 @@ class StorageNode:
                        directory: str) -> NodePartition | UnhostedPartition:
         path = os.path.join(directory, GROUP_FILE)
         fresh = not os.path.exists(path)
+        joining = False
         if fresh:  # placed by the metadata system (metadata/planning.py)
             if partition.group is None or not partition.members:
                 raise AssertionError(f"table {info.name}: a cluster partition without a group")
@@ -139,13 +142,26 @@ class StorageNode:
         else:
             document = read_json(path)
             group_key, members = document["group"], document["members"]
-        partition.group, partition.members = group_key, list(members)
-        if self.config.node_id not in members:
-            return UnhostedPartition(members)
+            joining = bool(document.get("joining"))
+        catalogue_members = list(partition.members or members)
+        partition.group, partition.members = group_key, catalogue_members
+        if self.config.node_id not in members or not (
+                joining or self.config.node_id in catalogue_members):
+            # Never a member, or moved away (the move is recorded: its files can go).
+            shutil.rmtree(os.path.join(directory, REPLICA_DIRECTORY), ignore_errors=True)
+            return UnhostedPartition(catalogue_members)
+        if joining and self.config.node_id in catalogue_members:
+            # The move that added it is recorded: from now on an ordinary member (which
+            # a later move may remove like any other).
+            write_json_durably(path, {"group": group_key, "members": members})
+        open_already = self._open_replica(group_key)
+        if open_already is not None:  # joined by the control plane (replica_mover.py)
+            return open_already
         replica = NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
                                 members=members, network=self.network, sync_mode=self.config.sync,
                                 fresh=fresh, ask_bound=lambda peer: self.ask_bound(peer, group_key),
-                                repair_wait_s=self.config.repair_wait_s)
+                                repair_wait_s=self.config.repair_wait_s,
+                                joining=not fresh and joining)
         # Deleted tables' replicas are closed; forget them here (bounds the dict).
         self.replicas = {key: r for key, r in self.replicas.items() if not r.closed}
         self.replicas[group_key] = replica
@@ -204,8 +220,84 @@ class StorageNode:
             return {"not_leader": error.leader_id}
         return {"index": index}
 
+    # ----------------------------------------------------- moving replicas
+
+    def _partition_of(self, table: str, group_key: str) -> tuple[TableInfo, PartitionInfo]:
+        assert self.db is not None
+        info = self.db.tables[table].info
+        return info, next(p for p in info.partitions if p.group == group_key)
+
+    def host_replica(self, table: str, group_key: str, members: list[int]) -> None:
+        """Open a replica of an existing group that the control plane is adding here
+        (metadata/replica_mover.py): empty, with no configuration, it catches up from the
+        leader once proposed. Recorded in group.json as joining, so a restart reopens it."""
+        if self._open_replica(group_key) is not None:
+            return
+        info, partition = self._partition_of(table, group_key)
+        directory = self.db.partition_dir(info, partition)  # type: ignore[union-attr]
+        shutil.rmtree(directory, ignore_errors=True)  # a former member's leftovers
+        os.makedirs(directory)
+        peers = sorted(set(members) | {self.config.node_id})
+        write_json_durably(os.path.join(directory, GROUP_FILE),
+                           {"group": group_key, "members": peers, "joining": True})
+        replica = NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
+                                members=peers, network=self.network, sync_mode=self.config.sync,
+                                ask_bound=lambda peer: self.ask_bound(peer, group_key),
+                                repair_wait_s=self.config.repair_wait_s, joining=True)
+        self.replicas[group_key] = replica
+
+    async def drop_replica(self, table: str, group_key: str) -> bool:
+        """Close and delete this node's replica of a group it no longer belongs to."""
+        replica = self._open_replica(group_key)
+        if replica is None:
+            return True
+        assert self.db is not None
+        info, partition = self._partition_of(table, group_key)
+        if self.config.node_id in (partition.members or ()):
+            return False  # the catalogue still routes to it
+        del self.replicas[group_key]
+        await replica.aclose()
+        shutil.rmtree(self.db.partition_dir(info, partition), ignore_errors=True)
+        return True
+
+    async def answer_moves(self, request: dict) -> Message | None:
+        """The control plane's requests about moving replicas (None: not one of them)."""
+        if "ping" in request:
+            return {"ok": True}
+        key = request.get("group_status", request.get("replica_config"))
+        if key is not None:
+            replica = self._open_replica(str(key))
+            if "replica_config" in request:
+                config = None if replica is None else replica.committed_members()
+                return {"config": None if config is None else list(config)}
+            status = None if replica is None else replica.status()
+            if status is None:
+                return {"not_leader": None if replica is None else replica.leader_hint()}
+            return status
+        if "host_replica" in request:
+            self.host_replica(str(request["table"]), str(request["host_replica"]),
+                              [int(m) for m in request["members"]])
+            return {"ok": True}
+        if "drop_replica" in request:
+            return {"ok": await self.drop_replica(str(request["table"]),
+                                                  str(request["drop_replica"]))}
+        if "propose_members" in request:
+            replica = self._open_replica(str(request["propose_members"]))
+            try:
+                if replica is None:
+                    raise NotLeaderError(None)
+                index = replica.propose_members([int(m) for m in request["members"]],
+                                                [int(m) for m in request["log_replicas"]])
+            except NotLeaderError as error:
+                return {"not_leader": error.leader_id}
+            return {"index": index}
+        return None
+
     async def answer(self, request: dict) -> Message:
         """A peer's request (see the module docstring); unknown ones raise (RemoteError there)."""
+        moves = await self.answer_moves(request)
+        if moves is not None:
+            return moves
         if "split_group" in request:
             return await self.split_group(request)
         if "split_applied" in request:  # the control plane waits for every live member
@@ -302,6 +394,7 @@ async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
         # provisioned capacity needs (engine/partition_plan.py).
         db.partitions_follow_capacity = True
         db.prepare_child = node.prepare_child
+        node.db = db
         limits = config.splits
         node.advisor = SplitAdvisor(db, limits.size_bytes, limits.window_s)
         advising = asyncio.get_running_loop().create_task(advise_splits(node.advisor))

@@ -42,6 +42,8 @@ import orjson
 from triplica.api import sigv4, wire
 from triplica.api.http_server import Request, Response
 from triplica.api.service import DEFAULT_REGION
+from triplica.errors import ValidationException
+from triplica.router.internal import DRAIN_TARGET
 from triplica.cluster.config import NodeConfig, placement
 from triplica.engine.catalog import PartitionInfo
 from triplica.engine.database import Database
@@ -49,9 +51,10 @@ from triplica.engine.group_split import SplitMarker
 from triplica.engine.node_partition import NotLeaderError
 from triplica.metadata.split_reports import GroupReport, Limits, SplitSuggestion, decide_splits
 from triplica.metadata.catalogue_follower import CatalogueFollower
-from triplica.metadata.catalogue_log import Change, map_change_of
+from triplica.metadata.catalogue_log import Change, map_changes_of
 from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
 from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica
+from triplica.metadata.replica_mover import ReplicaMover
 from triplica.transport.base import Message, RemoteError, TransportError
 from triplica.transport.tcp import TcpClient
 
@@ -93,8 +96,12 @@ class MetadataRole:
                                         lambda group: placement(config.nodes, group),
                                         self._group_serving, self._publish,
                                         ask_split=self._ask_split, suggestions=self._suggestions)
+            self.control.mover = ReplicaMover(db, {n.id: n.az for n in config.nodes}, self._ask,
+                                              self.control.record_members,
+                                              config.replace_after_s)
         self._reconciler: asyncio.Task | None = None
         self._splitter: asyncio.Task | None = None
+        self._mover: asyncio.Task | None = None
         self._reporter: asyncio.Task | None = None
         self._memds = [TcpClient(m.host, m.port) for m in config.memds]
 
@@ -104,6 +111,7 @@ class MetadataRole:
         if self.control is not None:
             self._reconciler = loop.create_task(self.control.run_reconciler())
             self._splitter = loop.create_task(self.control.run_splitter())
+            self._mover = loop.create_task(self.control.run_mover())
         if self._memds:
             self._reporter = loop.create_task(self._report_leaders())
 
@@ -158,7 +166,7 @@ class MetadataRole:
         before the control plane answers (bounded: a node or MemDS server down or slow
         catches up later by polling)."""
         changes = self.replica.changes_after(epoch - 1, 1) if self.replica is not None else []
-        pushes = [map_change_of(e, change) for e, change in changes if e == epoch]
+        pushes = map_changes_of([(e, change) for e, change in changes if e == epoch])
         await asyncio.gather(*(self._poke_one(peer, epoch) for peer in self.others),
                              *(self._push_one(client, pushes) for client in self._memds))
 
@@ -200,6 +208,15 @@ class MetadataRole:
             if isinstance(answer, dict) and answer.get("serving") is True:
                 return True
         return False
+
+    async def _ask(self, node: int, request: dict) -> Any:
+        """A node's answer to a control plane request, or None if it gave none."""
+        try:
+            if node == self.config.node_id:
+                return await self.node.answer(request)
+            return await self.network.request(node, request, PEER_CALL_S)
+        except (TransportError, RemoteError, KeyError):
+            return None
 
     # ----------------------------------------------------------------- splits
 
@@ -282,11 +299,11 @@ class MetadataRole:
             changes = self.replica.changes_after(after)
             if "catalogue_after" in request:
                 return {"changes": [[epoch, change] for epoch, change in changes]}
-            return {"changes": [map_change_of(epoch, change) for epoch, change in changes]}
+            return {"changes": map_changes_of(changes)}
         return None
 
     async def close(self) -> None:
-        for task in (self._reconciler, self._splitter, self._reporter):
+        for task in (self._reconciler, self._splitter, self._mover, self._reporter):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -307,6 +324,8 @@ class ControlPlaneApp:
 
     def handle(self, request: Request) -> Any:
         target = request.headers.get("x-amz-target", "")
+        if target == DRAIN_TARGET:
+            return self._drain(request)
         operation = target.rpartition(".")[2]
         if operation not in CONTROL_OPERATIONS or not target.startswith("DynamoDB_"):
             return self.inner.handle(request)
@@ -324,6 +343,22 @@ class ControlPlaneApp:
         except NotLeaderError as error:
             return self.redirect(error)
         return 200, orjson.dumps(result), None
+
+    async def _drain(self, request: Request) -> Response:
+        """`{"Node": id, "Drain": true|false}`: start or stop draining a node."""
+        parameters = wire.parse_body(request.body)
+        node, drain = parameters.get("Node"), parameters.get("Drain", True)
+        if type(node) is not int or node not in {n.id for n in self.role.config.nodes} \
+                or type(drain) is not bool:
+            raise ValidationException(f"Node must be one of the cluster's node ids: {node!r:.50}")
+        control = self.role.control
+        try:
+            if control is None:
+                raise NotLeaderError(self.role.leader_hint())
+            draining = await control.set_draining(node, drain)
+        except NotLeaderError as error:
+            return self.redirect(error)
+        return 200, orjson.dumps({"Draining": draining}), None
 
     async def close(self) -> None:
         await self.role.close()  # before the Database: the follower applies to it

@@ -79,8 +79,8 @@ from triplica.errors import DynamoError, InternalServerError
 from triplica.memds.partition_map import Route, TableMap
 from triplica.router.batch_split import BatchMerge, SubBatch, split_batch, sub_body
 from triplica.memds.client import MemdsClient
-from triplica.router.internal import (INTERNAL_KEY, ROUTER_STATS_TARGET, VALIDATE_ONLY,
-                                      WIPE_CACHE_TARGET)
+from triplica.router.internal import (DRAIN_TARGET, INTERNAL_KEY, PARTITION_MAP_TARGET,
+                                      ROUTER_STATS_TARGET, VALIDATE_ONLY, WIPE_CACHE_TARGET)
 from triplica.router.map_cache import MapCache
 from triplica.router.key_routes import KEY_PARAMETER, key_hash
 from triplica.router.map_source import MapSource, MemdsFirstMaps, NodeMapSource
@@ -129,6 +129,13 @@ class RouterApp:
         target = request.headers.get("x-amz-target")
         if target in (ROUTER_STATS_TARGET, WIPE_CACHE_TARGET):
             return self._admin(target)
+        if target == DRAIN_TARGET:
+            self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
+            return self._control(request)
+        if target == PARTITION_MAP_TARGET:  # operators' tools (`triplica node drain`)
+            self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
+            data = encode_request(request.path or "/", request.headers, request.body)
+            return self._forward(data, next(self._round_robin), None, self.order, True)
         operation = wire.parse_target(request.headers)
         self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
         if operation in CONTROL_OPERATIONS:

@@ -115,17 +115,21 @@ class Catalog:
         # In a cluster: the metadata log epoch this catalogue reflects
         # (metadata/catalogue_follower.py); always 0 in `triplica serve`.
         self.epoch = 0
+        # In a cluster: the nodes being drained (metadata/replica_mover.py).
+        self.draining: list[int] = []
         if os.path.exists(self.path):
             with open(self.path, "rb") as f:
                 document = orjson.loads(f.read())
             assert document["version"] == CATALOG_FORMAT_VERSION, document["version"]
             self.epoch = int(document.get("epoch", 0))
+            self.draining = [int(n) for n in document.get("draining", [])]
             for data in document["tables"]:
                 info = TableInfo.from_json(data)
                 self.tables[info.name] = info
 
     def save(self) -> None:
         document = {"version": CATALOG_FORMAT_VERSION, "epoch": self.epoch,
+                    "draining": self.draining,
                     "tables": [t.to_json() for t in self.tables.values()]}
         payload = orjson.dumps(document, option=orjson.OPT_INDENT_2)
         temporary = self.path + ".tmp"

@@ -165,6 +165,34 @@ class Database:
         self.tables[info.name] = table
         return table
 
+    def partition_dir(self, info: TableInfo, partition: PartitionInfo) -> str:
+        return self._partition_dir(info, partition)
+
+    async def replace_members(self, info: TableInfo, epoch: int) -> None:
+        """A cluster table whose partitions' members changed (a replica moved to another
+        node, metadata/replica_mover.py): each such partition is built again by the
+        factory (which hands over a replica this node already joined, or redirects),
+        and a replica this node no longer hosts is closed and removed."""
+        assert self.partition_factory is not None, "cluster tables only"
+        table = self.tables[info.name]
+        before = [p.members for p in table.info.partitions]
+        self.replace_table_info(info, epoch)
+        partitions = list(table.partitions)
+        for position, partition_info in enumerate(info.partitions):
+            if before[position] == partition_info.members:
+                continue
+            current = partitions[position]
+            replacement = self.partition_factory(info, partition_info,
+                                                 self._partition_dir(info, partition_info))
+            if replacement is current:
+                continue
+            partitions[position] = replacement
+            if getattr(current, "closed", True) is False:
+                await _close_partition(current)
+                if getattr(replacement, "driver", None) is None:  # no longer hosted here
+                    shutil.rmtree(self._partition_dir(info, partition_info), ignore_errors=True)
+        self.tables[info.name] = Table(info, partitions)
+
     def replace_table_info(self, info: TableInfo, epoch: int) -> None:
         """A table's new definition with the same partitions (throughput, status, tags)."""
         table = self.tables[info.name]
@@ -207,6 +235,13 @@ class Database:
                 await _close_partition(partition)
                 shutil.rmtree(os.path.join(self.data_dir, "tables", info.table_id, partition_id),
                               ignore_errors=True)
+
+    def set_draining(self, nodes: list[int], epoch: int) -> None:
+        """The cluster's nodes being drained (a metadata record, replica_mover.py)."""
+        assert epoch > self.catalog.epoch, (epoch, self.catalog.epoch)
+        self.catalog.draining = sorted(nodes)
+        self.catalog.epoch = epoch
+        self.catalog.save()
 
     def note_epoch(self, epoch: int) -> None:
         """A metadata change that needs nothing of this node (a table it never had)."""

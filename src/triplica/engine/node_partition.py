@@ -131,14 +131,20 @@ class NodePartition:
     def __init__(self, directory: str, *, node_id: int, group_key: str, members: list[int],
                  network: Any, sync_mode: str = "batch", fresh: bool = False,
                  options: ReplicaOptions = ReplicaOptions(), ask_bound: AskBound | None = None,
-                 repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT) -> None:
+                 repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT, joining: bool = False) -> None:
         """`ask_bound`: how to ask a peer for its repair bound; without it a damaged
-        replica raises ReplicaDamagedError here, as before (see the module docstring)."""
-        assert node_id in members and len(set(members)) == len(members), (node_id, members)
+        replica raises ReplicaDamagedError here, as before (see the module docstring).
+        `joining`: a replica added to an existing group (metadata/replica_mover.py); it
+        starts with no configuration and learns it from the leader; `members` are the
+        peers it can reach at first."""
+        assert (node_id in members or joining) and len(set(members)) == len(members), \
+            (node_id, members)
+        assert not (joining and fresh)
         self.directory = directory
         self.node_id = node_id
         self.group_key = group_key
-        self._members = list(members)
+        self._members = sorted(set(members) | {node_id})
+        self._joining = joining
         self._network = network
         self._sync_mode = sync_mode
         self._options = options
@@ -166,7 +172,7 @@ class NodePartition:
         else:
             discard_interrupted(directory)
         try:
-            if not fresh and not os.path.isdir(self._replica_path):
+            if not fresh and not joining and not os.path.isdir(self._replica_path):
                 raise ReplicaDamagedError(self._replica_path, "its directory is missing")
             self.driver = self._make_driver(start_ms)
         except ReplicaDamagedError as error:
@@ -176,6 +182,7 @@ class NodePartition:
             self._healer = self._loop.create_task(self._heal(ask_bound, repair_wait_s))
             return
         self._refresh_moved()
+        self._reach_members(self.driver)
         self.driver.start()
 
     @property
@@ -188,7 +195,8 @@ class NodePartition:
 
     def _make_driver(self, start_ms: int | None) -> ReplicaDriver:
         return ReplicaDriver(
-            node_id=self.node_id, group=GROUP_ID, membership=Membership.of(self._members),
+            node_id=self.node_id, group=GROUP_ID,
+            membership=None if self._joining else Membership.of(self._members),
             directory=self._replica_path, network=self._network,
             addresses={member: (self.group_key, member) for member in self._members},
             sync_mode=self._sync_mode, decode=decode_entry, listener=self, options=self._options,
@@ -383,12 +391,54 @@ class NodePartition:
 
     # ----------------------------------------------- DriverListener (callbacks)
 
+    def _reach_members(self, driver: ReplicaDriver) -> None:
+        """Every member of the configurations this replica knows is reachable (a replica
+        added by the control plane joins after this one started)."""
+        core = driver.replica
+        for config in (core.committed_config, core.pending_config):
+            if config is not None:
+                for member in config.members:
+                    driver.add_peer(member, (self.group_key, member))
+
+    def status(self) -> dict[str, Any] | None:
+        """The group as this replica sees it while leading (metadata/replica_mover.py)."""
+        driver = self.driver
+        if driver is None or self._closed or not driver.is_leader:
+            return None
+        core = driver.replica
+        config = core.committed_config
+        if config is None:
+            return None
+        now_ms = driver.now_ms()
+        return {"leader": self.node_id, "commit_index": core.commit_index,
+                "committed": [sorted(config.members), sorted(config.log_replicas)],
+                "pending": None if core.pending_config is None else
+                [sorted(core.pending_config.members), sorted(core.pending_config.log_replicas)],
+                "caught_up": sorted(n for n, p in core.progress.items()
+                                    if p.match_index >= core.commit_index),
+                "silent_ms": {str(n): max(0, now_ms - p.acked_sent_ms)
+                              for n, p in core.progress.items()}}
+
+    def committed_members(self) -> tuple[list[int], list[int]] | None:
+        driver = self.driver
+        config = None if driver is None else driver.replica.committed_config
+        return None if config is None else (sorted(config.members), sorted(config.log_replicas))
+
+    def propose_members(self, members: list[int], log_replicas: list[int]) -> int | None:
+        """Propose the next configuration on the leader (one member added or removed)."""
+        driver = self._leader()
+        for member in members:
+            driver.add_peer(member, (self.group_key, member))
+        return driver.propose_membership(Membership.of(members, log_replicas))
+
     def applied(self, driver: ReplicaDriver, entries: tuple[LogEntry, ...]) -> None:
+        self._reach_members(driver)
         self._refresh_moved()
         self._queued.settle(entries, self._queued.owner)
 
     def role_changed(self, driver: ReplicaDriver) -> None:
         self._usable_cache = None
+        self._reach_members(driver)
         if not driver.is_leader:
             self._splitting = False  # a split entry in flight is the next leader's to decide
         self._refresh_moved()

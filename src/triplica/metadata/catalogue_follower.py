@@ -80,7 +80,9 @@ class CatalogueFollower:
 
     async def _apply(self, epoch: int, change: Change) -> None:
         db = self.db
-        if change["op"] == "delete_table":
+        if change["op"] == "set_draining":
+            db.set_draining(list(change["nodes"]), epoch)
+        elif change["op"] == "delete_table":
             if change["name"] in db.tables:
                 await db.delete_table(change["name"], epoch)
             else:
@@ -98,6 +100,9 @@ class CatalogueFollower:
             elif [p.partition_id for p in info.partitions] != \
                     [p.partition_id for p in current.info.partitions]:
                 await db.apply_split(info, epoch)  # a split's switch (control_plane.py)
+            elif [p.members for p in info.partitions] != \
+                    [p.members for p in current.info.partitions]:
+                await db.replace_members(info, epoch)  # a replica moved (replica_mover.py)
             else:
                 db.replace_table_info(info, epoch)
         self.applied_changes += 1

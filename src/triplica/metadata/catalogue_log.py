@@ -11,7 +11,10 @@ Two kinds of change, both whole-table documents so that applying one never
 depends on reading anything but the previous state:
 - `{"op": "put_table", "info": TableInfo.to_json()}`: the table's full
   definition (create, update, status change, tags);
-- `{"op": "delete_table", "name": name}`.
+- `{"op": "delete_table", "name": name}`;
+- `{"op": "set_draining", "nodes": [id, ...]}`: the nodes whose replicas the
+  control plane moves away (`triplica node drain`, replica_mover.py); not a
+  routing change, so MemDS never sees it.
 
 Records are stored in the metadata partition's B-tree under
 `LOG_PREFIX || epoch (8 bytes, big-endian)`, so a range scan returns them in
@@ -44,13 +47,19 @@ def delete_table(name: str) -> Change:
     return {"op": "delete_table", "name": name}
 
 
+def set_draining(nodes: list[int]) -> Change:
+    return {"op": "set_draining", "nodes": sorted(set(nodes))}
+
+
 def check_change(change: Change) -> None:
-    """Refuse a record that is not one of the two kinds (a bug or a damaged log)."""
+    """Refuse a record that is not one of the known kinds (a bug or a damaged log)."""
     op = change.get("op")
     if op == "put_table":
         assert isinstance(change.get("info"), dict), change
     elif op == "delete_table":
         assert isinstance(change.get("name"), str), change
+    elif op == "set_draining":
+        assert all(isinstance(n, int) for n in change.get("nodes", [None])), change
     else:
         raise AssertionError(f"unknown catalogue change {change!r:.200}")
 
@@ -94,6 +103,12 @@ def table_map_of(info: TableInfo, epoch: int) -> TableMap:
                     starts=tuple(p.hash_start for p in partitions),
                     groups=tuple(p.group for p in partitions),  # type: ignore[misc]
                     members=tuple(tuple(p.members or ()) for p in partitions))
+
+
+def map_changes_of(changes: list[tuple[int, Change]]) -> list[dict[str, Any]]:
+    """The routing changes among catalogue changes, as MemDS receives them."""
+    return [map_change_of(epoch, change) for epoch, change in changes
+            if change["op"] in ("put_table", "delete_table")]
 
 
 def map_change_of(epoch: int, change: Change) -> dict[str, Any]:

@@ -56,7 +56,7 @@ from triplica.engine.group_split import SplitMarker
 from triplica.engine.node_partition import NotLeaderError, first_campaigner
 from triplica.metadata.split_reports import SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
-from triplica.metadata.catalogue_log import put_table
+from triplica.metadata.catalogue_log import put_table, set_draining
 from triplica.metadata.metadata_replica import MetadataReplica
 from triplica.metadata.planning import Placement, PlanningDatabase
 
@@ -68,6 +68,7 @@ ACTIVATE_WAIT_S = 8.0  # + two publishes stays within the router's CONTROL_DEADL
 ACTIVATE_POLL_S = 0.02
 RECONCILE_S = 1.0
 SPLIT_CHECK_S = 1.0
+MOVE_CHECK_S = 0.5
 CHILD_KEY_TRIES = 16
 
 # (group key, member node ids) -> does the group have a leader that may serve now?
@@ -87,6 +88,7 @@ class ControlPlane:
         self.ask_split = ask_split
         self.suggestions = suggestions
         self.splits: list[tuple[str, str, int]] = []  # (table, reason, boundary), done
+        self.mover: Any = None  # metadata/replica_mover.py ReplicaMover, set by the node
         self.metadata = metadata
         self.follower = follower
         self.placement = placement
@@ -171,6 +173,8 @@ class ControlPlane:
             parent = next((p for p in table.info.partitions if p.group == group), None)
             if parent is None or not parent.hash_start < boundary < parent.hash_end:
                 return False
+            if self.mover is not None and self.mover.moving(group):
+                return False  # one change to a group at a time: the move finishes first
             info = copy.deepcopy(table.info)
             info.split_intent = list(_children(parent, boundary))
             await self._commit(put_table(info))
@@ -210,15 +214,43 @@ class ControlPlane:
                 return True
         return False
 
+    # ----------------------------------------------------------- moving replicas
+
+    async def set_draining(self, node: int, drain: bool) -> list[int]:
+        """Start (or stop) moving every replica off `node` (replica_mover.py)."""
+        self.metadata.require_leader()
+        async with self._lock:
+            self.metadata.require_leader()
+            await self.follower.catch_up(self.metadata.last_epoch())
+            nodes = set(self.db.catalog.draining)
+            nodes = nodes | {node} if drain else nodes - {node}
+            if sorted(nodes) != self.db.catalog.draining:
+                await self._commit(set_draining(sorted(nodes)))
+            return list(self.db.catalog.draining)
+
+    async def record_members(self, table_name: str, group: str, members: list[int]) -> None:
+        """A group's new members after a move (lock held by the caller)."""
+        table = self.db.tables.get(table_name)
+        if table is None:
+            return
+        info = copy.deepcopy(table.info)
+        for partition in info.partitions:
+            if partition.group == group:
+                partition.members = list(members)
+        await self._commit(put_table(info))
+
+    async def move_step(self) -> bool:
+        if self.mover is None or not self.metadata.is_leader() or self._lock.locked():
+            return False
+        async with self._lock:
+            await self.follower.catch_up(self.metadata.last_epoch())
+            return await self.mover.step()
+
+    async def run_mover(self) -> None:
+        await repeat(MOVE_CHECK_S, self.move_step, "replica move")
+
     async def run_splitter(self) -> None:
-        while True:
-            await asyncio.sleep(SPLIT_CHECK_S)
-            try:
-                await self.split_suggested()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("control plane split failed", exc_info=True)
+        await repeat(SPLIT_CHECK_S, self.split_suggested, "split")
 
     async def reconcile(self) -> None:
         """On the leader: activate tables a previous attempt left CREATING."""
@@ -234,14 +266,19 @@ class ControlPlane:
                     await self._finish_split(name)
 
     async def run_reconciler(self) -> None:
-        while True:
-            await asyncio.sleep(RECONCILE_S)
-            try:
-                await self.reconcile()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("control plane reconcile failed", exc_info=True)
+        await repeat(RECONCILE_S, self.reconcile, "reconcile")
+
+
+async def repeat(period_s: float, step: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Run `step` every `period_s` until cancelled; a failed step is logged and retried."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("control plane %s failed", what, exc_info=True)
 
 
 def _children(parent: PartitionInfo, boundary: int) -> tuple[PartitionInfo, PartitionInfo]:

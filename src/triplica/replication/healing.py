@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 from triplica.replication.config import Membership
 
@@ -69,6 +70,11 @@ class Action:
     replaces: int = 0  # spawn: the member being replaced (place the new replica like it)
 
 
+# Where a new replica goes, when ids are places (a cluster's node ids):
+# (log_replica, member it replaces, ids it must not reuse) -> an id, or None to wait.
+ChooseSpare = Callable[[bool, int, frozenset[int]], "int | None"]
+
+
 @dataclass
 class ControlPlane:
     rng: random.Random
@@ -77,6 +83,10 @@ class ControlPlane:
     replacements_max: int = 2
     maintenance_at_ms: list[int] = field(default_factory=list)
     accepting_new: bool = True  # False once the run is healing: finish, start nothing new
+    # A cluster picks spares among its nodes (None: fresh sequential ids) and may
+    # ask for healthy members to be moved away (a node being drained).
+    choose_spare: "ChooseSpare | None" = None
+    draining: frozenset[int] = frozenset()
     declared: set[int] = field(default_factory=set)
     replacements: int = 0
     spare_log: "int | None" = None
@@ -135,11 +145,15 @@ class ControlPlane:
             victim = min(self.declared)
             if not config.log_replicas:
                 node = self._spare(actions, log_replica=True)
+                if node is None:
+                    return actions  # nowhere to put it yet
                 target = Membership(config.members | {node}, frozenset({node}))
             else:
                 target = Membership(config.members - {victim}, config.log_replicas)
         elif config.log_replicas and len(full) < 3:
             node = self._spare(actions, log_replica=False)
+            if node is None:
+                return actions
             target = Membership(config.members | {node}, config.log_replicas)
         else:
             if not full <= obs.caught_up | {obs.leader}:
@@ -155,17 +169,29 @@ class ControlPlane:
         sick = sorted(n for n in full if n != obs.leader and obs.unhealthy_ms.get(n, 0) >= self.unhealthy_after_ms)
         if sick:
             return sick[0]
+        moving = sorted(n for n in full if n in self.draining)  # the leader too, as maintenance
+        if moving:
+            return moving[0]
         if self.maintenance_at_ms and obs.now_ms >= self.maintenance_at_ms[0]:
             self.maintenance_at_ms.pop(0)
             return self.rng.choice(sorted(full))  # the leader too: it then proposes its own removal
         return None
 
-    def _spare(self, actions: list[Action], log_replica: bool) -> int:
+    def _spare(self, actions: list[Action], log_replica: bool) -> "int | None":
         current = self.spare_log if log_replica else self.spare_full
         if current is not None:
             return current
-        node = self.next_id
-        self.next_id += 1
+        if self.choose_spare is not None:
+            used = frozenset(self.ever_members | self.retired
+                             | {n for n in (self.spare_log, self.spare_full) if n is not None})
+            chosen = self.choose_spare(log_replica, self.replacing, used)
+            if chosen is None:
+                return None
+            assert chosen not in used, (chosen, used)
+            node = chosen
+        else:
+            node = self.next_id
+            self.next_id += 1
         if log_replica:
             self.spare_log = node
         else:

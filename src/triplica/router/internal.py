@@ -44,6 +44,9 @@ PARTITION_MAP_TARGET = "Triplica.PartitionMap"
 # the map cache's counters, and wiping the cache (bench/memds.py).
 ROUTER_STATS_TARGET = "Triplica.RouterStats"
 WIPE_CACHE_TARGET = "Triplica.WipeRouterCache"
+# Operator: move every replica off a node (`triplica node drain`), body
+# {"Node": id, "Drain": true|false}; the router sends it to the metadata leader.
+DRAIN_TARGET = "Triplica.DrainNode"
 
 
 @dataclass(frozen=True)

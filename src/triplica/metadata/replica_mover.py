@@ -1,0 +1,209 @@
+"""Moving replicas off dead and drained nodes: the control plane's replica replacement.
+
+Paper: "When a storage replica is unhealthy, the leader adds a log replica
+so the write quorum holds", then a full replica is rebuilt and the log
+replica removed. The plan is replication/healing.py's `ControlPlane` (the
+same decisions the simulator checks under crashes, partitions and churn),
+run here by the metadata leader for one group at a time, with node ids as
+replica ids:
+
+    {A, B, X} -> {A, B, X, L} -> {A, B, L} -> {A, B, L, F} -> {A, B, F}
+
+X is a member on a node that has not answered the control plane's ping for
+`replace_after_s` (dead), or on a node being drained (`triplica node
+drain`: a `set_draining` record in the metadata log). L, a log replica,
+goes on any live node outside the group that is not needed for F; F, the
+full replica, on a live node in X's availability zone (or in a zone no
+other member uses), so the group keeps one replica per AZ. Each step is one
+request: the group's leader reports its configuration (`group_status`), a
+node opens an empty joining replica (`host_replica`), the leader proposes
+the next configuration (`propose_members`), a removed replica is closed
+(`drop_replica`; a dead node drops its own when it sees the catalogue).
+When the group is settled (three full members, none leaving) the new
+members are recorded in the table's catalogue entry, which routers, MemDS
+and every node follow (a node no longer a member closes and deletes its
+replica; the new one takes over serving).
+
+Needs two nodes outside the group (L and F never share a node): with three
+AZs, six nodes. Without them the move waits, logged. A metadata leader
+change forgets the plan in flight; the next leader starts again from the
+group's committed configuration (every step is a configuration change
+committed in the group's own log). The metadata group itself is placed by a
+fixed rule (cluster/config.py) and is not moved: a drained node keeps its
+metadata replica.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any, Awaitable, Callable
+
+from triplica.engine.database import Database
+from triplica.replication.config import Membership
+from triplica.replication.healing import Action, ControlPlane, Observation
+
+log = logging.getLogger(__name__)
+
+PING_S = 1.0
+REPLACEMENTS_MAX = 1_000_000  # per metadata leadership: a guard, not a policy
+NEVER_HEARD_MS = 1 << 40
+
+# (node, request) -> the answer, or None when the node did not answer
+Ask = Callable[[int, dict], Awaitable[Any]]
+# (table, group, new members) -> recorded in the metadata log
+RecordMembers = Callable[[str, str, list[int]], Awaitable[None]]
+
+
+class ReplicaMover:
+    def __init__(self, db: Database, zones: dict[int, str], ask: Ask, record: RecordMembers,
+                 replace_after_s: float) -> None:
+        assert replace_after_s > 0 and zones
+        self.db = db
+        self.zones = zones  # node id -> AZ
+        self.ask = ask
+        self.record = record
+        self.replace_after_s = replace_after_s
+        self._down_since: dict[int, float] = {}
+        self._planes: dict[str, ControlPlane] = {}  # group key -> its plan in flight
+        self._observed: Observation | None = None
+        self.moves_done = 0
+
+    # ------------------------------------------------------------ health
+
+    async def _check_nodes(self) -> set[int]:
+        """Nodes silent for replace_after_s (pinged every step)."""
+        now = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(*(self.ask(n, {"ping": 1}) for n in self.zones))
+        for node, answer in zip(self.zones, answers):
+            if answer is None:
+                self._down_since.setdefault(node, now)
+            else:
+                self._down_since.pop(node, None)
+        return {n for n, since in self._down_since.items() if now - since >= self.replace_after_s}
+
+    # -------------------------------------------------------------- step
+
+    async def step(self) -> bool:
+        """One step of at most one group's move; True if something was done."""
+        dead = await self._check_nodes()
+        leaving = dead | set(self.db.catalog.draining)
+        target = self._target(leaving)
+        if target is None:
+            return False
+        table, group, members = target
+        observation = await self._observe(group, members, dead)
+        if observation is None:
+            return False  # no leader answers: try again next step
+        plane = self._planes.get(group)
+        if plane is None:
+            plane = ControlPlane(random.Random(0), first_new_id=0,
+                                 unhealthy_after_ms=int(self.replace_after_s * 1000),
+                                 replacements_max=REPLACEMENTS_MAX,
+                                 choose_spare=self._choose_spare)
+            self._planes[group] = plane
+        plane.draining = frozenset(leaving - dead)
+        self._observed = observation
+        for action in plane.decide(observation):
+            if not await self._act(table, group, observation, action):
+                del self._planes[group]  # start over from the committed configuration
+                return True
+        config = observation.committed
+        if plane.settled(config) and not (config.members & leaving):
+            if sorted(config.members) != sorted(members):
+                await self.record(table, group, sorted(config.members))
+                self.moves_done += 1
+                log.warning("table %s: group %s moved from %s to %s", table, group,
+                            sorted(members), sorted(config.members))
+            del self._planes[group]
+        return True
+
+    def _target(self, leaving: set[int]) -> tuple[str, str, list[int]] | None:
+        """The group being moved, else the first one with a member leaving."""
+        found = None
+        for name, table in sorted(self.db.tables.items()):
+            if table.info.split_intent:
+                continue  # a split first (control_plane.py): its children are moved after
+            for partition in table.info.partitions:
+                if partition.group is None:
+                    continue
+                members = list(partition.members or ())
+                if partition.group in self._planes:
+                    return name, partition.group, members
+                if found is None and set(members) & leaving:
+                    found = (name, partition.group, members)
+        return found
+
+    def moving(self, group: str) -> bool:
+        """Is a move of this group under way (a split of it waits)?"""
+        return group in self._planes
+
+    async def _observe(self, group: str, members: list[int], dead: set[int]) -> Observation | None:
+        status = None
+        for member in [m for m in members if m not in dead] + sorted(self.zones):
+            answer = await self.ask(member, {"group_status": group})
+            if isinstance(answer, dict) and "committed" in answer:
+                status = answer
+                break
+        if status is None:
+            return None
+        committed = _membership(status["committed"])
+        pending = None if status["pending"] is None else _membership(status["pending"])
+        configs: dict[int, Membership | None] = {}
+        for member in sorted(committed.members | (pending.members if pending else frozenset())):
+            if member in dead:
+                continue
+            answer = await self.ask(member, {"replica_config": group})
+            if isinstance(answer, dict) and answer.get("config") is not None:
+                configs[member] = _membership(answer["config"])
+        now_ms = int(asyncio.get_running_loop().time() * 1000)
+        unhealthy = {n: NEVER_HEARD_MS for n in dead}
+        return Observation(now_ms, int(status["leader"]), int(status["commit_index"]), committed,
+                           frozenset(int(n) for n in status["caught_up"]), unhealthy, configs,
+                           pending)
+
+    def _choose_spare(self, log_replica: bool, replaces: int,
+                      used: frozenset[int]) -> int | None:
+        """F: a live node outside `used` in the replaced member's AZ or an AZ no other
+        full member uses; L: any other live node, never the only possible F."""
+        observation = self._observed
+        assert observation is not None
+        live = [n for n in sorted(self.zones) if n not in used and n not in self._down_since
+                and n not in self.db.catalog.draining]
+        config = observation.committed
+        staying = config.members - config.log_replicas - {replaces}
+        taken = {self.zones[n] for n in staying if n in self.zones}
+        for_full = [n for n in live if self.zones[n] not in taken]
+        for_full.sort(key=lambda n: (self.zones[n] != self.zones.get(replaces), n))
+        if not log_replica:
+            return for_full[0] if for_full else None
+        candidates = [n for n in live if not (len(for_full) == 1 and n == for_full[0])]
+        candidates.sort(key=lambda n: (n in for_full, n))
+        return candidates[0] if candidates else None
+
+    async def _act(self, table: str, group: str, observation: Observation,
+                   action: Action) -> bool:
+        if action.kind == "spawn":
+            log.warning("group %s: adding a %s replica on node %s to replace node %s", group,
+                        "log" if action.log_replica else "full", action.node, action.replaces)
+            answer = await self.ask(action.node, {"host_replica": group, "table": table,
+                                                  "members": sorted(observation.committed.members)})
+            return isinstance(answer, dict) and answer.get("ok") is True
+        if action.kind == "propose":
+            assert action.membership is not None
+            answer = await self.ask(observation.leader, {
+                "propose_members": group, "members": sorted(action.membership.members),
+                "log_replicas": sorted(action.membership.log_replicas)})
+            log.info("group %s: proposed %s (log replicas %s): %s", group,
+                     sorted(action.membership.members), sorted(action.membership.log_replicas),
+                     answer)
+            return True  # a lost proposal is proposed again from the next observation
+        if action.kind == "retire":
+            await self.ask(action.node, {"drop_replica": group, "table": table})
+            return True  # a node down drops its replica when its catalogue says so
+        raise AssertionError(action.kind)
+
+
+def _membership(pair: list[list[int]]) -> Membership:
+    members, log_replicas = pair
+    return Membership.of([int(m) for m in members], [int(m) for m in log_replicas])
