@@ -209,12 +209,12 @@ class MetadataRole:
                 return True
         return False
 
-    async def _ask(self, node: int, request: dict) -> Any:
-        """A node's answer to a control plane request, or None if it gave none."""
+    async def _ask(self, node: int, request: dict, deadline_s: float = PEER_CALL_S) -> Any:
+        """A node's answer to a control plane request, or None if it gave none in time."""
         try:
             if node == self.config.node_id:
                 return await self.node.answer(request)
-            return await self.network.request(node, request, PEER_CALL_S)
+            return await self.network.request(node, request, deadline_s)
         except (TransportError, RemoteError, KeyError):
             return None
 

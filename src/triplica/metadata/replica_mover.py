@@ -45,12 +45,13 @@ from triplica.replication.healing import Action, ControlPlane, Observation
 
 log = logging.getLogger(__name__)
 
-PING_S = 1.0
+PING_S = 0.5  # a node that cannot answer a ping in this long is not answering (now)
 REPLACEMENTS_MAX = 1_000_000  # per metadata leadership: a guard, not a policy
 NEVER_HEARD_MS = 1 << 40
 
-# (node, request) -> the answer, or None when the node did not answer
-Ask = Callable[[int, dict], Awaitable[Any]]
+# (node, request, deadline_s) -> the answer, or None when the node did not answer in time
+Ask = Callable[[int, dict, float], Awaitable[Any]]
+ASK_S = 1.0
 # (table, group, new members) -> recorded in the metadata log
 RecordMembers = Callable[[str, str, list[int]], Awaitable[None]]
 
@@ -74,7 +75,7 @@ class ReplicaMover:
     async def _check_nodes(self) -> set[int]:
         """Nodes silent for replace_after_s (pinged every step)."""
         now = asyncio.get_running_loop().time()
-        answers = await asyncio.gather(*(self.ask(n, {"ping": 1}) for n in self.zones))
+        answers = await asyncio.gather(*(self.ask(n, {"ping": 1}, PING_S) for n in self.zones))
         for node, answer in zip(self.zones, answers):
             if answer is None:
                 self._down_since.setdefault(node, now)
@@ -140,8 +141,9 @@ class ReplicaMover:
 
     async def _observe(self, group: str, members: list[int], dead: set[int]) -> Observation | None:
         status = None
-        for member in [m for m in members if m not in dead] + sorted(self.zones):
-            answer = await self.ask(member, {"group_status": group})
+        for member in [m for m in members if m not in dead] + \
+                [n for n in sorted(self.zones) if n not in dead]:
+            answer = await self.ask(member, {"group_status": group}, ASK_S)
             if isinstance(answer, dict) and "committed" in answer:
                 status = answer
                 break
@@ -153,7 +155,7 @@ class ReplicaMover:
         for member in sorted(committed.members | (pending.members if pending else frozenset())):
             if member in dead:
                 continue
-            answer = await self.ask(member, {"replica_config": group})
+            answer = await self.ask(member, {"replica_config": group}, ASK_S)
             if isinstance(answer, dict) and answer.get("config") is not None:
                 configs[member] = _membership(answer["config"])
         now_ms = int(asyncio.get_running_loop().time() * 1000)
@@ -187,20 +189,22 @@ class ReplicaMover:
             log.warning("group %s: adding a %s replica on node %s to replace node %s", group,
                         "log" if action.log_replica else "full", action.node, action.replaces)
             answer = await self.ask(action.node, {"host_replica": group, "table": table,
-                                                  "members": sorted(observation.committed.members)})
+                                                  "members": sorted(observation.committed.members)},
+                                    ASK_S)
             return isinstance(answer, dict) and answer.get("ok") is True
         if action.kind == "propose":
             assert action.membership is not None
             answer = await self.ask(observation.leader, {
                 "propose_members": group, "members": sorted(action.membership.members),
-                "log_replicas": sorted(action.membership.log_replicas)})
+                "log_replicas": sorted(action.membership.log_replicas)}, ASK_S)
             log.info("group %s: proposed %s (log replicas %s): %s", group,
                      sorted(action.membership.members), sorted(action.membership.log_replicas),
                      answer)
             return True  # a lost proposal is proposed again from the next observation
         if action.kind == "retire":
-            await self.ask(action.node, {"drop_replica": group, "table": table})
-            return True  # a node down drops its replica when its catalogue says so
+            if action.node not in self._down_since:  # a node down drops it when back
+                await self.ask(action.node, {"drop_replica": group, "table": table}, ASK_S)
+            return True
         raise AssertionError(action.kind)
 
 
