@@ -303,6 +303,8 @@ class MetadataRole:
         return None
 
     async def close(self) -> None:
+        if self.control is not None and self.control.mover is not None:
+            await self.control.mover.close()
         for task in (self._reconciler, self._splitter, self._mover, self._reporter):
             if task is not None:
                 task.cancel()

@@ -46,6 +46,7 @@ from triplica.replication.healing import Action, ControlPlane, Observation
 log = logging.getLogger(__name__)
 
 PING_S = 0.5  # a node that cannot answer a ping in this long is not answering (now)
+PING_EVERY_S = 0.5
 REPLACEMENTS_MAX = 1_000_000  # per metadata leadership: a guard, not a policy
 NEVER_HEARD_MS = 1 << 40
 
@@ -66,22 +67,42 @@ class ReplicaMover:
         self.record = record
         self.replace_after_s = replace_after_s
         self._down_since: dict[int, float] = {}
+        self._pinger: asyncio.Task | None = None
+        self._pinged = False
         self._planes: dict[str, ControlPlane] = {}  # group key -> its plan in flight
         self._observed: Observation | None = None
         self.moves_done = 0
 
     # ------------------------------------------------------------ health
 
+    async def _ping_all(self) -> None:
+        """Ping every node every PING_EVERY_S, off the move steps (a dead node costs a
+        ping's whole deadline)."""
+        while True:
+            now = asyncio.get_running_loop().time()
+            answers = await asyncio.gather(*(self.ask(n, {"ping": 1}, PING_S)
+                                             for n in self.zones))
+            for node, answer in zip(self.zones, answers):
+                if answer is None:
+                    self._down_since.setdefault(node, now)
+                else:
+                    self._down_since.pop(node, None)
+            self._pinged = True
+            await asyncio.sleep(PING_EVERY_S)
+
     async def _check_nodes(self) -> set[int]:
-        """Nodes silent for replace_after_s (pinged every step)."""
+        """Nodes silent for replace_after_s."""
+        if self._pinger is None:
+            self._pinger = asyncio.get_running_loop().create_task(self._ping_all())
+        while not self._pinged:
+            await asyncio.sleep(PING_S / 10)
         now = asyncio.get_running_loop().time()
-        answers = await asyncio.gather(*(self.ask(n, {"ping": 1}, PING_S) for n in self.zones))
-        for node, answer in zip(self.zones, answers):
-            if answer is None:
-                self._down_since.setdefault(node, now)
-            else:
-                self._down_since.pop(node, None)
         return {n for n, since in self._down_since.items() if now - since >= self.replace_after_s}
+
+    async def close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            await asyncio.gather(self._pinger, return_exceptions=True)
 
     # -------------------------------------------------------------- step
 
