@@ -67,6 +67,10 @@ def _path(data_dir: str, name: str, suffix: str) -> str:
     return os.path.join(data_dir, f"{name}{suffix}")
 
 
+# A crash in native code (uvloop, httptools, lmdb) leaves a traceback in the log.
+PYTHON_FLAGS = ("-X", "faulthandler")
+
+
 def _spawn(data_dir: str, name: str, command: list[str]) -> int:
     with open(_path(data_dir, name, ".log"), "ab") as log_file:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
@@ -84,7 +88,7 @@ def start_node(data_dir: str, node_id: int) -> int:
     if _alive(_read_pid(_path(data_dir, f"node-{node_id}", ".pid")), data_dir):
         raise ClusterError(f"node {node_id} is running")
     return _spawn(data_dir, f"node-{node_id}",
-                  [sys.executable, "-m", "triplica.cli", "node", "--config", config])
+                  [sys.executable, *PYTHON_FLAGS, "-m", "triplica.cli", "node", "--config", config])
 
 
 def router_name(index: int) -> str:
@@ -132,11 +136,11 @@ def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 800
             start_node(data_dir, spec.id)
         for index in range(1, memds + 1):
             _spawn(data_dir, f"memds-{index}", [
-                sys.executable, "-m", "triplica.memds.server",
+                sys.executable, *PYTHON_FLAGS, "-m", "triplica.memds.server",
                 "--config", _path(data_dir, f"memds-{index}", ".json")])
         for index in range(1, routers + 1):
             _spawn(data_dir, router_name(index), [
-                sys.executable, "-m", "triplica.cluster.router",
+                sys.executable, *PYTHON_FLAGS, "-m", "triplica.cluster.router",
                 "--config", _path(data_dir, router_name(index), ".json")])
         for spec in specs:  # every node, not only the one the router happens to ask
             wait_ready(f"http://127.0.0.1:{spec.http_port}", data_dir)
@@ -158,7 +162,10 @@ def wait_ready(endpoint: str, data_dir: str, timeout_s: float = READY_WAIT_S_MAX
             return
         for name, pid in running_pids(data_dir, include_dead=True).items():
             if not _alive(pid, data_dir):
-                raise ClusterError(f"{name} exited; see {_path(data_dir, name, '.log')}")
+                time.sleep(POLL_S)  # seen once with a process that was running: look again
+                if not _alive(pid, data_dir):
+                    raise ClusterError(f"{name} (pid {pid}, {_state(pid)}) exited; "
+                                       f"see {_path(data_dir, name, '.log')}")
         time.sleep(POLL_S)
     raise ClusterError(f"the router at {endpoint} did not answer within {timeout_s}s")
 
@@ -212,6 +219,15 @@ def _alive(pid: int | None, data_dir: str | None = None) -> bool:
     if data_dir is not None and os.path.abspath(data_dir).encode() not in command:
         return False
     return state not in ("Z", "X") and b"triplica" in command
+
+
+def _state(pid: int) -> str:
+    """What /proc says of a process (for error messages)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return "state " + file.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
 
 
 def running_pids(data_dir: str, include_dead: bool = False) -> dict[str, int]:
