@@ -10,6 +10,9 @@ and stops the cluster afterwards.
   partitions lists it, its replica directories are gone), no write fails,
   every item is readable, and the drained node can then be killed with no
   effect on reads or writes;
+- draining the node that leads the metadata group moves the metadata
+  group's replica too (recorded in every catalogue); killing that node and
+  one more of the group's first members leaves table operations working;
 - a node killed with SIGKILL: after `replace_after_s` its replicas are
   replaced (log replica first, then a full copy, as the mover's log says),
   no acknowledged write is lost, every partition is writable, and the node,
@@ -18,6 +21,7 @@ and stops the cluster afterwards.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -30,8 +34,10 @@ import pytest
 
 from tests.integration.test_cluster import _free_base_port
 from tests.integration.test_cluster_partitions import _client
-from triplica.cluster.drain import _call
+from triplica.cluster.config import load_node_config, placement
+from triplica.cluster.drain import _call, drain
 from triplica.cluster.local import cluster_down, cluster_up, running_pids, start_node
+from triplica.metadata.metadata_replica import METADATA_GROUP
 from triplica.router.internal import PARTITION_MAP_TARGET
 
 NODES = 6
@@ -189,3 +195,56 @@ def test_a_dead_nodes_replicas_are_replaced(cluster: MoveCluster) -> None:
     while cluster.replica_dirs(node) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert cluster.replica_dirs(node) == []
+
+
+def _catalogue(cluster: MoveCluster, node: int) -> dict[str, Any]:
+    with open(os.path.join(cluster.data_dir, f"node-{node}", "catalog.json")) as file:
+        return json.load(file)
+
+
+def _metadata_leader(cluster: MoveCluster) -> int:
+    """The node whose control plane answers (the others redirect with 421)."""
+    for node in range(1, NODES + 1):
+        try:
+            _client(f"http://127.0.0.1:{cluster.base_port + node}").update_table(
+                TableName="no-such-table", BillingMode="PAY_PER_REQUEST")
+        except Exception as error:
+            if "ResourceNotFoundException" in str(error):
+                return node
+    raise AssertionError("no metadata leader")
+
+
+def test_draining_the_metadata_leader_moves_the_metadata_group(cluster: MoveCluster) -> None:
+    """The catalogue must outlive its nodes: drain the node leading the metadata group,
+    then kill it and one more of the original members; table operations still work."""
+    _create(cluster, "first")
+    leader = _metadata_leader(cluster)
+    original = placement(load_node_config(os.path.join(cluster.data_dir, f"node-{leader}.json"))
+                         .nodes, METADATA_GROUP)
+    assert leader in original
+    left = drain(cluster.endpoint, leader, MOVE_WAIT_S)
+    assert left == 0
+    other = next(n for n in range(1, NODES + 1) if n != leader)
+    deadline = time.monotonic() + MOVE_WAIT_S
+    while leader in (_catalogue(cluster, other)["metadata_members"] or original) and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+    members = _catalogue(cluster, other)["metadata_members"]
+    assert members and leader not in members and len(members) == 3, members
+    assert sorted((m - 1) % 3 for m in members) == [0, 1, 2]
+    while os.path.exists(os.path.join(cluster.data_dir, f"node-{leader}", "metadata")) and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not os.path.exists(os.path.join(cluster.data_dir, f"node-{leader}", "metadata"))
+    # Lose the drained node and one more of the first metadata members: two of the
+    # group's three replicas remain, so the control plane still works.
+    cluster.kill(leader)
+    cluster.kill(next(m for m in original if m != leader and m in members))
+    cluster.ddb.create_table(TableName="second",
+                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                             BillingMode="PAY_PER_REQUEST")
+    cluster.ddb.put_item(TableName="second", Item=_item(1))
+    assert cluster.ddb.get_item(TableName="second", Key={"pk": {"S": "item-1"}},
+                                ConsistentRead=True)["Item"] == _item(1)
+    cluster.ddb.delete_table(TableName="first")

@@ -72,6 +72,7 @@ from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
 from triplica.errors import DynamoError, ResourceNotFoundException
 from triplica.router.internal import PARTITION_MAP_TARGET
 from triplica.metadata.catalogue_log import table_map_of
+from triplica.metadata.metadata_replica import METADATA_GROUP
 from triplica.storage.files import read_json, write_json_durably
 from triplica.transport.base import Message, RemoteError, TransportError
 
@@ -117,6 +118,7 @@ class StorageNode:
         self.replicas: dict[str, NodePartition] = {}  # group key -> this node's replica
         self.advisor: SplitAdvisor | None = None  # set once the Database exists
         self.db: Database | None = None
+        self.metadata: Any = None  # cluster/node_metadata.py MetadataRole, set by serve_node
         # Peer requests of other roles (cluster/node_metadata.py): None if not theirs.
         self.more_requests: Callable[[dict], Awaitable[Message | None]] | None = None
         network.serve_requests(self.answer)
@@ -275,10 +277,15 @@ class StorageNode:
                 return {"not_leader": None if replica is None else replica.leader_hint()}
             return status
         if "host_replica" in request:
-            self.host_replica(str(request["table"]), str(request["host_replica"]),
-                              [int(m) for m in request["members"]])
+            members = [int(m) for m in request["members"]]
+            if request["host_replica"] == METADATA_GROUP:
+                self.metadata.join(members)  # type: ignore[union-attr]
+            else:
+                self.host_replica(str(request["table"]), str(request["host_replica"]), members)
             return {"ok": True}
         if "drop_replica" in request:
+            if request["drop_replica"] == METADATA_GROUP:
+                return {"ok": await self.metadata.leave_if_removed(retired=True)}  # type: ignore
             return {"ok": await self.drop_replica(str(request["table"]),
                                                   str(request["drop_replica"]))}
         if "propose_members" in request:
@@ -399,6 +406,7 @@ async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
         node.advisor = SplitAdvisor(db, limits.size_bytes, limits.window_s)
         advising = asyncio.get_running_loop().create_task(advise_splits(node.advisor))
         role = MetadataRole(config, network, db, node)
+        node.metadata = role
         node.more_requests = role.answer
         role.start()
         app = ControlPlaneApp(NodeApp(TriplicaApp(db, accepts_internal=True), node), role, redirect_response)

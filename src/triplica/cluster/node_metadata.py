@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from typing import Any
 
 import orjson
@@ -53,7 +54,7 @@ from triplica.metadata.split_reports import GroupReport, Limits, SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import Change, map_changes_of
 from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
-from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica
+from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica, read_marker
 from triplica.metadata.replica_mover import ReplicaMover
 from triplica.transport.base import Message, RemoteError, TransportError
 from triplica.transport.tcp import TcpClient
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 
 PEER_CALL_S = 1.0
 MEMBER_POLL_S = 0.1     # a member reads its own replica: cheap
-NON_MEMBER_POLL_S = 1.0
 PUBLISH_WAIT_S = 3.0  # a loaded node may need a while; a dead one fails at once
 LEADER_REPORT_S = 0.5
 LEADER_REPORTS_PER_TICK_MAX = 256
@@ -71,6 +71,8 @@ CATCH_UP_POLL_S = 0.005
 SPLIT_ASK_S = 10.0
 SPLIT_RETRY_S = 0.05
 SPLIT_APPLIED_WAIT_S = 3.0
+MEMBERSHIP_CHECK_S = 0.5
+REMOTE_CHECK_S = 1.0
 
 
 class MetadataRole:
@@ -79,39 +81,104 @@ class MetadataRole:
         self.network = network
         self.db = db
         self.node = node  # cluster/node.py StorageNode: its replicas and repair bounds
-        self.members = placement(config.nodes, METADATA_GROUP)
+        self._placed = placement(config.nodes, METADATA_GROUP)
         self.others = [n.id for n in config.nodes if n.id != config.node_id]
         self.replica: MetadataReplica | None = None
-        if config.node_id in self.members:
-            self.replica = MetadataReplica(
-                config.data_dir, node_id=config.node_id, members=self.members, network=network,
-                sync_mode=config.sync,
-                ask_bound=lambda peer: node.ask_bound(peer, METADATA_GROUP),
-                repair_wait_s=config.repair_wait_s)
-        self.follower = CatalogueFollower(
-            db, self._fetch, MEMBER_POLL_S if self.replica is not None else NON_MEMBER_POLL_S)
         self.control: ControlPlane | None = None
-        if self.replica is not None:
-            self.control = ControlPlane(db, self.replica, self.follower,
-                                        lambda group: placement(config.nodes, group),
-                                        self._group_serving, self._publish,
-                                        ask_split=self._ask_split, suggestions=self._suggestions)
-            self.control.mover = ReplicaMover(db, {n.id: n.az for n in config.nodes}, self._ask,
-                                              self.control.record_members,
-                                              config.replace_after_s)
-        self._reconciler: asyncio.Task | None = None
-        self._splitter: asyncio.Task | None = None
-        self._mover: asyncio.Task | None = None
+        self._control_tasks: list[asyncio.Task] = []
+        self._started = False
+        self._remote_checked = 0.0
+        self.follower = CatalogueFollower(db, self._fetch, MEMBER_POLL_S)
+        if config.node_id in self.members or read_marker(config.data_dir).get("joining"):
+            self._open_replica(joining=False)
         self._reporter: asyncio.Task | None = None
+        self._membership: asyncio.Task | None = None
         self._memds = [TcpClient(m.host, m.port) for m in config.memds]
 
+    @property
+    def members(self) -> list[int]:
+        """The metadata group's members: as last moved (a catalogue record), else placed."""
+        return list(self.db.catalog.metadata_members or self._placed)
+
+    def _open_replica(self, joining: bool, members: list[int] | None = None) -> None:
+        """Host a replica of the metadata group (and so, when it leads, the control plane)."""
+        config = self.config
+        self.replica = MetadataReplica(
+            config.data_dir, node_id=config.node_id, members=members or self.members,
+            network=self.network, sync_mode=config.sync,
+            ask_bound=lambda peer: self.node.ask_bound(peer, METADATA_GROUP),
+            repair_wait_s=config.repair_wait_s, joining=joining)
+        self.node.replicas[METADATA_GROUP] = self.replica.partition
+        self.control = ControlPlane(self.db, self.replica, self.follower,
+                                    lambda group: placement(config.nodes, group),
+                                    self._group_serving, self._publish,
+                                    ask_split=self._ask_split, suggestions=self._suggestions)
+        self.control.mover = ReplicaMover(self.db, {n.id: n.az for n in config.nodes}, self._ask,
+                                          self.control.record_members,
+                                          config.replace_after_s,
+                                          metadata_members=lambda: self.members)
+        if self._started:
+            self._start_control()
+
+    def _start_control(self) -> None:
+        assert self.control is not None and not self._control_tasks
+        loop = asyncio.get_running_loop()
+        self._control_tasks = [loop.create_task(self.control.run_reconciler()),
+                               loop.create_task(self.control.run_splitter()),
+                               loop.create_task(self.control.run_mover())]
+
+    async def _close_replica(self) -> None:
+        tasks, self._control_tasks = self._control_tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.control is not None and self.control.mover is not None:
+            await self.control.mover.close()
+        replica, self.replica, self.control = self.replica, None, None
+        if replica is not None:
+            self.node.replicas.pop(METADATA_GROUP, None)
+            await replica.aclose()
+
+    def join(self, members: list[int]) -> None:
+        """A move adds this node to the metadata group (replica_mover.py `host_replica`)."""
+        if self.replica is None:
+            self._open_replica(joining=True,
+                               members=sorted(set(members) | {self.config.node_id}))
+
+    async def leave_if_removed(self, retired: bool = False) -> bool:
+        """A move took this node out of the metadata group: close and delete its replica.
+        False while the catalogue still lists it, or (unless the mover `retired` it) while
+        it is a joined replica waiting for its move to be recorded."""
+        if self.replica is None:
+            return True
+        if self.config.node_id in self.members or (self.replica.joining and not retired):
+            return False
+        directory = self.replica.directory
+        await self._close_replica()
+        shutil.rmtree(directory, ignore_errors=True)
+        log.warning("node %s left the metadata group", self.config.node_id)
+        return True
+
+    async def _follow_membership(self) -> None:
+        """Every MEMBERSHIP_CHECK_S: a recorded move makes a joined replica an ordinary
+        member, or takes a removed one away."""
+        while True:
+            await asyncio.sleep(MEMBERSHIP_CHECK_S)
+            replica = self.replica
+            if replica is None:
+                continue
+            if replica.joining and self.config.node_id in self.members:
+                replica.joined()
+            elif not replica.joining and self.config.node_id not in self.members:
+                await self.leave_if_removed()
+
     def start(self) -> None:
+        self._started = True
         self.follower.start()
         loop = asyncio.get_running_loop()
         if self.control is not None:
-            self._reconciler = loop.create_task(self.control.run_reconciler())
-            self._splitter = loop.create_task(self.control.run_splitter())
-            self._mover = loop.create_task(self.control.run_mover())
+            self._start_control()
+        self._membership = loop.create_task(self._follow_membership())
         if self._memds:
             self._reporter = loop.create_task(self._report_leaders())
 
@@ -148,18 +215,33 @@ class MetadataRole:
     # -------------------------------------------------------------- catalogue
 
     async def _fetch(self, after: int) -> list[tuple[int, Change]]:
-        if self.replica is not None:
-            return self.replica.changes_after(after)
-        last_error: Exception | None = None
-        for member in self.members:
+        """Records after `after`: from this node's own replica when it is a full member,
+        and (when it has nothing new, at most every REMOTE_CHECK_S) from the other members,
+        the longest answer: a replica that a move removed while its node was down does
+        not know it, and only the others can tell it (by the record that moved it)."""
+        replica = self.replica
+        if replica is not None and not replica.joining and replica.serves_log():
+            changes = replica.changes_after(after)
+            now = asyncio.get_running_loop().time()
+            if changes or now - self._remote_checked < REMOTE_CHECK_S:
+                return changes
+            self._remote_checked = now
             try:
-                answer = await self.network.request(member, {"catalogue_after": after},
-                                                    PEER_CALL_S)
-            except (TransportError, RemoteError) as error:
-                last_error = error
-                continue
-            return [(int(epoch), change) for epoch, change in answer["changes"]]
-        raise ConnectionError(f"no metadata member answered: {last_error}")
+                return await self._fetch_remote(after)
+            except ConnectionError:
+                return changes
+        return await self._fetch_remote(after)
+
+    async def _fetch_remote(self, after: int) -> list[tuple[int, Change]]:
+        members = [m for m in self.members if m != self.config.node_id]
+        answers = await asyncio.gather(
+            *(self.network.request(m, {"catalogue_after": after}, PEER_CALL_S) for m in members),
+            return_exceptions=True)
+        found = [a for a in answers if isinstance(a, dict) and isinstance(a.get("changes"), list)]
+        if not found:
+            raise ConnectionError(f"no metadata member answered: {answers!r:.300}")
+        best = max(found, key=lambda a: len(a["changes"]))
+        return [(int(epoch), change) for epoch, change in best["changes"]]
 
     async def _publish(self, epoch: int) -> None:
         """Every other node applies `epoch`, and every MemDS server has its map change,
@@ -293,8 +375,8 @@ class MetadataRole:
         if "group_serving" in request:
             return {"serving": self._serving_here(str(request["group_serving"]))}
         if "catalogue_after" in request or "map_changes_after" in request:
-            if self.replica is None:
-                raise ValueError("this node hosts no metadata replica")
+            if self.replica is None or not self.replica.serves_log():
+                raise ValueError("this node hosts no metadata replica of the group")
             after = int(request.get("catalogue_after", request.get("map_changes_after")))
             changes = self.replica.changes_after(after)
             if "catalogue_after" in request:
@@ -303,17 +385,14 @@ class MetadataRole:
         return None
 
     async def close(self) -> None:
-        if self.control is not None and self.control.mover is not None:
-            await self.control.mover.close()
-        for task in (self._reconciler, self._splitter, self._mover, self._reporter):
+        for task in (self._membership, self._reporter):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.follower.close()
         for client in self._memds:
             await client.close()
-        if self.replica is not None:
-            await self.replica.aclose()
+        await self._close_replica()
 
 
 class ControlPlaneApp:

@@ -117,19 +117,22 @@ class Catalog:
         self.epoch = 0
         # In a cluster: the nodes being drained (metadata/replica_mover.py).
         self.draining: list[int] = []
+        # The metadata group's members once moved (empty: the placement rule's).
+        self.metadata_members: list[int] = []
         if os.path.exists(self.path):
             with open(self.path, "rb") as f:
                 document = orjson.loads(f.read())
             assert document["version"] == CATALOG_FORMAT_VERSION, document["version"]
             self.epoch = int(document.get("epoch", 0))
             self.draining = [int(n) for n in document.get("draining", [])]
+            self.metadata_members = [int(n) for n in document.get("metadata_members", [])]
             for data in document["tables"]:
                 info = TableInfo.from_json(data)
                 self.tables[info.name] = info
 
     def save(self) -> None:
         document = {"version": CATALOG_FORMAT_VERSION, "epoch": self.epoch,
-                    "draining": self.draining,
+                    "draining": self.draining, "metadata_members": self.metadata_members,
                     "tables": [t.to_json() for t in self.tables.values()]}
         payload = orjson.dumps(document, option=orjson.OPT_INDENT_2)
         temporary = self.path + ".tmp"

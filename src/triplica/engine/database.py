@@ -243,6 +243,13 @@ class Database:
         self.catalog.epoch = epoch
         self.catalog.save()
 
+    def set_metadata_members(self, nodes: list[int], epoch: int) -> None:
+        """The metadata group's members after a move (a metadata record)."""
+        assert epoch > self.catalog.epoch, (epoch, self.catalog.epoch)
+        self.catalog.metadata_members = sorted(nodes)
+        self.catalog.epoch = epoch
+        self.catalog.save()
+
     def note_epoch(self, epoch: int) -> None:
         """A metadata change that needs nothing of this node (a table it never had)."""
         assert epoch > self.catalog.epoch, (epoch, self.catalog.epoch)

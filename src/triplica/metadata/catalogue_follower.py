@@ -82,6 +82,8 @@ class CatalogueFollower:
         db = self.db
         if change["op"] == "set_draining":
             db.set_draining(list(change["nodes"]), epoch)
+        elif change["op"] == "set_metadata_members":
+            db.set_metadata_members(list(change["nodes"]), epoch)
         elif change["op"] == "delete_table":
             if change["name"] in db.tables:
                 await db.delete_table(change["name"], epoch)

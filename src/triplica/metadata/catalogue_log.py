@@ -14,7 +14,9 @@ depends on reading anything but the previous state:
 - `{"op": "delete_table", "name": name}`;
 - `{"op": "set_draining", "nodes": [id, ...]}`: the nodes whose replicas the
   control plane moves away (`triplica node drain`, replica_mover.py); not a
-  routing change, so MemDS never sees it.
+  routing change, so MemDS never sees it;
+- `{"op": "set_metadata_members", "nodes": [id, ...]}`: the metadata group's
+  own members after a move (replica_mover.py).
 
 Records are stored in the metadata partition's B-tree under
 `LOG_PREFIX || epoch (8 bytes, big-endian)`, so a range scan returns them in
@@ -51,6 +53,10 @@ def set_draining(nodes: list[int]) -> Change:
     return {"op": "set_draining", "nodes": sorted(set(nodes))}
 
 
+def set_metadata_members(nodes: list[int]) -> Change:
+    return {"op": "set_metadata_members", "nodes": sorted(set(nodes))}
+
+
 def check_change(change: Change) -> None:
     """Refuse a record that is not one of the known kinds (a bug or a damaged log)."""
     op = change.get("op")
@@ -58,7 +64,7 @@ def check_change(change: Change) -> None:
         assert isinstance(change.get("info"), dict), change
     elif op == "delete_table":
         assert isinstance(change.get("name"), str), change
-    elif op == "set_draining":
+    elif op in ("set_draining", "set_metadata_members"):
         assert all(isinstance(n, int) for n in change.get("nodes", [None])), change
     else:
         raise AssertionError(f"unknown catalogue change {change!r:.200}")

@@ -56,8 +56,8 @@ from triplica.engine.group_split import SplitMarker
 from triplica.engine.node_partition import NotLeaderError, first_campaigner
 from triplica.metadata.split_reports import SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
-from triplica.metadata.catalogue_log import put_table, set_draining
-from triplica.metadata.metadata_replica import MetadataReplica
+from triplica.metadata.catalogue_log import put_table, set_draining, set_metadata_members
+from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica
 from triplica.metadata.planning import Placement, PlanningDatabase
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,11 @@ class ControlPlane:
             return list(self.db.catalog.draining)
 
     async def record_members(self, table_name: str, group: str, members: list[int]) -> None:
-        """A group's new members after a move (lock held by the caller)."""
+        """A group's new members after a move (lock held by the caller); the metadata
+        group's own under the empty table name."""
+        if table_name == "" and group == METADATA_GROUP:
+            await self._commit(set_metadata_members(members))
+            return
         table = self.db.tables.get(table_name)
         if table is None:
             return

@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from triplica.engine.node_partition import NodePartition, NotLeaderError
-from triplica.storage.files import write_json_durably
+from triplica.storage.files import read_json, write_json_durably
 from triplica.metadata.catalogue_log import (LOG_PREFIX, Change, decode_change, encode_change,
                                              epoch_of_key, log_key)
 
@@ -32,24 +32,53 @@ CHANGES_PER_READ_MAX = 256
 _LOG_END = LOG_PREFIX[:-1] + bytes((LOG_PREFIX[-1] + 1,))
 
 
+def read_marker(data_dir: str) -> dict[str, Any]:
+    """This node's metadata replica marker ({} when it hosts none)."""
+    path = os.path.join(data_dir, METADATA_DIRECTORY, MARKER_FILE)
+    return read_json(path) if os.path.exists(path) else {}
+
+
 class MetadataReplica:
     """The metadata group's replica on a member node."""
 
     def __init__(self, data_dir: str, *, node_id: int, members: list[int], network: Any,
-                 sync_mode: str, ask_bound: Any, repair_wait_s: float) -> None:
-        directory = os.path.join(data_dir, METADATA_DIRECTORY)
-        marker = os.path.join(directory, MARKER_FILE)
+                 sync_mode: str, ask_bound: Any, repair_wait_s: float,
+                 joining: bool = False) -> None:
+        """`joining`: added to the running group by a move (replica_mover.py): it starts
+        empty and learns the configuration and the log from the leader."""
+        self.directory = os.path.join(data_dir, METADATA_DIRECTORY)
+        marker = os.path.join(self.directory, MARKER_FILE)
         # As for table partitions (cluster/node.py): the group is new only if its marker,
         # written durably before the replica's first byte, is absent.
-        fresh = not os.path.exists(marker)
+        fresh = not os.path.exists(marker) and not joining
+        if joining and not os.path.exists(marker):
+            os.makedirs(self.directory, exist_ok=True)
+            write_json_durably(marker, {"group": METADATA_GROUP, "members": list(members),
+                                        "joining": True})
         if fresh:
-            os.makedirs(directory, exist_ok=True)
+            os.makedirs(self.directory, exist_ok=True)
             write_json_durably(marker, {"group": METADATA_GROUP, "members": list(members)})
+        self.joining = joining or bool(read_marker(data_dir).get("joining"))
         self.members = list(members)
-        self.partition = NodePartition(directory, node_id=node_id, group_key=METADATA_GROUP,
-                                       members=members, network=network, sync_mode=sync_mode,
-                                       fresh=fresh, ask_bound=ask_bound,
-                                       repair_wait_s=repair_wait_s)
+        self.partition = NodePartition(self.directory, node_id=node_id,
+                                       group_key=METADATA_GROUP, members=members,
+                                       network=network, sync_mode=sync_mode, fresh=fresh,
+                                       ask_bound=ask_bound, repair_wait_s=repair_wait_s,
+                                       joining=self.joining)
+
+    def serves_log(self) -> bool:
+        """A full member of the group's committed configuration: its applied log is the
+        catalogue's (a replica a move removed stops learning, a log replica holds none)."""
+        config = self.partition.committed_members()
+        return (config is not None and self.partition.node_id in config[0]
+                and self.partition.node_id not in config[1])
+
+    def joined(self) -> None:
+        """The move that added this replica is recorded: an ordinary member from now on."""
+        if self.joining:
+            write_json_durably(os.path.join(self.directory, MARKER_FILE),
+                               {"group": METADATA_GROUP, "members": self.members})
+            self.joining = False
 
     # ------------------------------------------------------------ leadership
 

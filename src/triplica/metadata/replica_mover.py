@@ -28,9 +28,11 @@ Needs two nodes outside the group (L and F never share a node): with three
 AZs, six nodes. Without them the move waits, logged. A metadata leader
 change forgets the plan in flight; the next leader starts again from the
 group's committed configuration (every step is a configuration change
-committed in the group's own log). The metadata group itself is placed by a
-fixed rule (cluster/config.py) and is not moved: a drained node keeps its
-metadata replica.
+committed in the group's own log). The metadata group is moved the same
+way, first: its members start as the placement rule's and, once moved, are
+a `set_metadata_members` record that every node follows (cluster/
+node_metadata.py: a node added opens a joining metadata replica, a node
+removed closes its own once the record reaches it).
 """
 from __future__ import annotations
 
@@ -40,11 +42,13 @@ import random
 from typing import Any, Awaitable, Callable
 
 from triplica.engine.database import Database
+from triplica.metadata.metadata_replica import METADATA_GROUP
 from triplica.replication.config import Membership
 from triplica.replication.healing import Action, ControlPlane, Observation
 
 log = logging.getLogger(__name__)
 
+METADATA_TABLE = ""  # the metadata group's "table" in requests and records
 PING_S = 0.5  # a node that cannot answer a ping in this long is not answering (now)
 PING_EVERY_S = 0.5
 REPLACEMENTS_MAX = 1_000_000  # per metadata leadership: a guard, not a policy
@@ -59,9 +63,13 @@ RecordMembers = Callable[[str, str, list[int]], Awaitable[None]]
 
 class ReplicaMover:
     def __init__(self, db: Database, zones: dict[int, str], ask: Ask, record: RecordMembers,
-                 replace_after_s: float) -> None:
+                 replace_after_s: float,
+                 metadata_members: Callable[[], list[int]] | None = None) -> None:
+        """`metadata_members`: the metadata group's members, moved like a table's group
+        (under the table name METADATA_TABLE)."""
         assert replace_after_s > 0 and zones
         self.db = db
+        self.metadata_members = metadata_members
         self.zones = zones  # node id -> AZ
         self.ask = ask
         self.record = record
@@ -141,8 +149,13 @@ class ReplicaMover:
         return True
 
     def _target(self, leaving: set[int]) -> tuple[str, str, list[int]] | None:
-        """The group being moved, else the first one with a member leaving."""
+        """The group being moved, else the first one with a member leaving (the metadata
+        group's first: the catalogue must outlive its nodes)."""
         found = None
+        if self.metadata_members is not None:
+            members = self.metadata_members()
+            if METADATA_GROUP in self._planes or set(members) & leaving:
+                return METADATA_TABLE, METADATA_GROUP, members
         for name, table in sorted(self.db.tables.items()):
             if table.info.split_intent:
                 continue  # a split first (control_plane.py): its children are moved after
