@@ -1,8 +1,9 @@
 """A storage node's part in the metadata system (the I/O around metadata/).
 
 Every node follows the catalogue (metadata/catalogue_follower.py); the
-three nodes the placement rule picks for METADATA_GROUP also host a replica
-of the metadata group, and the one whose replica leads runs the control
+metadata group's members (the placement rule's three at first, then as the
+last `set_metadata_members` record says: replica_mover.py moves them off
+dead and drained nodes) also host a replica of the metadata group, and the one whose replica leads runs the control
 plane (metadata/control_plane.py). `ControlPlaneApp` sends table operations
 there (any other node answers 421 with its best guess of the leader, as for
 a partition: the router follows).

@@ -4,8 +4,10 @@ Paper: the partition metadata system is itself replicated, so the catalogue
 survives the loss of a node or an AZ. Here it is one replication group like
 any table partition (same Paxos core, WAL, LMDB, healing of a damaged
 replica: a `NodePartition`), under the fixed group key METADATA_GROUP and
-placed by the same rule as partitions (three nodes in three AZs), so every
-node computes its members alike. Its B-tree holds the catalogue log
+first placed by the same rule as partitions (three nodes in three AZs), so
+every node computes its first members alike; a move (replica_mover.py)
+changes them like any group's, and records the new members in the log
+itself (`set_metadata_members`), which every node's catalogue follows. Its B-tree holds the catalogue log
 (catalogue_log.py: one record per epoch); nothing else is stored there.
 
 Appending is the control plane's job and happens only on the group's
