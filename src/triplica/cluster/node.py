@@ -50,6 +50,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -83,6 +84,8 @@ MOVED_HEADER = "x-triplica-moved"
 SPLIT_APPLY_WAIT_S = 2.0    # a member applies a committed split within a heartbeat or two
 SPLIT_PROPOSE_WAIT_S = 5.0
 ADVISE_EVERY_S = 1.0
+ABANDONED_AFTER_S = 600.0  # a spare that learned no configuration in this long
+ABANDONED_CHECK_ROUNDS = 10
 GROUP_FILE = "group.json"
 REPAIR_BOUND_REQUEST = "repair_bound"
 
@@ -96,16 +99,21 @@ def redirect_response(error: NotLeaderError) -> Response:
     return error.status, body, headers
 
 
-async def advise_splits(advisor: SplitAdvisor) -> None:
-    """Keep this node's split suggestions current (engine/split_advisor.py)."""
+async def advise_splits(advisor: SplitAdvisor, node: "StorageNode") -> None:
+    """Keep this node's split reports current (engine/split_advisor.py), and drop
+    abandoned spare replicas now and then."""
+    rounds = 0
     while True:
         await asyncio.sleep(ADVISE_EVERY_S)
+        rounds += 1
         try:
             await advisor.check()
+            if rounds % ABANDONED_CHECK_ROUNDS == 0:
+                await node.drop_abandoned()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning("split advisor failed", exc_info=True)
+            log.warning("split advisor / spare check failed", exc_info=True)
 
 
 class StorageNode:
@@ -262,6 +270,29 @@ class StorageNode:
         shutil.rmtree(self.db.partition_dir(info, partition), ignore_errors=True)
         return True
 
+    async def drop_abandoned(self) -> int:
+        """Drop joined replicas that no move will use: their group's configuration, as
+        they learned it, leaves them out, or they learned none in ABANDONED_AFTER_S (the
+        metadata leader that added them lost its leadership and its plan). Returns how
+        many went."""
+        if self.db is None:
+            return 0
+        dropped = 0
+        for name, table in list(self.db.tables.items()):
+            for info, partition in zip(list(table.info.partitions), list(table.partitions)):
+                replica = self._open_replica(str(info.group))
+                if replica is None or replica is partition:
+                    continue  # not a joined spare (the Database serves it), or none
+                path = os.path.join(self.db.partition_dir(table.info, info), GROUP_FILE)
+                config = replica.committed_members()
+                age_s = time.time() - os.path.getmtime(path) if os.path.exists(path) else 0.0
+                left_out = config is not None and self.config.node_id not in config[0]
+                if left_out or (config is None and age_s > ABANDONED_AFTER_S):
+                    if await self.drop_replica(name, str(info.group)):
+                        dropped += 1
+                        log.warning("dropped an abandoned replica of group %s", info.group)
+        return dropped
+
     async def answer_moves(self, request: dict) -> Message | None:
         """The control plane's requests about moving replicas (None: not one of them)."""
         if "ping" in request:
@@ -404,7 +435,7 @@ async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
         node.db = db
         limits = config.splits
         node.advisor = SplitAdvisor(db, limits.size_bytes, limits.window_s)
-        advising = asyncio.get_running_loop().create_task(advise_splits(node.advisor))
+        advising = asyncio.get_running_loop().create_task(advise_splits(node.advisor, node))
         role = MetadataRole(config, network, db, node)
         node.metadata = role
         node.more_requests = role.answer

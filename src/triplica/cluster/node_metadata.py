@@ -74,6 +74,7 @@ SPLIT_RETRY_S = 0.05
 SPLIT_APPLIED_WAIT_S = 3.0
 MEMBERSHIP_CHECK_S = 0.5
 REMOTE_CHECK_S = 1.0
+ABANDONED_AFTER_S = 600.0  # a joined replica that learned no configuration in this long
 
 
 class MetadataRole:
@@ -172,6 +173,9 @@ class MetadataRole:
                 replica.joined()
             elif not replica.joining and self.config.node_id not in self.members:
                 await self.leave_if_removed()
+            elif replica.joining and replica.abandoned(ABANDONED_AFTER_S):
+                log.warning("dropping an abandoned metadata replica")
+                await self.leave_if_removed(retired=True)
 
     def start(self) -> None:
         self._started = True

@@ -20,6 +20,7 @@ can appear later under the same key.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from triplica.engine.node_partition import NodePartition, NotLeaderError
@@ -74,6 +75,15 @@ class MetadataReplica:
         config = self.partition.committed_members()
         return (config is not None and self.partition.node_id in config[0]
                 and self.partition.node_id not in config[1])
+
+    def abandoned(self, after_s: float) -> bool:
+        """A joined replica no move will use: the configuration it learned leaves it out,
+        or it learned none in `after_s` (the move's metadata leader lost its plan)."""
+        config = self.partition.committed_members()
+        if config is not None:
+            return self.partition.node_id not in config[0]
+        marker = os.path.join(self.directory, MARKER_FILE)
+        return os.path.exists(marker) and time.time() - os.path.getmtime(marker) > after_s
 
     def joined(self) -> None:
         """The move that added this replica is recorded: an ordinary member from now on."""
