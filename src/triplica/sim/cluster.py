@@ -26,7 +26,6 @@ Every event folds into `trace_hash`, so two runs of one seed can be compared.
 """
 from __future__ import annotations
 
-import heapq
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -39,6 +38,7 @@ from triplica.replication.messages import Message, message_from_wire, message_to
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.replica import Ready, Replica
 from triplica.sim.disk import SimDisk
+from triplica.sim.events import EventQueue
 from triplica.sim.kv import Command, KeyValueStateMachine
 from triplica.sim.network import SimNetwork
 from triplica.storage.checksum import crc32c
@@ -67,14 +67,14 @@ class SimNode:
         return self.clock_offset_ms + int(real_ms * (1.0 + self.clock_drift))
 
 
-class SimCluster:
+class SimCluster(EventQueue):
     def __init__(self, rng: random.Random, node_ids: list[int], options: ReplicaOptions,
                  network: "SimNetwork | None" = None, compact_every_entries: int = 10**9,
                  trace: bool = False, wire_roundtrip: bool = True) -> None:
         self.rng = rng
         self.options = options
         self.network = network or SimNetwork(rng)
-        self.now_ms = 0
+        EventQueue.__init__(self)
         self.compact_every_entries = compact_every_entries
         self.trace_enabled = trace
         self.trace_lines: list[str] = []
@@ -88,8 +88,6 @@ class SimCluster:
         self.log_replica_ids: set[int] = set()
         self.retired: set[int] = set()
         self.held_down: set[int] = set()  # crashed "for good": fault restarts skip them (runner)
-        self._queue: list[tuple[int, int, Callable[[], None]]] = []
-        self._seq = 0
         self.membership = Membership.of(node_ids)
         self.nodes: dict[int, SimNode] = {}
         for node_id in node_ids:
@@ -99,28 +97,7 @@ class SimCluster:
 
     # ------------------------------------------------------------- events
 
-    def at(self, delay_ms: int, action: Callable[[], None]) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (self.now_ms + max(0, delay_ms), self._seq, action))
-
-    def run_until(self, predicate: Callable[[], bool], limit_ms: int) -> bool:
-        """Process events until predicate() holds or virtual time passes limit."""
-        deadline = self.now_ms + limit_ms
-        while not predicate():
-            if not self._queue or self._queue[0][0] > deadline:
-                self.now_ms = max(self.now_ms, deadline)
-                return predicate()
-            self._step_one()
-        return True
-
-    def run_for(self, duration_ms: int) -> None:
-        self.run_until(lambda: False, duration_ms)
-
-    def _step_one(self) -> None:
-        time_ms, _, action = heapq.heappop(self._queue)
-        assert time_ms >= self.now_ms
-        self.now_ms = time_ms
-        action()
+    def after_event(self) -> None:
         self._check_leases()
 
     def _trace(self, *fields: object) -> None:

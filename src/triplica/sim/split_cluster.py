@@ -32,7 +32,6 @@ Deliberate bugs for the self-test (`SplitFaults`), off by default.
 """
 from __future__ import annotations
 
-import heapq
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -45,6 +44,7 @@ from triplica.replication.messages import Message, message_from_wire, message_to
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.replica import Ready, Replica
 from triplica.sim.disk import SimDisk
+from triplica.sim.events import EventQueue
 from triplica.sim.kv import Command, KeyValueStateMachine
 from triplica.sim.network import SimNetwork
 from triplica.storage.checksum import crc32c
@@ -183,7 +183,7 @@ class ChildStart:
     checksum: "int | None"
 
 
-class SplitCluster:
+class SplitCluster(EventQueue):
     def __init__(self, rng: random.Random, node_ids: list[int], key_count: int, options: ReplicaOptions,
                  network: SimNetwork, compact_every_entries: int = 10**9, faults: SplitFaults = SplitFaults(),
                  trace: bool = False) -> None:
@@ -192,7 +192,7 @@ class SplitCluster:
         self.network = network
         self.faults = faults
         self.compact_every_entries = compact_every_entries
-        self.now_ms = 0
+        EventQueue.__init__(self)
         self.trace_enabled = trace
         self.trace_lines: list[str] = []
         self.trace_hash = 0
@@ -205,8 +205,6 @@ class SplitCluster:
         self.switches: list[Switch] = []  # committed splits, in metadata order
         self.split_proposals: dict[int, list[int]] = {}  # group -> nodes that proposed its split entry
         self.faults_enabled = True  # the runner clears it at healing: faults still queued then do nothing
-        self._queue: list[tuple[int, int, Callable[[], None]]] = []
-        self._seq = 0
         self.members = tuple(node_ids)
         drift_max = options.clock_drift_rate_max
         self.nodes: dict[int, SplitNode] = {}
@@ -220,21 +218,8 @@ class SplitCluster:
 
     # ------------------------------------------------------------- events
 
-    def at(self, delay_ms: int, action: Callable[[], None]) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (self.now_ms + max(0, delay_ms), self._seq, action))
-
-    def run_until(self, predicate: Callable[[], bool], limit_ms: int) -> bool:
-        deadline = self.now_ms + limit_ms
-        while not predicate():
-            if not self._queue or self._queue[0][0] > deadline:
-                self.now_ms = max(self.now_ms, deadline)
-                return predicate()
-            time_ms, _, action = heapq.heappop(self._queue)
-            self.now_ms = time_ms
-            action()
-            self._check_leases()
-        return True
+    def after_event(self) -> None:
+        self._check_leases()
 
     def trace(self, *fields: object) -> None:
         line = " ".join(str(f) for f in (self.now_ms,) + fields)
