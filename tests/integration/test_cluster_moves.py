@@ -240,6 +240,8 @@ def test_draining_the_metadata_leader_moves_the_metadata_group(cluster: MoveClus
     # group's three replicas remain, so the control plane still works.
     cluster.kill(leader)
     cluster.kill(next(m for m in original if m != leader and m in members))
+    # Once the control plane has seen them silent, a new table is not placed on them.
+    time.sleep(REPLACE_AFTER_S)
     cluster.ddb.create_table(TableName="second",
                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],

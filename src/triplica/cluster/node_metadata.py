@@ -46,7 +46,7 @@ from triplica.api.http_server import Request, Response
 from triplica.api.service import DEFAULT_REGION
 from triplica.errors import ValidationException
 from triplica.router.internal import DRAIN_TARGET
-from triplica.cluster.config import NodeConfig, placement
+from triplica.cluster.config import REPLICAS_PER_PARTITION, NodeConfig, placement
 from triplica.engine.catalog import PartitionInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import SplitMarker
@@ -112,7 +112,7 @@ class MetadataRole:
             repair_wait_s=config.repair_wait_s, joining=joining)
         self.node.replicas[METADATA_GROUP] = self.replica.partition
         self.control = ControlPlane(self.db, self.replica, self.follower,
-                                    lambda group: placement(config.nodes, group),
+                                    self._place,
                                     self._group_serving, self._publish,
                                     ask_split=self._ask_split, suggestions=self._suggestions)
         self.control.mover = ReplicaMover(self.db, {n.id: n.az for n in config.nodes}, self._ask,
@@ -121,6 +121,16 @@ class MetadataRole:
                                           metadata_members=lambda: self.members)
         if self._started:
             self._start_control()
+
+    def _place(self, group: str) -> list[int]:
+        """Members of a new table's group: the placement rule over the nodes that are
+        neither draining nor silent (replica_mover.py), while they span three AZs."""
+        down = self.control.mover.down_nodes() if self.control is not None else set()
+        usable = tuple(n for n in self.config.nodes
+                       if n.id not in down and n.id not in self.db.catalog.draining)
+        if len({n.az for n in usable}) < REPLICAS_PER_PARTITION:
+            usable = self.config.nodes  # fewer than three AZs left: place as if all were well
+        return placement(usable, group)
 
     def _start_control(self) -> None:
         assert self.control is not None and not self._control_tasks

@@ -107,6 +107,10 @@ class ReplicaMover:
         now = asyncio.get_running_loop().time()
         return {n for n, since in self._down_since.items() if now - since >= self.replace_after_s}
 
+    def down_nodes(self) -> set[int]:
+        """Nodes not answering pings right now (new tables are not placed there)."""
+        return set(self._down_since)
+
     async def close(self) -> None:
         if self._pinger is not None:
             self._pinger.cancel()
