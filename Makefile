@@ -15,6 +15,7 @@ serve: $(STAMP)
 	$(VENV)/bin/triplica serve --host 127.0.0.1 --port 8000 --data-dir ./triplica-data
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -n 2 tests
 
 bench: $(STAMP)

@@ -49,7 +49,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from loadgen import SigV4, build_request, new_loop, percentile, run_closed_loop  # noqa: E402
 from splits import zipf_sampler  # noqa: E402
 
-from triplica.cluster.config import SplitLimits  # noqa: E402
+from triplica.engine.node_config import SplitLimits  # noqa: E402
 from triplica.cluster.local import cluster_down, cluster_up  # noqa: E402
 from triplica.common.internal import PARTITION_MAP_TARGET  # noqa: E402
 

@@ -1,5 +1,6 @@
-"""Command line: `triplica serve [--host H] [--port P] [--data-dir D] [--sync MODE] [--replicas N]`,
-`triplica node --config FILE`, `triplica cluster up|down|start-node --data-dir DIR ...`."""
+"""Command line: `triplica serve [--host H] [--port P] [--data-dir D] [--sync MODE] [--replicas N]
+[--nodes N]`, `triplica node --config FILE`, `triplica node drain|undrain --node N`,
+`triplica cluster up|down|start-node --data-dir DIR ...`, `triplica migrate --data-dir D`."""
 from __future__ import annotations
 
 import argparse
@@ -8,47 +9,53 @@ import sys
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from triplica.api.app import TriplicaApp
-    from triplica.api.http_server import run
-    from triplica.api.sigv4 import load_credentials
-    from triplica.engine.database import Database
-
-    credentials = load_credentials(args.credentials) if args.credentials else None
-    if args.replicas == 1:
-        db = Database(args.data_dir, sync_mode=args.sync)
-        run(TriplicaApp(db, credentials), args.host, args.port)
-        return 0
-    return _serve_replicated(args, credentials)
-
-
-def _serve_replicated(args: argparse.Namespace, credentials: "dict[str, str] | None") -> int:
-    """Like http_server.run, but the Database (its replica drivers) opens inside the loop."""
     import asyncio
     import signal
 
     import uvloop
 
-    from triplica.api.app import TriplicaApp
     from triplica.api.http_server import serve_until_stopped
-    from triplica.engine.database import Database
+    from triplica.api.sigv4 import load_credentials
+    from triplica.engine.node_config import SplitLimits
+    from triplica.hosting.serve import DataDirectoryError, Deployment, ServeSettings
 
-    async def main() -> None:
-        heal_after_s = args.heal_after if args.heal_after > 0 else None
-        db = Database(args.data_dir, sync_mode=args.sync, replicas=args.replicas,
-                      heal_after_s=heal_after_s, split_size_bytes=args.split_size_bytes or None,
-                      split_for_traffic=args.split_for_traffic)
-        app = TriplicaApp(db, credentials)
-        if not await db.wait_for_leaders():
-            logging.getLogger("triplica").warning("some partitions have no leader yet")
+    credentials = load_credentials(args.credentials) if args.credentials else None
+    nodes = args.nodes if args.nodes is not None else (1 if args.replicas == 1 else 3)
+    try:
+        settings = ServeSettings(
+            data_dir=args.data_dir, nodes=nodes, replicas=args.replicas, sync=args.sync,
+            splits=SplitLimits(size_bytes=args.split_size_bytes or SplitLimits().size_bytes,
+                               for_traffic=args.split_for_traffic),
+            replace_after_s=args.replace_after)
+    except ValueError as error:
+        print(f"triplica serve: {error}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        deployment = Deployment(settings, credentials)
+        try:
+            app = await deployment.start()
+        except DataDirectoryError as error:
+            print(f"triplica serve: {error}", file=sys.stderr, flush=True)
+            await deployment.close()
+            return 1
+        waiting = await deployment.wait_ready()
+        if waiting:
+            logging.getLogger("triplica").warning("groups with no leader yet: %s",
+                                                  " ".join(waiting[:20]))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await serve_until_stopped(app, args.host, args.port, stop)
+        try:
+            await serve_until_stopped(app, args.host, args.port, stop)
+        finally:
+            await deployment.close()
+        return 0
 
-    uvloop.run(main())
+    code = uvloop.run(main())
     sys.stdout.flush()
-    return 0
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,13 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="WAL fsync policy: every record, once per group commit, or never")
     serve.add_argument("--replicas", type=int, choices=(1, 3), default=3,
                        help="copies of each partition: 3 (default) = a Paxos group in three AZs "
-                            "in this process, 1 = a single copy")
-    serve.add_argument("--heal-after", type=float, default=30.0, metavar="SECONDS",
+                            "in this process, 1 = a group of one")
+    serve.add_argument("--nodes", type=int, default=None,
+                       help="storage nodes in this process (default 3, or 1 with --replicas 1)")
+    serve.add_argument("--replace-after", type=float, default=30.0, metavar="SECONDS",
                        help="replace a replica that has been down this long: a log replica "
-                            "first, then a full copy (0 = never)")
+                            "first, then a full copy")
     serve.add_argument("--split-size-bytes", type=int, default=10 * 1000 ** 3, metavar="BYTES",
                        help="split a partition holding more than this (default about 10 GB, "
-                            "DynamoDB's per-partition size; 0 = never; three replicas only)")
+                            "DynamoDB's per-partition size)")
     serve.add_argument("--split-for-traffic", action="store_true",
                        help="also split partitions that keep running hot (off: in one process "
                             "more partitions cost throughput; see bench/splits.py)")
@@ -81,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ------------------------------------------------- node and cluster (issue 3)
+# ------------------------------------------------------------ node and cluster
 
 def _node(args: argparse.Namespace) -> int:
     if args.action in ("drain", "undrain"):
@@ -89,8 +98,8 @@ def _node(args: argparse.Namespace) -> int:
     if args.config is None:
         print("triplica node: --config is required to run a node", file=sys.stderr)
         return 2
-    from triplica.cluster.config import load_node_config
-    from triplica.cluster.node import run_node
+    from triplica.engine.node_config import load_node_config
+    from triplica.hosting.node_process import run_node
 
     run_node(load_node_config(args.config))
     sys.stdout.flush()
@@ -113,7 +122,7 @@ def _drain(args: argparse.Namespace) -> int:
 
 def _cluster(args: argparse.Namespace) -> int:
     from triplica.cluster import local
-    from triplica.cluster.config import SplitLimits
+    from triplica.engine.node_config import SplitLimits
 
     try:
         if args.action == "up":
@@ -138,7 +147,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _add_cluster_commands(commands: "argparse._SubParsersAction") -> None:
-    node = commands.add_parser("node", help="run one storage node (see cluster/config.py), "
+    node = commands.add_parser("node", help="run one storage node (see engine/node_config.py), "
                                             "or drain one: triplica node drain --node N")
     node.add_argument("action", nargs="?", choices=("run", "drain", "undrain"), default="run",
                       help="drain: move every replica off --node (metadata/replica_mover.py)")

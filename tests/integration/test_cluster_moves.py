@@ -34,7 +34,8 @@ import pytest
 
 from tests.integration.test_cluster import _free_base_port
 from tests.integration.test_cluster_partitions import _client
-from triplica.cluster.config import load_node_config, placement
+from triplica.engine.node_config import load_node_config
+from triplica.metadata.placement import placement
 from triplica.cluster.drain import _call, drain
 from triplica.cluster.local import cluster_down, cluster_up, running_pids, start_node
 from triplica.metadata.metadata_replica import METADATA_GROUP

@@ -5,7 +5,9 @@ import json
 from typing import Any
 
 
-from triplica.cluster.config import NodeSpec, load_node_config, placement
+from triplica.common.topology import NodeSpec
+from triplica.engine.node_config import load_node_config
+from triplica.metadata.placement import placement
 from triplica.cluster.local import node_specs
 
 

@@ -31,7 +31,7 @@ import pytest
 
 from tests.integration.test_cluster import _free_base_port
 from tests.integration.test_cluster_partitions import _client, _post
-from triplica.cluster.config import SplitLimits
+from triplica.engine.node_config import SplitLimits
 from triplica.cluster.local import cluster_down, cluster_up, running_pids, start_node
 from triplica.model.partition_map import TableMap
 from triplica.model.keys import partition_hash

@@ -78,7 +78,8 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Any, replicas: str, sync_
 
 
 def test_flipped_bit_in_wal_is_detected(tmp_path: Any) -> None:
-    # One copy: with three, the damaged replica's peers hold the data (see test_replicated_*).
+    # One copy (a group of one): with three, the damaged replica's peers hold the data and
+    # repair it (see test_replicated_heal.py); alone it must refuse to start.
     server = ServerProcess(str(tmp_path), "--replicas", "1").start()
     try:
         client = server.client()
@@ -87,7 +88,8 @@ def test_flipped_bit_in_wal_is_detected(tmp_path: Any) -> None:
             client.put_item(TableName="durable", Item={"pk": {"S": f"k{i}"}, "v": {"S": "x" * 50}})
     finally:
         server.kill()  # no clean shutdown: the WAL still holds every record
-    segments = sorted(glob.glob(os.path.join(str(tmp_path), "tables", "*", "*", "wal", "*")))
+    replicas = glob.glob(os.path.join(str(tmp_path), "node-1", "tables", "*", "*", "replica"))
+    segments = sorted(glob.glob(os.path.join(replicas[0], "log", "*.wal"))) if replicas else []
     assert segments, "no WAL segment found"
     segment = segments[-1]
     with open(segment, "r+b") as f:
@@ -97,7 +99,7 @@ def test_flipped_bit_in_wal_is_detected(tmp_path: Any) -> None:
         f.seek(0)
         f.write(data)
     # Also make LMDB forget what it applied, so the WAL must be replayed in full.
-    for items_dir in glob.glob(os.path.join(str(tmp_path), "tables", "*", "*", "items")):
+    for items_dir in glob.glob(os.path.join(replicas[0], "items")):
         for name in os.listdir(items_dir):
             os.remove(os.path.join(items_dir, name))
     broken = ServerProcess(str(tmp_path), "--replicas", "1")

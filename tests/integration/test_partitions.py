@@ -24,7 +24,7 @@ ITEMS = 600
 
 
 def partition_count(data_dir: str, table: str) -> int:
-    with open(os.path.join(data_dir, "catalog.json")) as file:
+    with open(os.path.join(data_dir, "node-1", "catalog.json")) as file:
         catalogue = json.load(file)
     tables = catalogue["tables"]
     entry = tables[table] if isinstance(tables, dict) else next(t for t in tables if t["name"] == table)

@@ -35,7 +35,7 @@ def one_attempt_client(process: ServerProcess) -> Any:
 
 
 def partitions_of(data_dir: str, table: str) -> int:
-    with open(os.path.join(data_dir, "catalog.json")) as file:
+    with open(os.path.join(data_dir, "node-1", "catalog.json")) as file:
         tables = json.load(file)["tables"]
     return len(next(t for t in tables if t["name"] == table)["partitions"])
 

@@ -1,7 +1,7 @@
 """The repair bound a cluster node collects from its peers before rebuilding a replica.
 
 `collect_bound` (engine/replica_repair.py) with scripted peers, and the
-node-to-node request (cluster/node.py over cluster/peer_network.py) between
+node-to-node request (node/storage_node.py over transport/mesh.py) between
 two real PeerNetworks on 127.0.0.1.
 """
 from __future__ import annotations
@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from triplica.cluster.config import NodeConfig, NodeSpec
-from triplica.cluster.node import StorageNode
-from triplica.cluster.peer_network import PeerNetwork
+from triplica.common.topology import NodeSpec
+from triplica.engine.node_config import NodeConfig
+from triplica.node.storage_node import StorageNode
+from triplica.transport.mesh import PeerNetwork
+from triplica.transport.tcp import TcpTransport
 from triplica.engine.replica_repair import RepairBound, collect_bound
 from triplica.replication.ballot import Ballot
 
@@ -86,8 +88,10 @@ def test_a_node_answers_its_peers_repair_bound_requests(tmp_path: Any) -> None:
                   for i, c in zip((1, 2, 3), "abc"))
 
     async def run() -> None:
-        networks = [PeerNetwork(n.id, "127.0.0.1", n.peer_port, specs) for n in specs[:2]]
-        nodes = [StorageNode(NodeConfig(node_id=n.id, az=n.az, data_dir=str(tmp_path),
+        networks = [PeerNetwork(n.id, TcpTransport(), ("127.0.0.1", n.peer_port),
+                                {m.id: ("127.0.0.1", m.peer_port) for m in specs if m.id != n.id})
+                    for n in specs[:2]]
+        nodes = [StorageNode(NodeConfig(node_id=n.id, az=n.az, data_dir=str(tmp_path / str(n.id)),
                                         http_port=n.http_port, peer_port=n.peer_port,
                                         nodes=specs), network)
                  for n, network in zip(specs, networks)]

@@ -18,6 +18,7 @@ from triplica.engine.operations import tables  # noqa: F401  (registers the hand
 from triplica.engine.operations.service import OPERATIONS, Service
 from triplica.engine.catalogue import HASH_SPACE_END, TableInfo
 from triplica.engine.database import Database
+from triplica.engine.node_partition import UnhostedPartition
 from triplica.errors import ResourceInUseException, ValidationException
 from triplica.metadata import catalogue_log
 from triplica.metadata.catalogue_follower import CatalogueFollower
@@ -54,7 +55,7 @@ def test_records_round_trip_and_unknown_records_are_refused() -> None:
 
 
 def test_create_is_planned_with_partitions_by_capacity(tmp_path: Any) -> None:
-    db = Database(str(tmp_path))
+    db = Database(str(tmp_path), _unhosted)
     answer, changes = _plan(db, "CreateTable", _create_request("orders", wcu=2500))
     assert answer["TableDescription"]["TableStatus"] == "CREATING"
     assert [c["op"] for c in changes] == ["put_table"]
@@ -71,12 +72,17 @@ def test_create_is_planned_with_partitions_by_capacity(tmp_path: Any) -> None:
     db_close(db)
 
 
+def _unhosted(info: Any, partition: Any, directory: str) -> UnhostedPartition:
+    """These tests follow the catalogue only: every partition lives elsewhere."""
+    return UnhostedPartition(list(partition.members or [1]))
+
+
 def db_close(db: Database) -> None:
     asyncio.run(db.close())
 
 
 def test_refused_requests_plan_nothing(tmp_path: Any) -> None:
-    db = Database(str(tmp_path))
+    db = Database(str(tmp_path), _unhosted)
     follower = CatalogueFollower(db, _log_fetch([]))
     _, changes = _plan(db, "CreateTable", _create_request("orders"))
     asyncio.run(_apply_all(follower, changes, first_epoch=1))
@@ -104,7 +110,7 @@ async def _apply_all(follower: CatalogueFollower, changes: list[dict], first_epo
 
 
 def test_follower_applies_in_order_and_survives_a_restart(tmp_path: Any) -> None:
-    db = Database(str(tmp_path))
+    db = Database(str(tmp_path), _unhosted)
     log: list[tuple[int, dict]] = []
 
     def commit(operation: str, request: dict[str, Any]) -> None:
@@ -125,7 +131,7 @@ def test_follower_applies_in_order_and_survives_a_restart(tmp_path: Any) -> None
     assert len(db.tables["orders"].partitions) == 2
     db_close(db)
 
-    reopened = Database(str(tmp_path))  # the epoch is in the same durable write as the tables
+    reopened = Database(str(tmp_path), _unhosted)  # the epoch is in the same durable write as the tables
     assert reopened.catalogue.epoch == 4 and sorted(reopened.tables) == ["orders"]
     follower = CatalogueFollower(reopened, _log_fetch(log + log))  # re-delivered: skipped
     assert asyncio.run(follower.catch_up()) == 4 and follower.applied_changes == 0

@@ -1,176 +1,137 @@
-"""ReplicatedPartition over the asyncio driver: failover, catch-up, restart.
+"""Three replicas of one group over the asyncio driver: failover, catch-up, restart.
 
-Three real replicas (PaxosLog + LMDB each) in one event loop over the
-in-process transport; stopping a driver is a replica power-off as far as
-its peers can tell. pytest-asyncio is not installed: each test runs its own
-loop with asyncio.run.
+Three real replicas (PaxosLog + LMDB each), NodePartitions on three
+in-process nodes as `triplica serve` runs them (tests/unit/group_harness.py);
+stopping a replica is a power-off as far as its peers can tell.
 """
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Awaitable, Callable
 
 import pytest
 
-import triplica.engine.replicated_partition as replicated
-from triplica.engine.replicated_partition import ReplicatedPartition
+from tests.unit.group_harness import LocalGroup, image, run, until
+from triplica.common.redirects import NotLeaderError
 from triplica.errors import InternalServerError
 
 FAILOVER_S_MAX = 5.0
 
 
-def image(text: str) -> bytes:
-    body = text.encode()
-    return len(body).to_bytes(4, "big") + body  # u32 size prefix, as stored items have
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = FAILOVER_S_MAX) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
-
-
-async def write(partition: ReplicatedPartition, key: bytes, text: str) -> int:
-    return await partition.propose([(key, image(text))])
-
-
-def contents(partition: ReplicatedPartition, node: int) -> tuple[int, list]:
-    driver = partition.drivers[node]
-    assert driver is not None
-    return driver.store.applied_index(), list(driver.store.scan(b"", None))
-
-
-async def converged(partition: ReplicatedPartition) -> None:
-    nodes = [n for n, d in partition.drivers.items() if d is not None]
-    await until(lambda: len({repr(contents(partition, n)) for n in nodes}) == 1)
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(test())
+async def write(group: LocalGroup, key: bytes, text: str) -> int:
+    return await group.propose([(key, image(text))])
 
 
 def test_writes_commit_on_all_three_and_reads_see_them(tmp_path):
     async def scenario() -> None:
-        partition = ReplicatedPartition(str(tmp_path))
+        group = await LocalGroup(str(tmp_path)).start()
         try:
-            assert partition.leader() is not None  # a new group elects synchronously
+            leader = group.leading()  # a new group elects at once
             for i in range(50):
-                await write(partition, b"k%03d" % i, f"v{i}")
-            assert partition.read_applied(b"k007", consistent=True) == image("v7")
-            assert partition.read_applied(b"k007") == image("v7")
-            assert partition.read_latest(b"k049") == image("v49")
-            assert [k for k, _ in partition.scan(b"k010", b"k013", consistent=True)] == \
+                await write(group, b"k%03d" % i, f"v{i}")
+            assert leader.read_applied(b"k007", consistent=True) == image("v7")
+            assert leader.read_applied(b"k007") == image("v7")
+            assert leader.read_latest(b"k049") == image("v49")
+            assert [k for k, _ in leader.scan(b"k010", b"k013", consistent=True)] == \
                 [b"k010", b"k011", b"k012"]
-            assert partition.stats()[0] == 50
-            await converged(partition)
+            assert leader.stats()[0] == 50
+            await group.converged()
+            for node, replica in group.replicas.items():  # followers serve eventual reads
+                assert replica is not None and replica.read_applied(b"k049") == image("v49")
         finally:
-            await partition.drain()
-            await partition.aclose()
+            await group.close()
     run(scenario)
 
 
 def test_leader_power_off_fails_over_and_the_old_leader_catches_up(tmp_path):
     async def scenario() -> None:
-        partition = ReplicatedPartition(str(tmp_path))
+        group = await LocalGroup(str(tmp_path)).start()
         try:
-            await write(partition, b"before", "acknowledged before the failover")
-            old = partition.leader()
+            await write(group, b"before", "acknowledged before the failover")
+            old = group.leader()
             assert old is not None
-            pending = [partition.propose([(b"inflight%d" % i, image("x"))]) for i in range(20)]
-            await partition.stop_replica(old.node_id)
+            pending = [group.propose([(b"inflight%d" % i, image("x"))]) for i in range(20)]
+            await group.stop_replica(old.node_id)
             # In-flight writes either committed or failed with a 500, never hang.
             results = await asyncio.gather(*pending, return_exceptions=True)
             assert all(isinstance(r, (int, InternalServerError)) for r in results)
-            elapsed = await until(lambda: partition._usable_leader() is not None)
+            elapsed = await until(lambda: group.usable_leader() is not None, FAILOVER_S_MAX)
             assert elapsed < FAILOVER_S_MAX
-            new = partition.leader()
+            new = group.leader()
             assert new is not None and new.node_id != old.node_id
-            assert partition.read_applied(b"before", consistent=True) == image("acknowledged before the failover")
+            assert group.leading().read_applied(b"before", consistent=True) == \
+                image("acknowledged before the failover")
             for i in range(30):  # two of three keep accepting writes
-                await write(partition, b"after%02d" % i, f"a{i}")
-            partition.start_replica(old.node_id)
-            await write(partition, b"last", "after the restart")
-            await converged(partition)
-            applied, items = contents(partition, old.node_id)
+                await write(group, b"after%02d" % i, f"a{i}")
+            group.start_replica(old.node_id)
+            await write(group, b"last", "after the restart")
+            await group.converged()
+            applied, items = group.contents(old.node_id)
             assert (b"before", image("acknowledged before the failover")) in items
             assert (b"last", image("after the restart")) in items
         finally:
-            await partition.drain()
-            await partition.aclose()
+            await group.close()
     run(scenario)
 
 
 def test_a_replica_behind_the_compacted_log_gets_a_btree_snapshot(tmp_path):
     async def scenario() -> None:
-        partition = ReplicatedPartition(str(tmp_path), compact_entries=40)
+        group = await LocalGroup(str(tmp_path), compact_entries=40).start()
         try:
-            leader = partition.leader()
+            leader = group.leader()
             assert leader is not None
-            follower = next(n for n in partition.drivers if n != leader.node_id)
-            await partition.stop_replica(follower)
+            follower = next(n for n in group.drivers if n != leader.node_id)
+            await group.stop_replica(follower)
             for i in range(200):
-                await write(partition, b"k%03d" % i, f"v{i}")
-            await partition.propose([(b"k000", None)])  # a delete, to check stats too
+                await write(group, b"k%03d" % i, f"v{i}")
+            await group.propose([(b"k000", None)])  # a delete, to check stats too
             assert leader.replica.log.snapshot_index > 0  # the prefix is gone from the log
-            partition.start_replica(follower)
-            await converged(partition)
-            applied, items = contents(partition, follower)
+            group.start_replica(follower)
+            await group.converged()
+            applied, items = group.contents(follower)
             assert len(items) == 199 and applied >= 201
-            assert partition.drivers[follower].store.stats() == leader.store.stats()
+            assert group.drivers[follower].store.stats() == leader.store.stats()
         finally:
-            await partition.drain()
-            await partition.aclose()
+            await group.close()
     run(scenario)
 
 
 def test_state_survives_a_restart_of_every_replica(tmp_path):
     async def first_life() -> None:
-        partition = ReplicatedPartition(str(tmp_path), compact_entries=25)
+        group = await LocalGroup(str(tmp_path), compact_entries=25).start()
         for i in range(60):
-            await write(partition, b"k%02d" % i, f"v{i}")
-        await partition.drain()
-        await partition.aclose()
+            await write(group, b"k%02d" % i, f"v{i}")
+        await group.close()
 
     async def second_life() -> None:
-        partition = ReplicatedPartition(str(tmp_path), compact_entries=25)
+        group = await LocalGroup(str(tmp_path), compact_entries=25).start()
         try:
-            await until(lambda: partition._usable_leader() is not None)
-            assert partition.read_applied(b"k59", consistent=True) == image("v59")
-            assert partition.stats()[0] == 60
-            await write(partition, b"k60", "v60")
-            await converged(partition)
+            assert group.leading().read_applied(b"k59", consistent=True) == image("v59")
+            assert group.leading().stats()[0] == 60
+            await write(group, b"k60", "v60")
+            await group.converged()
         finally:
-            await partition.drain()
-            await partition.aclose()
+            await group.close()
     run(first_life)
     run(second_life)
 
 
-def test_without_a_quorum_reads_and_writes_fail_with_500(tmp_path, monkeypatch):
-    monkeypatch.setattr(replicated, "LEADER_WAIT_S", 0.5)
-
+def test_without_a_quorum_only_eventually_consistent_reads_are_served(tmp_path):
     async def scenario() -> None:
-        partition = ReplicatedPartition(str(tmp_path))
+        group = await LocalGroup(str(tmp_path)).start()
         try:
-            await write(partition, b"k", "v")
-            leader = partition.leader()
-            assert leader is not None
-            for node in [n for n in partition.drivers if n != leader.node_id]:
-                await partition.stop_replica(node)
+            await write(group, b"k", "v")
+            leader = group.leading()
+            for node in [n for n in group.drivers if n != leader.node_id]:
+                await group.stop_replica(node)
             # The leader loses its lease within an election timeout, then steps down.
-            await until(lambda: partition._usable_leader() is None)
-            with pytest.raises(InternalServerError):
-                partition.read_applied(b"k", consistent=True)
-            with pytest.raises(InternalServerError):
-                partition.read_latest(b"k")
-            assert partition.read_applied(b"k") == image("v")  # eventually consistent: any live replica
-            with pytest.raises(InternalServerError):
-                await write(partition, b"k2", "never")
+            await until(lambda: group.usable_leader() is None)
+            with pytest.raises(NotLeaderError):
+                leader.read_applied(b"k", consistent=True)
+            with pytest.raises(NotLeaderError):
+                leader.read_latest(b"k")
+            with pytest.raises(NotLeaderError):
+                leader.propose([(b"k2", image("never"))])
+            assert leader.read_applied(b"k") == image("v")  # eventually consistent: any replica
         finally:
-            await partition.drain()
-            await partition.aclose()
+            await group.close()
     run(scenario)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from triplica.engine.replicated_partition import SERVE_OPTIONS, ReplicatedPartition
+from tests.unit.group_harness import SLOW, LocalGroup
 from triplica.replication import driver as driver_module
 
 IDLE_S = 1.0
@@ -33,20 +33,20 @@ def test_an_idle_group_wakes_for_heartbeats_only_and_keeps_its_lease(tmp_path, m
     monkeypatch.setattr(driver_module.ReplicaDriver, "_step_inbox", counting_step)
 
     async def scenario() -> None:
-        partition = ReplicatedPartition(str(tmp_path))
+        group = await LocalGroup(str(tmp_path)).start()
         try:
-            await partition.propose([(b"k", b"\x00\x00\x00\x01v")])
+            await group.propose([(b"k", b"\x00\x00\x00\x01v")])
             wakeups.clear()
             lapses = 0
             for _ in range(int(IDLE_S / 0.02)):
                 await asyncio.sleep(0.02)
-                lapses += partition._usable_leader() is None
+                lapses += group.usable_leader() is None
             assert lapses == 0  # heartbeats keep renewing the lease
-            rounds_max = IDLE_S * 1000 / SERVE_OPTIONS.heartbeat_interval_ms + 2
+            rounds_max = IDLE_S * 1000 / SLOW.heartbeat_interval_ms + 2
             # Per heartbeat: the leader's timer, one step per follower, one on the leader.
             assert sum(wakeups.values()) <= 4 * rounds_max + 6, dict(wakeups)
-            assert await partition.propose([(b"k", b"\x00\x00\x00\x01w")]) >= 1
+            assert await group.propose([(b"k", b"\x00\x00\x00\x01w")]) >= 1
         finally:
-            await partition.aclose()
+            await group.close()
 
     asyncio.run(scenario())

@@ -1,6 +1,6 @@
 """Snapshot images shipped in chunks, with real drivers (replication/image_transfer.py).
 
-As in test_replication_driver.py: a ReplicatedPartition with a small
+As in test_replication_driver.py: a group of three NodePartitions with a small
 `compact_entries`, one follower stopped while the leader writes a few MB and
 compacts its log, so the restarted follower can only catch up from an LMDB
 image. Chunks are made small (64 KiB) so an image is dozens of them. Faults
@@ -18,9 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-import triplica.engine.replicated_partition as replicated
-from triplica.engine.partition import decode_entry, encode_entry
-from triplica.engine.replicated_partition import ReplicatedPartition
+from triplica.engine.log_entries import decode_entry, encode_entry
 from triplica.replication import image_transfer, snapshot_stream
 from triplica.replication.membership import Membership
 from triplica.replication.driver import ReplicaDriver
@@ -28,7 +26,7 @@ from triplica.replication.options import ReplicaOptions
 from triplica.transport.inprocess import InProcessClient, InProcessNetwork
 from triplica.transport.tcp import TcpTransport
 
-from tests.unit.test_replication_driver import contents, converged, image, run, until
+from tests.unit.group_harness import LocalGroup, image, run, until
 
 FAST = ReplicaOptions(heartbeat_interval_ms=50, election_timeout_base_ms=300,
                       election_timeout_jitter_ms=100)
@@ -47,14 +45,14 @@ def value_text(i: int) -> str:
     return (f"{i:06d}" * (VALUE_CHARS // 6 + 1))[:VALUE_CHARS]
 
 
-async def fill(partition: ReplicatedPartition, items: int = ITEMS) -> None:
+async def fill(partition: LocalGroup, items: int = ITEMS) -> None:
     """Write `items` large items, ten proposals at a time."""
     for start in range(0, items, 10):
         await asyncio.gather(*(partition.propose([(b"k%05d" % i, image(value_text(i)))])
                                for i in range(start, min(start + 10, items))))
 
 
-def senders(partition: ReplicatedPartition) -> list[image_transfer.ImageSender]:
+def senders(partition: LocalGroup) -> list[image_transfer.ImageSender]:
     return [d.image_sender for d in partition.drivers.values() if d is not None]
 
 
@@ -63,7 +61,7 @@ def leftovers(directory: str) -> list[str]:
             if name.startswith(("partial-", "outgoing-", "incoming-"))]
 
 
-async def lag_and_catch_up(partition: ReplicatedPartition) -> int:
+async def lag_and_catch_up(partition: LocalGroup) -> int:
     """Stop a follower, write past its log, restart it; returns it once it holds the leader's data."""
     leader = partition.leader()
     assert leader is not None
@@ -75,31 +73,32 @@ async def lag_and_catch_up(partition: ReplicatedPartition) -> int:
     # follower before that have been tried (and dropped) by then.
     await until(lambda: leader.image_sender.transfers_started >= 1)
     partition.start_replica(follower)
-    await until(lambda: contents(partition, follower)[0] >= leader.applied_index, CATCH_UP_S_MAX)
-    await converged(partition)
+    await until(lambda: partition.contents(follower)[0] >= leader.applied_index, CATCH_UP_S_MAX)
+    await partition.converged()
     return follower
 
 
-def catch_up_by_image(directory: str, check: Callable[[ReplicatedPartition, int], None]) -> None:
+def catch_up_by_image(directory: str, check: Callable[[LocalGroup, int], None],
+                      network: InProcessNetwork | None = None) -> None:
     """Run `lag_and_catch_up`, then `check(partition, follower)`; no transfer files may remain."""
     async def scenario() -> None:
-        partition = ReplicatedPartition(directory, options=FAST, compact_entries=20)
+        partition = await LocalGroup(directory, options=FAST, compact_entries=20,
+                                     network=network).start()
         try:
             check(partition, await lag_and_catch_up(partition))
         finally:
-            await partition.drain()
-            await partition.aclose()
-        for node in partition.drivers:  # no copy, partial or unused image left behind
+            await partition.close()
+        for node in partition.replicas:  # no copy, partial or unused image left behind
             assert leftovers(partition.replica_directory(node)) == []
     run(scenario)
 
 
 def test_a_lagging_replica_catches_up_from_an_image_of_many_chunks(tmp_path):
-    def check(partition: ReplicatedPartition, follower: int) -> None:
+    def check(partition: LocalGroup, follower: int) -> None:
         leader = partition.leader()
-        applied, items = contents(partition, follower)
+        applied, items = partition.contents(follower)
         assert len(items) == ITEMS and dict(items)[b"k00007"] == image(value_text(7))
-        assert (applied, items) == contents(partition, leader.node_id)
+        assert (applied, items) == partition.contents(leader.node_id)
         assert partition.drivers[follower].store.stats() == leader.store.stats()
         sent = sum(s.chunks_sent for s in senders(partition))
         assert sent >= 3_000_000 // CHUNK_BYTES  # the image went as dozens of chunks
@@ -110,8 +109,9 @@ def test_a_lagging_replica_catches_up_from_an_image_of_many_chunks(tmp_path):
 class FaultyNetwork(InProcessNetwork):
     """An in-process network whose clients pass every batch through `fault` first.
 
-    `fault(wire)` sees each message wire leaving a driver and returns the
-    wire to deliver instead, or None to drop it (a lost or mangled frame).
+    `fault(wire)` sees each message wire leaving a driver (a node mesh sends
+    `[group, wires]`) and returns the wire to deliver instead, or None to
+    drop it (a lost or mangled frame).
     """
 
     fault: Callable[[tuple], tuple | None] = staticmethod(lambda wire: wire)
@@ -122,9 +122,10 @@ class FaultyNetwork(InProcessNetwork):
 
 class _FaultyClient(InProcessClient):
     async def send(self, message, deadline_s=1.0):
-        kept = [w for w in (self._network.fault(wire) for wire in message) if w is not None]
+        group, wires = message
+        kept = [w for w in (self._network.fault(wire) for wire in wires) if w is not None]
         if kept:
-            await super().send(kept, deadline_s)
+            await super().send([group, kept], deadline_s)
 
 
 class ChunkFaults:
@@ -154,17 +155,16 @@ class ChunkFaults:
 def test_a_corrupted_or_lost_chunk_discards_the_transfer_and_a_retry_succeeds(tmp_path, monkeypatch):
     faults = ChunkFaults()
     monkeypatch.setattr(FaultyNetwork, "fault", staticmethod(faults))
-    monkeypatch.setattr(replicated, "InProcessNetwork", FaultyNetwork)
 
-    def check(partition: ReplicatedPartition, follower: int) -> None:
+    def check(partition: LocalGroup, follower: int) -> None:
         assert faults.injected == ["flip", "drop"]
         assert len(faults.seen) >= 3  # two abandoned, then a clean one
         assert sum(s.transfers_aborted for s in senders(partition)) >= 2
         receiver = partition.drivers[follower].image_receiver
         assert receiver.transfers_discarded >= 2 and receiver.images_sealed >= 1
         assert receiver.incomplete_transfers == 0
-        assert contents(partition, follower) == contents(partition, partition.leader().node_id)
-    catch_up_by_image(str(tmp_path), check)
+        assert partition.contents(follower) == partition.contents(partition.leader().node_id)
+    catch_up_by_image(str(tmp_path), check, FaultyNetwork())
 
 
 def test_the_sender_holds_one_chunk_and_a_bounded_window_however_slow_the_receiver(tmp_path, monkeypatch):
@@ -176,7 +176,7 @@ def test_the_sender_holds_one_chunk_and_a_bounded_window_however_slow_the_receiv
 
     monkeypatch.setattr(image_transfer, "_write_chunk", slow_disk)
 
-    def check(partition: ReplicatedPartition, follower: int) -> None:
+    def check(partition: LocalGroup, follower: int) -> None:
         shipping = [s for s in senders(partition) if s.chunks_sent]
         assert shipping and sum(s.chunks_sent for s in shipping) >= 40
         for sender in shipping:

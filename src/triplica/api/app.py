@@ -1,19 +1,25 @@
-"""The DynamoDB application: envelope -> authentication -> operation handler.
+"""The DynamoDB front: envelope and authentication, then the router.
 
-`handle` is called by the HTTP front for every request. It returns the
-response directly when the handler is synchronous (reads, control plane) and
-an awaitable when the handler waits for the log (writes).
+`handle` is called by the HTTP front (http_server.py) for every request:
+it reads the operation from X-Amz-Target, checks the SigV4 signature and
+the content type, decodes the JSON body, and hands the router (router/
+router.py) a `Call`. The router's answer is a dict (encoded here), JSON
+bytes (sent as they are), or an awaitable of either (a write waiting for
+its log entries; anything the router had to wait for); errors are
+DynamoError, which the HTTP front turns into DynamoDB's JSON error.
 
-Internal parameters (router/internal.py, key INTERNAL_KEY in the body) are
-honoured only by a storage node's app (`accepts_internal=True`), which only
-its router talks to; everywhere else they are dropped before any handler
-sees the request, so a client cannot use them.
+A client's own internal parameters (common/internal.py) are dropped here:
+only a router may restrict what a node does.
+
+Operators' targets (not DynamoDB operations, common/internal.py):
+`Triplica.RouterStats` (the router's counters), `Triplica.WipeRouterCache`
+(benchmarks), `Triplica.DrainNode` and `Triplica.PartitionMap` (what
+`triplica node drain` asks).
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from datetime import datetime, timezone
 from typing import Any, Awaitable
 
@@ -21,71 +27,65 @@ import orjson
 
 from triplica.api import sigv4, wire
 from triplica.api.http_server import Request, Response
-from triplica.engine.operations.service import DEFAULT_REGION, OPERATIONS, AfterCommit, Service
-from triplica.engine.database import Database
-from triplica.errors import UnknownOperationException
-from triplica.common.internal import INTERNAL_KEY
+from triplica.common.internal import (DRAIN_TARGET, INTERNAL_KEY, PARTITION_MAP_TARGET,
+                                      ROUTER_STATS_TARGET, WIPE_CACHE_TARGET)
+from triplica.router.node_client import Call
+from triplica.router.router import Router
 
-log = logging.getLogger(__name__)
+DEFAULT_REGION = "us-east-1"
+FORWARDED_TARGETS = (DRAIN_TARGET, PARTITION_MAP_TARGET)
+# Operations whose answer names the request's region or host (an ARN, an endpoint);
+# the others skip reading the Authorization header again.
+ORIGIN_OPERATIONS = frozenset({"CreateTable", "DescribeEndpoints"})
 
 
-class TriplicaApp:
-    def __init__(self, db: Database, credentials: dict[str, str] | None = None,
-                 accepts_internal: bool = False) -> None:
-        self.db = db
-        self.accepts_internal = accepts_internal
-        self.service = Service(db)
+class DynamoApp:
+    def __init__(self, router: Router, credentials: dict[str, str] | None = None) -> None:
+        self.router = router
         self.authenticator = sigv4.Authenticator(credentials)
         self.verifies = credentials is not None
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
         headers = request.headers
-        operation = wire.parse_target(headers)
+        target = headers.get("x-amz-target")
+        if target in (ROUTER_STATS_TARGET, WIPE_CACHE_TARGET):
+            if target == WIPE_CACHE_TARGET:
+                self.router.wipe_cache()
+            return 200, orjson.dumps(self.router.stats()), None
+        if target in FORWARDED_TARGETS:
+            operation = target
+        else:
+            operation = wire.parse_target(headers)
         self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
         wire.check_content_type(headers)
         parameters = wire.parse_body(request.body)
-        if not self.accepts_internal:
-            parameters.pop(INTERNAL_KEY, None)
-        handler = OPERATIONS.get(operation)
-        if handler is None:
-            raise UnknownOperationException(
-                f"The operation {operation} is not supported by this triplica release")
-        if operation in ("CreateTable", "DescribeEndpoints"):
-            self._note_origin(headers)
-        result = handler(self.service, parameters)
-        kind = type(result)
-        if kind is dict:
-            return 200, orjson.dumps(result), None
-        if kind is bytes:
-            return 200, result, None
-        if kind is AfterCommit:
-            return _after_commit(result)
-        assert inspect.isawaitable(result), kind
-        return self._finish_later(result)
-
-    async def _finish_later(self, pending: Awaitable[Any]) -> Response:
-        result = await pending
-        return 200, result if type(result) is bytes else orjson.dumps(result), None
-
-    def _note_origin(self, headers: dict[str, str]) -> None:
-        try:
-            region = sigv4.parse_authorization(headers.get("authorization")).region
-        except Exception:  # authentication already passed; fall back quietly
-            region = DEFAULT_REGION
-        self.service.request_region = region or DEFAULT_REGION
-        self.service.request_host = headers.get("host", "127.0.0.1:8000")
+        parameters.pop(INTERNAL_KEY, None)
+        region = region_of(headers) if operation in ORIGIN_OPERATIONS else DEFAULT_REGION
+        call = Call(operation, parameters, region, headers.get("host", "127.0.0.1:8000"))
+        return respond(self.router.handle(call))
 
     async def close(self) -> None:
-        await self.db.close()
+        await self.router.close()
 
 
-def _after_commit(result: AfterCommit) -> "asyncio.Future[Response]":
-    """A future for the HTTP layer that resolves once every log entry is durable."""
+def respond(result: Any) -> Response | Awaitable[Response]:
+    """An HTTP response for an answer, or an awaitable of one for an awaitable answer
+    (a future is chained with a callback: no task per write)."""
+    kind = type(result)
+    if kind is dict:
+        return 200, orjson.dumps(result), None
+    if kind is bytes:
+        return 200, result, None
+    if isinstance(result, asyncio.Future):
+        return _chain(result)
+    assert inspect.isawaitable(result), kind
+    return _finish_later(result)
+
+
+def _chain(pending: asyncio.Future) -> "asyncio.Future[Response]":
     answer: asyncio.Future = asyncio.get_running_loop().create_future()
-    response: Response = (200, orjson.dumps(result.response), None)
-    remaining = [len(result.futures)]
 
-    def committed(future: asyncio.Future) -> None:
+    def done(future: asyncio.Future) -> None:
         if answer.done():
             return
         if future.cancelled():
@@ -95,10 +95,20 @@ def _after_commit(result: AfterCommit) -> "asyncio.Future[Response]":
         if error is not None:
             answer.set_exception(error)
             return
-        remaining[0] -= 1
-        if remaining[0] == 0:
-            answer.set_result(response)
+        result = future.result()
+        answer.set_result((200, result if type(result) is bytes else orjson.dumps(result), None))
 
-    for future in result.futures:
-        future.add_done_callback(committed)
+    pending.add_done_callback(done)
     return answer
+
+
+async def _finish_later(pending: Awaitable[Any]) -> Response:
+    result = await pending
+    return 200, result if type(result) is bytes else orjson.dumps(result), None
+
+
+def region_of(headers: dict[str, str]) -> str:
+    try:
+        return sigv4.parse_authorization(headers.get("authorization")).region or DEFAULT_REGION
+    except Exception:  # authentication already passed, or is not checked: fall back quietly
+        return DEFAULT_REGION

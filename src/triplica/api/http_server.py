@@ -148,6 +148,9 @@ def _error_result(err: DynamoError) -> Response:
 
 def _failure_result(exc: BaseException, request: Request) -> Response:
     if isinstance(exc, DynamoError):
+        if exc.status >= 500:  # an operator wants every 5xx in the log, with its cause
+            log.warning("answering %s %s to %s: %s", exc.status, exc.type_name,
+                        request.headers.get("x-amz-target", request.path), exc)
         return _error_result(exc)
     log.error("handler failed on %r", request, exc_info=exc)
     return _error_result(_INTERNAL_ERROR)

@@ -2,7 +2,7 @@
 
 Layout of DIR (everything a cluster needs, so `down` and restarts need only DIR):
 
-    DIR/node-<id>.json   node config (cluster/config.py)   DIR/node-<id>/   its data
+    DIR/node-<id>.json   node config (engine/node_config.py)   DIR/node-<id>/   its data
     DIR/node-<id>.pid    pid of the running process        DIR/node-<id>.log
     DIR/router.json, router.pid, router.log        the first router
     DIR/router-<r>.json, .pid, .log                 routers 2..R (`--routers R`)
@@ -31,8 +31,10 @@ import time
 import urllib.error
 import urllib.request
 
-from triplica.cluster.config import (REPLACE_AFTER_S_DEFAULT, MemdsSpec, NodeConfig, NodeSpec,
-                                     RouterConfig, SplitLimits, write_json)
+from triplica.common.topology import MemdsSpec, NodeSpec
+from triplica.engine.node_config import (REPLACE_AFTER_S_DEFAULT, NodeConfig, SplitLimits,
+                                         write_node_config)
+from triplica.router.config import RouterConfig, write_router_config
 
 READY_WAIT_S_MAX = 30.0
 STOP_GRACE_S = 10.0
@@ -117,7 +119,7 @@ def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 800
     memds_specs = tuple(MemdsSpec("127.0.0.1", base_port + MEMDS_PORT_OFFSET + m)
                         for m in range(1, memds + 1))
     for spec in specs:
-        write_json(_path(data_dir, f"node-{spec.id}", ".json"), NodeConfig(
+        write_node_config(_path(data_dir, f"node-{spec.id}", ".json"), NodeConfig(
             node_id=spec.id, az=spec.az, data_dir=os.path.join(data_dir, f"node-{spec.id}"),
             http_port=spec.http_port, peer_port=spec.peer_port, nodes=specs, sync=sync,
             memds=memds_specs, splits=splits, replace_after_s=replace_after_s))
@@ -128,7 +130,7 @@ def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 800
     endpoints = []
     for index in range(1, routers + 1):
         port = router_port(base_port, index)
-        write_json(_path(data_dir, router_name(index), ".json"),
+        write_router_config(_path(data_dir, router_name(index), ".json"),
                    RouterConfig(port=port, nodes=specs, memds=memds_specs))
         endpoints.append(f"http://127.0.0.1:{port}")
     try:
@@ -140,7 +142,7 @@ def cluster_up(data_dir: str, nodes: int = 3, azs: int = 3, base_port: int = 800
                 "--config", _path(data_dir, f"memds-{index}", ".json")])
         for index in range(1, routers + 1):
             _spawn(data_dir, router_name(index), [
-                sys.executable, *PYTHON_FLAGS, "-m", "triplica.cluster.router",
+                sys.executable, *PYTHON_FLAGS, "-m", "triplica.hosting.router_process",
                 "--config", _path(data_dir, router_name(index), ".json")])
         for spec in specs:  # every node, not only the one the router happens to ask
             wait_ready(f"http://127.0.0.1:{spec.http_port}", data_dir)

@@ -17,7 +17,11 @@ from typing import Any
 
 import orjson
 
+from triplica.model.partition_map import TableMap
+
 HASH_SPACE_END = 1 << 64
+# The metadata group's key (metadata/metadata_replica.py): no table group has it.
+METADATA_GROUP = "__metadata__"
 # The file name predates the code's spelling; kept so existing data directories open.
 CATALOGUE_FILE_NAME = "catalog.json"
 CATALOGUE_FORMAT_VERSION = 1
@@ -147,3 +151,15 @@ class Catalogue:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def table_map_of(info: TableInfo, epoch: int) -> TableMap:
+    """The routing view of a table (what MemDS serves) at `epoch`."""
+    partitions = info.partitions
+    assert partitions and all(p.group is not None for p in partitions), info.name
+    return TableMap(name=info.name, epoch=epoch, hash_key=info.hash_key,
+                    hash_type=info.hash_type, range_key=info.range_key,
+                    range_type=info.range_type,
+                    starts=tuple(p.hash_start for p in partitions),
+                    groups=tuple(p.group for p in partitions),  # type: ignore[misc]
+                    members=tuple(tuple(p.members or ()) for p in partitions))

@@ -1,32 +1,27 @@
-"""The storage side of one server: the catalogue and the open partitions.
+"""A storage node's tables: its catalogue and its open partitions.
 
-It answers "which partition holds this key" by the key's hash and the table's
-ordered hash ranges, and owns the partitions' lifecycle (open on start, create
-with a table, drain and remove with a table).
+It answers "which partition holds this key" by the key's hash and the
+table's ordered hash ranges, and owns the partitions' lifecycle on this
+node as the catalogue changes (metadata/catalogue_follower.py applies the
+metadata log here): a table's partitions open when it is adopted, a split's
+children replace their parent, a moved replica is handed over or dropped,
+and a deleted table's partitions drain and go. What a partition object is
+(this node's replica of the range's group, or a stand-in that redirects to
+the members elsewhere) is the node's business: `open_partition`
+(node/storage_node.py).
 
-`replicas` picks the partition kind: 1 is a single `Partition` (WAL + LMDB),
-3 a `ReplicatedPartition` (a Multi-Paxos group of three replicas in three AZs,
-in this process, over the in-process transport). Replicated partitions run
-drivers on the event loop, so such a Database must be built inside a running
-loop (cli.py does), and `wait_for_leaders` lets the server start listening
-only once every partition has a leader.
+The catalogue is saved, with the metadata log's epoch, before the
+partitions change, so a crash in between resumes from the saved state.
 """
 from __future__ import annotations
 
-import asyncio
 import bisect
 import logging
 import os
 import shutil
-import time
-import uuid
 from typing import Any, Awaitable, Callable
 
 from triplica.engine.catalogue import HASH_SPACE_END, Catalogue, PartitionInfo, TableInfo
-from triplica.engine.partition import Partition
-from triplica.engine.partition_plan import hash_ranges, initial_partition_count
-from triplica.engine.replicated_partition import HEAL_AFTER_S_DEFAULT, ReplicatedPartition
-from triplica.engine.table_splits import SplitMonitor, recover_splits, remove_unnamed_partitions
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +31,14 @@ class Table:
 
     __slots__ = ("info", "partitions", "_starts")
 
-    def __init__(self, info: TableInfo, partitions: list[Partition]) -> None:
+    def __init__(self, info: TableInfo, partitions: list[Any]) -> None:
         assert len(partitions) == len(info.partitions) >= 1
         self.info = info
         self.partitions = partitions
         self._starts = [p.hash_start for p in info.partitions]
         assert self._starts[0] == 0 and info.partitions[-1].hash_end == HASH_SPACE_END
 
-    def partition_for_hash(self, key_hash: int) -> Partition:
+    def partition_for_hash(self, key_hash: int) -> Any:
         return self.partitions[bisect.bisect_right(self._starts, key_hash) - 1]
 
     def stats(self) -> tuple[int, int]:
@@ -55,18 +50,15 @@ class Table:
         return items, size
 
 
-REPLICA_COUNTS = (1, 3)
-LEADERS_WAIT_S_DEFAULT = 10.0
-
-
-# Builds the partition of one hash range: (table, range, directory) -> partition.
+# Builds this node's object for one hash range: (table, range, directory) -> partition
+# (its replica, engine/node_partition.py, or a stand-in that redirects).
 PartitionFactory = Callable[[TableInfo, PartitionInfo, str], Any]
-# Before a cluster split's switch is saved: (parent's open partition, child, child's
-# directory) -> prepares this node's child replica (cluster/node.py).
+# Before a split's switch is saved: (parent's open partition, child, child's
+# directory) -> prepares this node's child replica (node/storage_node.py).
 PrepareChild = Callable[[Any, PartitionInfo, str], Awaitable[None]]
 
 
-async def _close_partition(partition: "Partition | ReplicatedPartition") -> None:
+async def _close_partition(partition: Any) -> None:
     await partition.drain()
     aclose = getattr(partition, "aclose", None)
     if aclose is not None:
@@ -75,77 +67,40 @@ async def _close_partition(partition: "Partition | ReplicatedPartition") -> None
         partition.close()
 
 
+def remove_unnamed_partitions(catalogue: Catalogue, data_dir: str) -> None:
+    """Delete partition directories the catalogue no longer names: split parents
+    whose deletion a crash cut short (and children a split left half built)."""
+    for info in catalogue.tables.values():
+        directory = os.path.join(data_dir, "tables", info.table_id)
+        if not os.path.isdir(directory):
+            continue
+        known = {p.partition_id for p in info.partitions}
+        for name in os.listdir(directory):
+            if name not in known and not name.startswith("."):
+                log.warning("table %s: removing %s, a partition that was split", info.name, name)
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
 class Database:
-    def __init__(self, data_dir: str, sync_mode: str = "batch", replicas: int = 1,
-                 partition_factory: PartitionFactory | None = None,
-                 heal_after_s: float | None = HEAL_AFTER_S_DEFAULT,
-                 split_size_bytes: int | None = None, split_for_traffic: bool = False) -> None:
-        """`partition_factory` overrides `replicas` (a storage node's NodePartition).
-        `heal_after_s`: replicated partitions replace a replica down this long.
-        `split_size_bytes`: replicated partitions split in two when they hold
-        more, or (`split_for_traffic`) keep running hot (table_splits.py; needs a
-        running loop)."""
-        assert replicas in REPLICA_COUNTS, replicas
+    def __init__(self, data_dir: str, open_partition: PartitionFactory) -> None:
+        """Opens the catalogue and, through `open_partition`, every table's partitions."""
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
-        self.sync_mode = sync_mode
-        self.replicas = replicas
-        self.partition_factory = partition_factory
-        self.heal_after_s = heal_after_s
-        # A cluster's router still sends a table's requests to one node (one
-        # partition per table there until issue 4's router routes per partition).
-        self.partitions_follow_capacity = partition_factory is None
+        self.open_partition = open_partition
         self.catalogue = Catalogue(data_dir)
-        if partition_factory is None:
-            recover_splits(self.catalogue, data_dir)
         self.tables: dict[str, Table] = {}
         for info in self.catalogue.tables.values():
             self.tables[info.name] = self._open_table(info)
-        if partition_factory is not None:
-            # Split parents are read while their children are built (above), then go.
-            remove_unnamed_partitions(self.catalogue, data_dir)
+        # Split parents are read while their children are built (above), then go.
+        remove_unnamed_partitions(self.catalogue, data_dir)
         self.prepare_child: PrepareChild | None = None
-        self.splits: SplitMonitor | None = None
-        self._split_task: asyncio.Task | None = None
-        if split_size_bytes is not None and replicas > 1 and partition_factory is None:
-            self.splits = SplitMonitor(self, split_size_bytes, for_traffic=split_for_traffic)
-            self._split_task = asyncio.get_running_loop().create_task(self.splits.run())
 
     def _partition_dir(self, info: TableInfo, partition: PartitionInfo) -> str:
         return os.path.join(self.data_dir, "tables", info.table_id, partition.partition_id)
 
     def _open_table(self, info: TableInfo) -> Table:
-        if self.partition_factory is not None:
-            partitions = [self.partition_factory(info, p, self._partition_dir(info, p))
-                          for p in info.partitions]
-        elif self.replicas == 1:
-            partitions = [Partition(self._partition_dir(info, p), self.sync_mode)
-                          for p in info.partitions]
-        else:
-            partitions = [ReplicatedPartition(self._partition_dir(info, p), self.sync_mode,
-                                              replicas=self.replicas,
-                                              heal_after_s=self.heal_after_s)
-                          for p in info.partitions]
-        return Table(info, partitions)
-
-    async def wait_for_leaders(self, timeout_s: float = LEADERS_WAIT_S_DEFAULT) -> bool:
-        """Wait (bounded) until every replicated partition can serve consistent reads."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(partition.leader() is not None and partition.leader().read_allowed()
-                   for table in self.tables.values() for partition in table.partitions
-                   if isinstance(partition, ReplicatedPartition)):
-                return True
-            await asyncio.sleep(0.01)
-        return False
-
-    def create_table(self, info: TableInfo) -> Table:
-        assert info.name not in self.tables
-        count = (initial_partition_count(info.billing_mode, info.read_units, info.write_units)
-                 if self.partitions_follow_capacity else 1)
-        info.partitions = [PartitionInfo(uuid.uuid4().hex[:12], start, end)
-                           for start, end in hash_ranges(count)]
-        return self.adopt_table(info)
+        return Table(info, [self.open_partition(info, p, self._partition_dir(info, p))
+                            for p in info.partitions])
 
     def adopt_table(self, info: TableInfo, epoch: int | None = None) -> Table:
         """Add a table whose partitions are already cut (by the cluster's metadata
@@ -173,7 +128,6 @@ class Database:
         node, metadata/replica_mover.py): each such partition is built again by the
         factory (which hands over a replica this node already joined, or redirects),
         and a replica this node no longer hosts is closed and removed."""
-        assert self.partition_factory is not None, "cluster tables only"
         table = self.tables[info.name]
         before = [p.members for p in table.info.partitions]
         self.replace_table_info(info, epoch)
@@ -182,7 +136,7 @@ class Database:
             if before[position] == partition_info.members:
                 continue
             current = partitions[position]
-            replacement = self.partition_factory(info, partition_info,
+            replacement = self.open_partition(info, partition_info,
                                                  self._partition_dir(info, partition_info))
             if replacement is current:
                 continue
@@ -208,7 +162,6 @@ class Database:
         child is prepared from its parent here, the catalogue switches to the children,
         they open, and the parents close and go."""
         table = self.tables[info.name]
-        assert self.partition_factory is not None, "cluster splits only"
         old = {p.partition_id: partition for p, partition in zip(table.info.partitions,
                                                                   table.partitions)}
         children = [p for p in info.partitions if p.partition_id not in old]
@@ -226,7 +179,7 @@ class Database:
             self.catalogue.tables[info.name], self.catalogue.epoch = previous
             raise
         partitions = [old[p.partition_id] if p.partition_id in old else
-                      self.partition_factory(info, p, self._partition_dir(info, p))
+                      self.open_partition(info, p, self._partition_dir(info, p))
                       for p in info.partitions]
         self.tables[info.name] = Table(info, partitions)
         kept = {p.partition_id for p in info.partitions}
@@ -271,9 +224,6 @@ class Database:
                       ignore_errors=True)
 
     async def close(self) -> None:
-        if self._split_task is not None:
-            self._split_task.cancel()
-            await asyncio.gather(self._split_task, return_exceptions=True)
         for table in self.tables.values():
             for partition in table.partitions:
                 await _close_partition(partition)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import msgpack
 
 from triplica.engine.catalogue import HASH_SPACE_END
-from triplica.engine.partition import Write, stored_item_size
+from triplica.engine.log_entries import Write, stored_item_size
 from triplica.replication.membership import Membership
 from triplica.replication.driver import snapshot_token
 from triplica.replication.log import HardState, Snapshot

@@ -3,7 +3,7 @@
 `ReplicatedPartition` hosts all three replicas of a group in one process;
 a `NodePartition` hosts exactly one (this node's), driven by the same
 `ReplicaDriver`, and reaches the other members' replicas over whatever
-network the node hands it (cluster/peer_network.py: TCP between nodes).
+network the node hands it (transport/mesh.py, over TCP or in-process).
 Placement (cluster/config.py) puts the members in three different AZs.
 
 Who serves what (paper: "the leader ... replicating all the customer
@@ -70,7 +70,7 @@ from typing import Any, Iterator
 from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.engine.access_meter import AccessMeter
 from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, marker_of, split_writes
-from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
+from triplica.engine.log_entries import Write, decode_entry, encode_entry, stored_item_size
 from triplica.engine.queued_writes import QueuedWrites
 from triplica.engine.replica_repair import (
     REPAIR_BOUND_WAIT_S_DEFAULT,
@@ -82,7 +82,7 @@ from triplica.engine.replica_repair import (
     rebuild_in_place,
 )
 from triplica.replication.membership import Membership
-from triplica.replication.driver import ReplicaDriver
+from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDriver
 from triplica.replication.replica_files import ReplicaDamagedError
 from triplica.replication.log import LogEntry
 from triplica.replication.options import ReplicaOptions
@@ -108,7 +108,8 @@ class NodePartition:
     def __init__(self, directory: str, *, node_id: int, group_key: str, members: list[int],
                  network: Any, sync_mode: str = "batch", fresh: bool = False,
                  options: ReplicaOptions = ReplicaOptions(), ask_bound: AskBound | None = None,
-                 repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT, joining: bool = False) -> None:
+                 repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT, joining: bool = False,
+                 compact_entries: int = COMPACT_ENTRIES_DEFAULT) -> None:
         """`ask_bound`: how to ask a peer for its repair bound; without it a damaged
         replica raises ReplicaDamagedError here, as before (see the module docstring).
         `joining`: a replica added to an existing group (metadata/replica_mover.py); it
@@ -125,6 +126,7 @@ class NodePartition:
         self._network = network
         self._sync_mode = sync_mode
         self._options = options
+        self._compact_entries = compact_entries
         self._loop = asyncio.get_running_loop()
         # Writes proposed by this replica's current leadership (owner: its ballot).
         self._queued = QueuedWrites(directory)
@@ -167,6 +169,11 @@ class NodePartition:
         return self._closed
 
     @property
+    def members(self) -> list[int]:
+        """The members this replica was opened with (its node's view of the group)."""
+        return list(self._members)
+
+    @property
     def _replica_path(self) -> str:
         return os.path.join(self.directory, REPLICA_DIRECTORY)
 
@@ -177,7 +184,7 @@ class NodePartition:
             directory=self._replica_path, network=self._network,
             addresses={member: (self.group_key, member) for member in self._members},
             sync_mode=self._sync_mode, decode=decode_entry, listener=self, options=self._options,
-            value_size=stored_item_size, start_ms=start_ms)
+            value_size=stored_item_size, compact_entries=self._compact_entries, start_ms=start_ms)
 
     # ------------------------------------------------------------- healing
 

@@ -19,7 +19,8 @@ from typing import Any
 from triplica.memds.map_store import Answer
 from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
 from triplica.transport.base import RemoteError, TransportError
-from triplica.transport.tcp import TcpClient
+from triplica.transport.base import Address, Transport
+from triplica.transport.tcp import TcpTransport
 
 CALL_DEADLINE_S = 2.0
 ATTEMPT_DEADLINE_S = 0.5
@@ -42,13 +43,14 @@ class TableAnswer:
 class MemdsClient:
     """Round-robin calls to MemDS servers with failover; close() when done."""
 
-    def __init__(self, addresses: list[tuple[str, int]], *,
+    def __init__(self, addresses: list[Address], *, transport: Transport | None = None,
                  deadline_s: float = CALL_DEADLINE_S,
                  attempt_deadline_s: float = ATTEMPT_DEADLINE_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         assert 1 <= len(addresses) <= SERVERS_MAX, len(addresses)
         assert 0 < attempt_deadline_s <= deadline_s
-        self._clients = [TcpClient(str(host), int(port)) for host, port in addresses]
+        transport = transport if transport is not None else TcpTransport()
+        self._clients = [transport.client((str(host), int(port))) for host, port in addresses]
         self._deadline_s = deadline_s
         self._attempt_deadline_s = attempt_deadline_s
         self._clock = clock

@@ -26,7 +26,8 @@ from typing import Any
 
 from triplica.memds.map_store import ChangeError, MapStore, StoreFullError, is_int
 from triplica.transport.base import TransportError
-from triplica.transport.tcp import TcpClient
+from triplica.transport.base import Address, Client, Transport
+from triplica.transport.tcp import TcpTransport
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,13 @@ class FeedReplyError(TransportError):
 class NodeFeed:
     """Fetches map changes from whichever storage node answers first."""
 
-    def __init__(self, addresses: list[tuple[str, int]], *,
+    def __init__(self, addresses: list[Address], *, transport: Transport | None = None,
                  deadline_s: float = FETCH_DEADLINE_S) -> None:
         assert 1 <= len(addresses) <= NODES_MAX, len(addresses)
         assert deadline_s > 0
         self._addresses = [(str(host), int(port)) for host, port in addresses]
-        self._clients: dict[int, TcpClient] = {}
+        self._transport = transport if transport is not None else TcpTransport()
+        self._clients: dict[int, Client] = {}
         self._deadline_s = deadline_s
         self._preferred = 0
         self.fetches = 0
@@ -79,10 +81,10 @@ class NodeFeed:
         raise FeedUnavailableError("no storage node answered map_changes_after: "
                                    + "; ".join(errors)[:2000])
 
-    def _client(self, index: int) -> TcpClient:
+    def _client(self, index: int) -> Client:
         client = self._clients.get(index)
         if client is None:
-            client = self._clients[index] = TcpClient(*self._addresses[index])
+            client = self._clients[index] = self._transport.client(self._addresses[index])
         return client
 
     async def close(self) -> None:

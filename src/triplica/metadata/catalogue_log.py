@@ -30,8 +30,7 @@ from typing import Any
 
 import orjson
 
-from triplica.engine.catalogue import TableInfo
-from triplica.model.partition_map import TableMap
+from triplica.engine.catalogue import TableInfo, table_map_of
 
 LOG_PREFIX = b"\x00catalogue-log\x00"
 EPOCH_MAX = (1 << 63) - 1
@@ -97,18 +96,6 @@ def decode_change(stored: bytes) -> Change:
     change = orjson.loads(stored[_LENGTH.size:])
     check_change(change)
     return change
-
-
-def table_map_of(info: TableInfo, epoch: int) -> TableMap:
-    """The routing view of a table (what MemDS serves) at `epoch`."""
-    partitions = info.partitions
-    assert partitions and all(p.group is not None for p in partitions), info.name
-    return TableMap(name=info.name, epoch=epoch, hash_key=info.hash_key,
-                    hash_type=info.hash_type, range_key=info.range_key,
-                    range_type=info.range_type,
-                    starts=tuple(p.hash_start for p in partitions),
-                    groups=tuple(p.group for p in partitions),  # type: ignore[misc]
-                    members=tuple(tuple(p.members or ()) for p in partitions))
 
 
 def map_changes_of(changes: list[tuple[int, Change]]) -> list[dict[str, Any]]:

@@ -15,11 +15,15 @@ whose metadata replica leads. There, one operation at a time:
    node down applies them when it is back: catalogue_follower.py);
 4. a new table is CREATING until every one of its groups has a leader that
    may serve (asked of the members); then a second record makes it ACTIVE.
-   The answer waits for that, bounded by ACTIVATE_WAIT_S, so a client's
-   next request finds the table (DynamoDB Local and moto behave the same).
+   The answer waits for that, until ANSWER_BY_S after the request arrived
+   (the router gives up at 15 s, and committing the ACTIVE record and
+   publishing it may take a few seconds more), so a client's next request
+   usually finds the table ACTIVE (DynamoDB Local and moto behave the same).
    A table left CREATING (wait exceeded, leader lost, crash) is activated
    by `reconcile`, which the node runs every RECONCILE_S on the leader.
 
+An operation that waits longer than ANSWER_BY_S for the one before it to
+finish changes nothing and answers ServiceUnavailable (the SDKs retry it).
 A NotLeaderError before anything was committed becomes the node's 421 and
 the router retries at the new leader; after a commit the answer is given
 regardless (the change is in the log and every node will apply it).
@@ -60,12 +64,13 @@ from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import put_table, set_draining, set_metadata_members
 from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica
 from triplica.metadata.planning import Placement, PlanningDatabase
+from triplica.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 CONTROL_OPERATIONS = frozenset({"CreateTable", "UpdateTable", "DeleteTable", "TagResource",
                                 "UntagResource"})
-ACTIVATE_WAIT_S = 8.0  # + two publishes stays within the router's CONTROL_DEADLINE_S
+ANSWER_BY_S = 9.0  # + one commit and publish stays within the router's CONTROL_DEADLINE_S
 ACTIVATE_POLL_S = 0.02
 RECONCILE_S = 1.0
 SPLIT_CHECK_S = 1.0
@@ -102,7 +107,15 @@ class ControlPlane:
                      host: str) -> dict[str, Any]:
         assert operation in CONTROL_OPERATIONS, operation
         self.metadata.require_leader()
-        async with self._lock:
+        loop = asyncio.get_running_loop()
+        answer_by = loop.time() + ANSWER_BY_S
+        try:
+            async with asyncio.timeout(ANSWER_BY_S):  # not wait_for: it may leak the lock
+                await self._lock.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable("Another table operation is in progress; "
+                                     "nothing was changed, try again") from None
+        try:
             self.metadata.require_leader()
             await self.follower.catch_up(self.metadata.last_epoch())
             planning = PlanningDatabase(self.db, self.placement)
@@ -125,7 +138,9 @@ class ControlPlane:
                 return result
             self.operations += 1
             for name in sorted(planning.created()):
-                await self._activate(name, ACTIVATE_WAIT_S)
+                await self._activate(name, max(0.0, answer_by - loop.time()))
+        finally:
+            self._lock.release()
         return result
 
     async def _activate(self, name: str, wait_s: float) -> bool:

@@ -25,11 +25,12 @@ from typing import Any
 
 from triplica.common.redirects import NotLeaderError
 from triplica.engine.node_partition import NodePartition
+from triplica.engine.catalogue import METADATA_GROUP
+from triplica.replication.options import ReplicaOptions
 from triplica.storage.files import read_json, write_json_durably
 from triplica.metadata.catalogue_log import (LOG_PREFIX, Change, decode_change, encode_change,
                                              epoch_of_key, log_key)
 
-METADATA_GROUP = "__metadata__"
 METADATA_DIRECTORY = "metadata"
 MARKER_FILE = "group.json"
 CHANGES_PER_READ_MAX = 256
@@ -47,7 +48,7 @@ class MetadataReplica:
 
     def __init__(self, data_dir: str, *, node_id: int, members: list[int], network: Any,
                  sync_mode: str, ask_bound: Any, repair_wait_s: float,
-                 joining: bool = False) -> None:
+                 joining: bool = False, options: ReplicaOptions = ReplicaOptions()) -> None:
         """`joining`: added to the running group by a move (replica_mover.py): it starts
         empty and learns the configuration and the log from the leader."""
         self.directory = os.path.join(data_dir, METADATA_DIRECTORY)
@@ -68,7 +69,7 @@ class MetadataReplica:
                                        group_key=METADATA_GROUP, members=members,
                                        network=network, sync_mode=sync_mode, fresh=fresh,
                                        ask_bound=ask_bound, repair_wait_s=repair_wait_s,
-                                       joining=self.joining)
+                                       joining=self.joining, options=options)
 
     def serves_log(self) -> bool:
         """A full member of the group's committed configuration: its applied log is the

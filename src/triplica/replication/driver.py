@@ -24,12 +24,13 @@ received messages; an idle group therefore costs one wake-up per heartbeat,
 not a periodic tick per replica. All three replicas of `triplica serve` share
 one clock, so the drift bound of options.py holds trivially here.
 
-In-process peers: when a peer's driver lives in this process on the same
-`InProcessNetwork` and its server is registered there (so a test that takes
-a server off the network still partitions it), messages go straight into
-the peer's bounded inbox as the frozen dataclasses they are (immutable, so
-sharing them is safe), skipping msgpack and the transport's tasks; the peer
-steps them in one `call_soon` callback. Messages carrying a snapshot still
+In-process peers: the driver hands each message to its peer's client with
+`try_local` first (transport/base.py). When the peer's driver lives in this
+process and its server is on the network (so a test that takes a server off
+the network still partitions it), the message goes straight into the peer's
+bounded inbox as the frozen dataclass it is (immutable, so sharing it is
+safe), skipping msgpack and the transport's tasks; the peer steps it in one
+`call_soon` callback. Over TCP `try_local` is always False. Messages carrying a snapshot still
 take the transport (they must ship the LMDB image). A Ready that needs no
 disk (messages only, e.g. heartbeats and their answers) is handled inline
 when the Ready loop is idle.
@@ -83,8 +84,7 @@ from triplica.replication.snapshot_stream import ACK_KIND, DRIVER_KINDS, ChunkAc
 from triplica.replication.replica_files import ReplicaFiles, write_stub
 from triplica.storage.lmdb_store import PartitionStore
 from triplica.replication.paxos_log import PaxosLog
-from triplica.transport.base import Address, TransportError
-from triplica.transport.inprocess import InProcessNetwork
+from triplica.transport.base import Address, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,6 @@ COMPACT_ENTRIES_DEFAULT = 20_000
 SNAPSHOT_TOKEN_PREFIX = b"lmdb-token:"
 
 Decode = Callable[[bytes], list]
-
-# Running drivers by (id(network), address), for direct in-process delivery.
-_LOCAL_DRIVERS: dict[tuple[int, Address], "ReplicaDriver"] = {}
 
 
 class DriverListener(Protocol):
@@ -119,7 +116,7 @@ class ReplicaDriver:
     """One replica (core + PaxosLog + PartitionStore) on the running event loop."""
 
     def __init__(self, *, node_id: int, group: int, membership: Membership | None, directory: str,
-                 network: InProcessNetwork, addresses: dict[int, Address], sync_mode: str,
+                 network: Transport, addresses: dict[int, Address], sync_mode: str,
                  decode: Decode, listener: DriverListener | None = None,
                  options: ReplicaOptions = ReplicaOptions(),
                  value_size: Callable[[bytes], int] = len,
@@ -139,7 +136,6 @@ class ReplicaDriver:
         self._network = network
         self._address = addresses[node_id]
         self._addresses = dict(addresses)
-        self._local = isinstance(network, InProcessNetwork)
         self._sync_mode = sync_mode
         self._decode = decode
         self._listener = listener
@@ -155,7 +151,7 @@ class ReplicaDriver:
         self.replica = Replica(node_id, group, membership, random.Random(),
                                now_ms if start_ms is None else start_ms, options, persisted)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"paxos-{node_id}")
-        self._server = network.server(self._address, self._on_batch)
+        self._server = network.server(self._address, self._on_batch, self._deliver_local)
         self._clients = {peer: network.client(address) for peer, address in addresses.items()
                          if peer != node_id}
         self._outboxes: dict[int, asyncio.Queue] = {
@@ -195,8 +191,6 @@ class ReplicaDriver:
         self._tasks.append(self._loop.create_task(self._run()))
         for peer in self._clients:
             self._tasks.append(self._loop.create_task(self._send_loop(peer)))
-        if self._local:
-            _LOCAL_DRIVERS[(id(self._network), self._address)] = self
         self._schedule_tick()
         self._wake.set()
 
@@ -243,7 +237,7 @@ class ReplicaDriver:
             self._tick_handle = None
         for task in self._tasks:
             task.cancel()
-        self._network.unregister(self._server)
+        self._server.stop_now()
         self._executor.shutdown(wait=True)
         self.files.close()
 
@@ -367,15 +361,18 @@ class ReplicaDriver:
 
     # ------------------------------------------------------------- inbound
 
-    def _deliver_local(self, message: Message) -> None:
+    def _deliver_local(self, message: Message) -> bool:
         """A peer in this process hands us a message (see the module docstring)."""
+        if not self.running:
+            return False
         if len(self._inbox) >= INBOX_MESSAGES_MAX:
             self.dropped_messages += 1  # like a full outbox: Paxos tolerates loss
-            return
+            return True
         self._inbox.append(message)
         if not self._inbox_scheduled:
             self._inbox_scheduled = True
             self._loop.call_soon(self._step_inbox)
+        return True
 
     def _step_inbox(self) -> None:
         self._inbox_scheduled = False
@@ -387,21 +384,7 @@ class ReplicaDriver:
             self.replica.step(self._inbox.popleft())
         self._pump()
 
-    def _local_peer(self, node: int) -> "ReplicaDriver | None":
-        address = self._addresses.get(node)
-        if address is None:
-            return None  # not (yet) told where this member lives: dropped like a lost message
-        peer = _LOCAL_DRIVERS.get((id(self._network), address))
-        if peer is None or not peer.running or not peer._server.open:
-            return None
-        if self._network.lookup(address) is not peer._server:
-            return None
-        return peer
-
     def _forget_local(self) -> None:
-        key = (id(self._network), self._address)
-        if _LOCAL_DRIVERS.get(key) is self:
-            del _LOCAL_DRIVERS[key]
         self._inbox.clear()
 
     async def _on_batch(self, batch: list) -> None:
@@ -461,10 +444,9 @@ class ReplicaDriver:
 
     def _send(self, messages: tuple[Message, ...]) -> None:
         for message in messages:
-            if self._local and getattr(message, "snapshot", None) is None:
-                peer = self._local_peer(message.to)
-                if peer is not None:
-                    peer._deliver_local(message)
+            if getattr(message, "snapshot", None) is None:
+                client = self._clients.get(message.to)
+                if client is not None and client.try_local(message):
                     continue
             self._enqueue(message.to, message)
 

@@ -38,6 +38,12 @@ class ReplicaOptions:
     lease_margin_ms: int = 10
     accept_batch_entries_max: int = 64
     inflight_entries_max: int = 512
+    # After the commit index moves, a leader tells every peer that has not heard the
+    # new one within this long (an Accept without entries, like a heartbeat), so
+    # followers apply committed writes in milliseconds, not at the next heartbeat.
+    # Under load every peer hears it sooner, with the next entries: nothing extra.
+    # 0: only with entries and heartbeats.
+    commit_notice_ms: int = 2
     # Deliberate bugs, used ONLY by the test proving the simulator catches them.
     fault_skip_lease_check: bool = False
     fault_double_self_vote: bool = False
@@ -51,4 +57,5 @@ class ReplicaOptions:
 
     def __post_init__(self) -> None:
         assert self.heartbeat_interval_ms * 3 <= self.election_timeout_base_ms
+        assert 0 <= self.commit_notice_ms < self.heartbeat_interval_ms
         assert 0 <= self.clock_drift_rate_max < 0.5

@@ -16,6 +16,7 @@ from triplica.replication.messages import Accept, Accepted, InstallSnapshot, Pre
 from triplica.replication.quorum import has_quorum, quorum_value
 
 NEVER_MS = -(2**62)
+NO_DEADLINE_MS = 2**62
 
 
 class Role(Enum):
@@ -35,6 +36,7 @@ class Progress:
     snapshot_sent_ms: int = NEVER_MS
     heard: bool = False  # has it answered this leadership at least once?
     match_at_heartbeat: int = -1
+    commit_sent: int = 0  # the commit index last sent to it
 
 
 @dataclass
@@ -157,10 +159,12 @@ class Proposer:
         self._self_match = self.commit_index
         self._leader_since_ms = self.now_ms
         self._round_sent_ms = {}
+        self._commit_notice_ms = NO_DEADLINE_MS
         self._heartbeat()
 
     def _become_follower(self) -> None:
         self.role = Role.FOLLOWER
+        self._commit_notice_ms = NO_DEADLINE_MS
         self._candidacy = None
         self.progress = {}
         self.leader_id = None
@@ -210,17 +214,37 @@ class Proposer:
                                 for e in self.log.entries(progress.next_index, upto))
                 assert len(entries) == upto - progress.next_index + 1, "leader log has a hole"
                 progress.next_index = upto + 1
+            progress.commit_sent = self.commit_index
             self._send(Accept(self.node_id, node, self.group, self.ballot, entries, self.commit_index, round_))
 
     def _send_snapshot(self, node: int, progress: Progress, round_: int) -> None:
         snapshot = self.log.snapshot
         assert snapshot is not None
+        progress.commit_sent = self.commit_index
         if self.now_ms - progress.snapshot_sent_ms < self.options.election_timeout_base_ms:
             self._send(Accept(self.node_id, node, self.group, self.ballot, (), self.commit_index, round_))
             return
         progress.snapshot_sent_ms = self.now_ms
         progress.next_index = snapshot.index + 1
         self._send(InstallSnapshot(self.node_id, node, self.group, self.ballot, snapshot, self.commit_index, round_))
+
+    def _note_commit(self) -> None:
+        """The commit index moved: schedule the commit notice (options.py)."""
+        if self.options.commit_notice_ms and self._commit_notice_ms == NO_DEADLINE_MS:
+            self._commit_notice_ms = self.now_ms + self.options.commit_notice_ms
+
+    def _send_commit_notices(self) -> None:
+        """Tell every peer that has not heard the current commit index (one round)."""
+        self._commit_notice_ms = NO_DEADLINE_MS
+        round_ = None
+        for node in sorted(self.progress):
+            progress = self.progress[node]
+            if progress.commit_sent >= self.commit_index:
+                continue
+            if round_ is None:
+                round_ = self._new_round()
+            progress.commit_sent = self.commit_index
+            self._send(Accept(self.node_id, node, self.group, self.ballot, (), self.commit_index, round_))
 
     def _new_round(self) -> int:
         self._round += 1

@@ -72,7 +72,7 @@ from triplica.replication.messages import (
     Reject,
 )
 from triplica.replication.options import ReplicaOptions
-from triplica.replication.proposer import NEVER_MS, Progress, Proposer, Role, _Candidacy
+from triplica.replication.proposer import NEVER_MS, NO_DEADLINE_MS, Progress, Proposer, Role, _Candidacy
 
 @dataclass(frozen=True)
 class Ready:
@@ -143,6 +143,7 @@ class Replica(Proposer):
         self._leader_since_ms = NEVER_MS
         self._config_change_ms = NEVER_MS  # see Proposer._quorum_contact_ms
         self._next_heartbeat_ms = 0
+        self._commit_notice_ms = NO_DEADLINE_MS
         self._round = 0
         self._round_sent_ms: dict[int, int] = {}
         self._candidacy: "_Candidacy | None" = None
@@ -165,6 +166,8 @@ class Replica(Proposer):
                 return
             if now_ms >= self._next_heartbeat_ms:
                 self._heartbeat()
+            elif now_ms >= self._commit_notice_ms:
+                self._send_commit_notices()
         elif now_ms >= self._election_deadline_ms:
             if self._may_campaign():
                 self._campaign()
@@ -181,7 +184,7 @@ class Replica(Proposer):
         """
         if self.role is Role.LEADER:
             step_down_ms = self._quorum_contact_ms() + self.options.election_timeout_base_ms + 1
-            return min(self._next_heartbeat_ms, step_down_ms)
+            return min(self._next_heartbeat_ms, step_down_ms, self._commit_notice_ms)
         return self._election_deadline_ms
 
     def step(self, message: Message) -> None:
@@ -399,6 +402,7 @@ class Replica(Proposer):
                 return
             members = self._all_members()
             self.progress = {n: p for n, p in self.progress.items() if n in members}
+            self._note_commit()
 
     def _apply_configs(self, first: int, last: int) -> None:
         entry = self.log.last_config_entry(first, last)

@@ -13,6 +13,10 @@ every request, hit or miss:
 Either way a request costs exactly one MemDS call, whatever the cache holds:
 `memds_calls == requests` for a warm cache, a cold one, or one wiped midway.
 
+A MemDS in the same process (memds/local.py, `triplica serve`) answers at
+once: its client has `lookup_now`, and a hit's check runs inline instead of
+in a background task (`table_map_now`), the same one lookup per request.
+
 The one exception is shedding: at most `background_calls_max` background
 calls are in flight; a hit past that bound makes no call and counts in
 `shed` (so `memds_calls + shed == requests`). The bound keeps a slow MemDS
@@ -49,7 +53,9 @@ class TableAnswerLike(Protocol):
 
 
 class MemdsLookups(Protocol):
-    """What the cache needs from MemDS (memds/client.py's MemdsClient, or a fake)."""
+    """What the cache needs from MemDS (memds/client.py's MemdsClient, memds/local.py's
+    LocalMemds, or a fake). A client that can answer at once also has
+    `lookup_now(table, key_hash) -> Answer | None`."""
 
     async def lookup(self, table: str, key_hash: int) -> Answer | None: ...
 
@@ -65,6 +71,7 @@ class MapCache:
                  leader_hints_max: int = LEADER_HINTS_MAX) -> None:
         assert background_calls_max >= 1 and tables_max >= 1 and leader_hints_max >= 1
         self._client = client
+        self._lookup_now = getattr(client, "lookup_now", None)
         self._background_calls_max = background_calls_max
         self._tables_max = tables_max
         self._leader_hints_max = leader_hints_max
@@ -98,6 +105,17 @@ class MapCache:
         """The table's whole map (Query/Scan stitching); None if no such table."""
         return await self._table_map(table, 0)
 
+    def table_map_now(self, table: str, key_hash: int = 0) -> TableMap | None:
+        """The cached map on a hit (MemDS asked as on any hit), else None: the caller
+        then awaits `table_map`, which counts the request itself."""
+        cached = self._tables.get(table)
+        if cached is None:
+            return None
+        self.requests += 1
+        self.hits += 1
+        self._check_in_background(table, key_hash)
+        return self._tables.get(table, cached)
+
     async def _table_map(self, table: str, key_hash: int) -> TableMap | None:
         self.requests += 1
         cached = self._tables.get(table)
@@ -129,6 +147,10 @@ class MapCache:
         self._tables[table] = table_map
 
     def _check_in_background(self, table: str, key_hash: int) -> None:
+        if self._lookup_now is not None:  # a MemDS in this process: no task needed
+            self.memds_calls += 1
+            self._checked(table, self._lookup_now(table, key_hash))
+            return
         if len(self._background) >= self._background_calls_max:
             self.shed += 1
             return
@@ -145,6 +167,9 @@ class MapCache:
             self.background_errors += 1
             log.debug("background MemDS lookup of %s failed: %s", table, error)
             return
+        self._checked(table, answer)
+
+    def _checked(self, table: str, answer: Answer | None) -> None:
         cached = self._tables.get(table)
         if answer is not None and answer.leader is not None:
             self._note_memds_leaders({answer.route.group: answer.leader})

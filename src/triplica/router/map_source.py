@@ -1,31 +1,33 @@
 """Where a router gets a table's partition map: the `MapSource` protocol and
 `NodeMapSource`, which asks the storage nodes.
 
-`MapSource.table_map(table)` returns the table's `TableMap` (memds/
+`MapSource.table_map(table)` returns the table's `TableMap` (model/
 partition_map.py) or None when no map can be had (unknown table, nobody
-answering); `invalidate(table)` drops what the source remembers about the
-table after the router saw an answer the map did not predict (the table was
-deleted or recreated, say). A MemDS-backed cache (router/map_cache.py) has
-the same interface; this one serves until the metadata system publishes maps.
+answering); `table_map_now(table)` returns it only when it can without
+waiting (a cached map), else None (the caller then awaits `table_map`);
+`invalidate(table)` drops what the source remembers about the table after
+the router saw an answer the map did not predict (the table was deleted or
+recreated, say). The MemDS-backed cache (router/map_cache.py) has the same
+interface; this one serves while no MemDS server answers.
 
-`NodeMapSource` asks a node with the internal request `Triplica.PartitionMap`
-(cluster/node.py answers it from the node's own catalogue, epoch 0) and keeps
-each map MAP_TTL_S. A map only steers requests: a node resolves every key
-against its own catalogue and redirects (421) when it does not lead, so a
-stale map costs extra hops, never a wrong answer.
+`NodeMapSource` asks a node with the internal call `Triplica.PartitionMap`
+(node/calls.py answers it from the node's own catalogue) and keeps each
+map MAP_TTL_S. A map only steers requests: a node resolves every key
+against its own catalogue and redirects when it does not lead, so a stale
+map costs extra hops, never a wrong answer.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-import orjson
-
-from triplica.cluster.http_client import NodePool, NodeUnreachableError, encode_request
-from triplica.model.partition_map import TableMap
 from triplica.common.internal import PARTITION_MAP_TARGET
+from triplica.common.redirects import NotLeaderError
+from triplica.errors import DynamoError
+from triplica.model.partition_map import TableMap
+from triplica.router.node_client import Call, NodeClient, NodeLost, NodeNotReached
 from triplica.transport.base import TransportError
 
 if TYPE_CHECKING:
@@ -42,23 +44,19 @@ MAPS_CACHED_MAX = 10_000
 class MapSource(Protocol):
     async def table_map(self, table: str) -> TableMap | None: ...
 
+    def table_map_now(self, table: str) -> TableMap | None: ...
+
     def invalidate(self, table: str) -> None: ...
-
-
-def partition_map_request(table: str) -> bytes:
-    body = orjson.dumps({"TableName": table})
-    return encode_request("/", {"host": "triplica-router", "x-amz-target": PARTITION_MAP_TARGET,
-                                "content-type": "application/x-amz-json-1.0"}, body)
 
 
 class NodeMapSource:
     """Partition maps asked of the nodes (each node in turn until one answers), cached."""
 
-    def __init__(self, pools: Mapping[int, NodePool], order: Sequence[int],
+    def __init__(self, nodes: NodeClient, order: Sequence[int],
                  ttl_s: float = MAP_TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        assert order and all(node in pools for node in order)
-        self._pools = pools
+        assert order
+        self._nodes = nodes
         self._order = list(order)
         self._ttl_s = ttl_s
         self._clock = clock
@@ -79,6 +77,12 @@ class NodeMapSource:
         self._maps[table] = (self._clock(), table_map)
         return table_map
 
+    def table_map_now(self, table: str) -> TableMap | None:
+        cached = self._maps.get(table)
+        if cached is not None and self._clock() - cached[0] < self._ttl_s:
+            return cached[1]
+        return None
+
     def invalidate(self, table: str) -> None:
         self._maps.pop(table, None)
 
@@ -87,7 +91,7 @@ class NodeMapSource:
         self.fetches += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + MAP_FETCH_DEADLINE_S
-        data = partition_map_request(table)
+        call = Call(PARTITION_MAP_TARGET, {"TableName": table}, "us-east-1", "triplica-router")
         start, self._next = self._next, (self._next + 1) % len(self._order)
         for step in range(len(self._order)):
             remaining_s = deadline - loop.time()
@@ -95,20 +99,23 @@ class NodeMapSource:
                 break
             node = self._order[(start + step) % len(self._order)]
             try:
-                answer = await self._pools[node].request(
-                    data, min(remaining_s, MAP_ATTEMPT_DEADLINE_S))
-            except (NodeUnreachableError, TimeoutError) as error:
+                answer = await self._nodes.call(node, call,
+                                                min(remaining_s, MAP_ATTEMPT_DEADLINE_S))
+            except (NodeNotReached, NodeLost, TimeoutError) as error:
                 log.info("partition map of %s: node %s unreachable: %s", table, node, error)
                 continue
-            if answer.status == 200:
-                try:
-                    return TableMap.from_doc(orjson.loads(answer.body))
-                except (ValueError, KeyError, TypeError, AssertionError) as error:
-                    log.warning("node %s sent a bad map of %s: %s", node, table, error)
-                    continue
-            if answer.status == 400:  # the table does not exist (as far as this node knows)
-                return None
-            log.info("partition map of %s: node %s answered %s", table, node, answer.status)
+            except DynamoError as error:
+                if error.status < 500:  # the table does not exist (as far as this node knows)
+                    return None
+                log.info("partition map of %s: node %s answered %s", table, node, error)
+                continue
+            except NotLeaderError as error:  # not a map question's answer: next node
+                log.info("partition map of %s: node %s: %s", table, node, error)
+                continue
+            try:
+                return TableMap.from_doc(answer)
+            except (ValueError, KeyError, TypeError, AssertionError) as error:
+                log.warning("node %s sent a bad map of %s: %s", node, table, error)
         return None
 
 
@@ -129,6 +136,9 @@ class MemdsFirstMaps:
             log.info("MemDS unavailable for %s (%s): asking the nodes", table, error)
             return await self.fallback.table_map(table)
 
+    def table_map_now(self, table: str) -> TableMap | None:
+        return self.cache.table_map_now(table)
+
     def invalidate(self, table: str) -> None:
         self.cache.invalidate(table)
         self.fallback.invalidate(table)
@@ -139,6 +149,9 @@ class MemdsFirstMaps:
                 "memds_calls": cache.memds_calls, "shed": cache.shed,
                 "memds_calls_per_request": cache.memds_calls_per_request,
                 "fallbacks": self.fallbacks}
+
+    def wipe(self) -> None:
+        self.cache.wipe()
 
     async def close(self) -> None:
         await self.cache.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from triplica.engine.operations.item_access import consumed_capacity, read_units
+from triplica.model.capacity import consumed_capacity, read_units
 from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
 from triplica.model import limits
 from triplica.common.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, encode_scan_slice

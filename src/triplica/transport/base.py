@@ -8,6 +8,11 @@ transport sees the same behaviour from both: messages are msgpack values
 every call has a deadline, handlers run concurrently up to a bound, and a
 call whose connection breaks fails with ConnectionLostError (it may or may
 not have run: calls are at most once, retries belong to the caller).
+
+One capability differs, and callers ask for it instead of checking which
+transport they have: `Client.try_local` hands an immutable object straight
+to the server's `local` handler when both ends share a process (in-process
+only; over TCP it always answers False and the caller sends as usual).
 """
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ from typing import Any, Protocol
 Address = tuple[str, int]
 Message = Any  # any msgpack-serialisable value
 Handler = Callable[[Message], Awaitable[Message | None]]
+# Takes an immutable object straight from a sender in the same process (no
+# encoding, no task); returns False when it can't (the sender then drops it,
+# like a lost message).
+LocalHandler = Callable[[Any], bool]
 
 
 class TransportError(Exception):
@@ -25,6 +34,10 @@ class TransportError(Exception):
 
 class CallTimeoutError(TransportError, TimeoutError):
     """A call or send did not finish before its deadline (it may still run)."""
+
+
+class ConnectFailedError(TransportError):
+    """No connection could be opened: the message was certainly not sent."""
 
 
 class ConnectionLostError(TransportError):
@@ -75,6 +88,12 @@ class Client(Protocol):
         """Fail outstanding calls with TransportClosedError, free resources."""
         ...
 
+    def try_local(self, message: Any) -> bool:
+        """Hand `message` to the server's local handler when the server lives in this
+        process and has one (skipping encoding and tasks); False otherwise, always
+        for a transport between processes. The message must be immutable."""
+        ...
+
 
 class Server(Protocol):
     """Serves `handler` at an address until closed."""
@@ -88,10 +107,16 @@ class Server(Protocol):
         """Stop accepting, cancel running handlers, fail their callers."""
         ...
 
+    def stop_now(self) -> None:
+        """Stop handing anything new to the handler at once, for an owner that cannot
+        await (`close` still frees what is left)."""
+        ...
+
 
 class Transport(Protocol):
     """A factory of servers and clients over one medium."""
 
-    def server(self, address: Address, handler: Handler) -> Server: ...
+    def server(self, address: Address, handler: Handler,
+               local: LocalHandler | None = None) -> Server: ...
 
     def client(self, address: Address) -> Client: ...

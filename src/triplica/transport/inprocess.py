@@ -15,6 +15,12 @@ exactly the behaviour of the TCP transport as seen from above:
   backoff until a server registers there or the deadline passes (the
   in-process form of "reconnect");
 - every task has an owner that cancels and awaits it on close.
+
+`try_local` (base.py) hands an immutable object to the server's `local`
+handler directly: the replication driver uses it for Paxos messages between
+replicas of one process, which then cost no encoding and no task. A server
+taken off the network (closed, or unregistered by a test) gets nothing
+this way either, so a partition is still a partition.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from triplica.transport.base import (
     CallTimeoutError,
     ConnectionLostError,
     Handler,
+    LocalHandler,
     Message,
     TransportClosedError,
 )
@@ -59,8 +66,9 @@ class InProcessNetwork:
         self.inbox_max = inbox_max
         self._servers: dict[Address, InProcessServer] = {}
 
-    def server(self, address: Address, handler: Handler) -> InProcessServer:
-        return InProcessServer(self, address, handler)
+    def server(self, address: Address, handler: Handler,
+               local: LocalHandler | None = None) -> InProcessServer:
+        return InProcessServer(self, address, handler, local)
 
     def client(self, address: Address) -> InProcessClient:
         return InProcessClient(self, address)
@@ -82,10 +90,11 @@ class InProcessServer:
     """Serves `handler` at `address` on `network` until closed."""
 
     def __init__(self, network: InProcessNetwork, address: Address,
-                 handler: Handler) -> None:
+                 handler: Handler, local: LocalHandler | None = None) -> None:
         self._network = network
         self._address = address
         self._handler = handler
+        self.local = local
         self._inbox: asyncio.Queue[_Request] = asyncio.Queue(network.inbox_max)
         self._slots = asyncio.Semaphore(network.calls_in_flight_max)
         self._tasks: set[asyncio.Task] = set()
@@ -103,17 +112,21 @@ class InProcessServer:
         self.open = True
         self._dispatcher = asyncio.create_task(self._dispatch())
 
+    def stop_now(self) -> None:
+        self.open = False
+        self._network.unregister(self)
+
     async def close(self) -> None:
-        if not self.open:
+        if self._dispatcher is None:
             return
         self.open = False
         self._network.unregister(self)
-        assert self._dispatcher is not None
         running = list(self._running)
         self._dispatcher.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(self._dispatcher, *self._tasks, return_exceptions=True)
+        self._dispatcher = None
         lost = f"server at {self._address} closed"
         for request in running:
             _fail(request, ConnectionLostError(lost))
@@ -212,6 +225,12 @@ class InProcessClient:
             raise CallTimeoutError(
                 f"send to {self._address} exceeded its {deadline_s}s deadline"
             ) from None
+
+    def try_local(self, message: object) -> bool:
+        server = self._network.lookup(self._address)
+        if self._closed or server is None or not server.open or server.local is None:
+            return False
+        return server.local(message)
 
     async def close(self) -> None:
         self._closed = True

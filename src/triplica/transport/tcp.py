@@ -32,10 +32,12 @@ import msgpack
 from triplica.transport.base import (
     Address,
     CallTimeoutError,
+    ConnectFailedError,
     ConnectionLostError,
     FrameCorruptError,
     FramingError,
     Handler,
+    LocalHandler,
     Message,
     RemoteError,
     TransportClosedError,
@@ -108,6 +110,11 @@ class TcpServer:
         self._server = await asyncio.start_server(self._on_connection, host, port)
         bound = self._server.sockets[0].getsockname()
         self._address = (host, bound[1])
+
+    def stop_now(self) -> None:
+        """Stop accepting connections (those open keep running until `close`)."""
+        if self._server is not None:
+            self._server.close()
 
     async def close(self) -> None:
         server, self._server = self._server, None
@@ -252,13 +259,18 @@ class TcpClient:
     def address(self) -> Address:
         return self._address
 
-    async def call(self, message: Message, deadline_s: float) -> Message:
+    async def call(self, message: Message, deadline_s: float, *,
+                   connect_once: bool = False) -> Message:
+        """`connect_once`: without a live connection, try to open one at most once (not
+        at all while the last failure's backoff runs) and raise ConnectFailedError if
+        that fails, instead of retrying until the deadline: the caller knows the call
+        certainly did not run and may try elsewhere at once (the router does)."""
         payload = pack_payload(message, self._frame_bytes_max)
         self._check_open()
         try:
             async with asyncio.timeout(deadline_s):
                 async with self._slots:
-                    connection = await self._connect()
+                    connection = await self._connect(connect_once)
                     return await connection.call(payload)
         except TimeoutError:
             raise CallTimeoutError(self._timeout_text("call", deadline_s)) from None
@@ -273,6 +285,10 @@ class TcpClient:
                 await connection.send(payload)
         except TimeoutError:
             raise CallTimeoutError(self._timeout_text("send", deadline_s)) from None
+
+    def try_local(self, message: Any) -> bool:
+        """Never: the server is in another process (base.py)."""
+        return False
 
     async def close(self) -> None:
         self._closed = True
@@ -300,8 +316,9 @@ class TcpClient:
             text += f" (last connect error: {self._last_error})"
         return text
 
-    async def _connect(self) -> _ClientConnection:
-        """The live connection, reconnecting with backoff until one opens."""
+    async def _connect(self, once: bool = False) -> _ClientConnection:
+        """The live connection, reconnecting with backoff until one opens (`once`: see
+        `call`)."""
         while True:
             connection = self._connection
             if connection is not None and connection.alive:
@@ -311,15 +328,20 @@ class TcpClient:
                 if connection is not None and connection.alive:
                     return connection
                 self._check_open()
-                connection = await self._attempt()
+                connection = await self._attempt(once)
                 if connection is not None:
                     self._connection = connection
                     return connection
+                if once:
+                    raise ConnectFailedError(
+                        f"no connection to {self._label()}: {self._last_error}")
 
-    async def _attempt(self) -> _ClientConnection | None:
+    async def _attempt(self, once: bool = False) -> _ClientConnection | None:
         loop = asyncio.get_running_loop()
         wait_s = self._next_attempt_s - loop.time()
         if wait_s > 0:
+            if once:
+                return None  # still backing off from the last failure
             await asyncio.sleep(wait_s)
         try:
             reader, writer = await asyncio.open_connection(*self._address)
@@ -360,6 +382,8 @@ class _ClientConnection:
             return await future
         finally:
             self._pending.pop(request_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # failed by _lost while our own write failed: seen
 
     async def send(self, payload: bytes) -> None:
         await self._write(envelope_frame(SEND, 0, payload, self._frame_bytes_max))
@@ -424,7 +448,9 @@ class TcpTransport:
         self._options = {"frame_bytes_max": frame_bytes_max,
                          "calls_in_flight_max": calls_in_flight_max}
 
-    def server(self, address: Address, handler: Handler) -> TcpServer:
+    def server(self, address: Address, handler: Handler,
+               local: LocalHandler | None = None) -> TcpServer:
+        """`local` is ignored: nothing in another process can call it."""
         return TcpServer(address[0], address[1], handler, **self._options)
 
     def client(self, address: Address) -> TcpClient:

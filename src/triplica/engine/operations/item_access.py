@@ -7,7 +7,6 @@ straight into its response.
 """
 from __future__ import annotations
 
-import math
 import struct
 from typing import Any
 
@@ -15,9 +14,10 @@ import orjson
 
 from triplica.engine.operations.service import Service
 from triplica.engine.operations.validation import Violations, check_enum, check_table_name, expect_type
-from triplica.engine.database import Partition, Table
+from triplica.engine.database import Table
 from triplica.errors import ResourceNotFoundException, ValidationException
 from triplica.model import limits
+from triplica.model.capacity import consumed_capacity, read_units, write_units  # noqa: F401
 from triplica.model.keys import encode_storage_key, validate_key_value
 from triplica.model.size import item_size_bytes
 from triplica.model.values import validate_value
@@ -105,7 +105,7 @@ def key_attributes(table: Table, pk: dict, sk: dict | None) -> dict[str, Any]:
     return key
 
 
-def locate(table: Table, pk: dict, sk: dict | None) -> tuple[Partition, bytes]:
+def locate(table: Table, pk: dict, sk: dict | None) -> tuple[Any, bytes]:
     storage_key = encode_storage_key(pk, sk)
     # The storage key starts with the 8-byte big-endian partition hash: hash once.
     return table.partition_for_hash(int.from_bytes(storage_key[:8], "big")), storage_key
@@ -138,23 +138,3 @@ def checked_item_size(item: dict[str, Any],
 
 
 # ----- consumed capacity --------------------------------------------------
-
-def read_units(size_bytes: int, consistent: bool) -> float:
-    units = max(1, math.ceil(size_bytes / limits.READ_UNIT_BYTES))
-    return float(units) if consistent else units / 2
-
-
-def write_units(size_bytes: int) -> float:
-    return float(max(1, math.ceil(size_bytes / limits.WRITE_UNIT_BYTES)))
-
-
-def consumed_capacity(mode: str | None, table_name: str, units: float,
-                      kind: str) -> dict[str, Any] | None:
-    """The ConsumedCapacity member for ReturnConsumedCapacity TOTAL or INDEXES."""
-    if mode not in ("TOTAL", "INDEXES"):
-        return None
-    result: dict[str, Any] = {"TableName": table_name, "CapacityUnits": units,
-                              kind: units}
-    if mode == "INDEXES":
-        result["Table"] = {"CapacityUnits": units, kind: units}
-    return result

@@ -7,10 +7,12 @@ handler may return a dict (serialized by the caller) or ready-made JSON bytes
 """
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from triplica.engine.database import Database
+if TYPE_CHECKING:
+    from triplica.engine.database import Database
 
 Handler = Callable[["Service", dict[str, Any]], Any]
 OPERATIONS: dict[str, Handler] = {}
@@ -39,11 +41,36 @@ class AfterCommit:
         self.futures = futures
         self.response = response
 
+    def future(self) -> "asyncio.Future[dict[str, Any]]":
+        """The answer, once every log entry is committed and applied (callbacks, no task);
+        the first failure of an entry fails it."""
+        answer: asyncio.Future = asyncio.get_running_loop().create_future()
+        remaining = [len(self.futures)]
+        response = self.response
+
+        def committed(future: asyncio.Future) -> None:
+            if answer.done():
+                return
+            if future.cancelled():
+                answer.cancel()
+                return
+            error = future.exception()
+            if error is not None:
+                answer.set_exception(error)
+                return
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                answer.set_result(response)
+
+        for future in self.futures:
+            future.add_done_callback(committed)
+        return answer
+
 
 class Service:
     """What every handler may use: the database, the clock, the request's origin."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: "Database", clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
         # Set by the dispatcher before each handler runs; read only before any await.

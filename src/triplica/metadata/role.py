@@ -1,15 +1,19 @@
 """A storage node's part in the metadata system (the I/O around metadata/).
 
+Every process that hosts a storage node hosts its metadata role too
+(hosting/): `triplica node` one, `triplica serve` one per node it runs.
+
 Every node follows the catalogue (metadata/catalogue_follower.py); the
 metadata group's members (the placement rule's three at first, then as the
 last `set_metadata_members` record says: replica_mover.py moves them off
 dead and drained nodes) also host a replica of the metadata group, and the one whose replica leads runs the control
-plane (metadata/control_plane.py). `ControlPlaneApp` sends table operations
-there (any other node answers 421 with its best guess of the leader, as for
-a partition: the router follows).
+plane (metadata/control_plane.py). Table operations reach it through the
+node's calls (node/calls.py `control` is `handle_control` here); any other
+node raises NotLeaderError with its best guess of the leader, as for a
+partition, and the router follows.
 
-Peer requests this role answers (over the node's peer port, next to the
-repair bound of cluster/node.py):
+Peer requests this role answers (over the node's peer address, next to the
+requests of node/storage_node.py):
 - `{"catalogue_after": E}` -> `{"changes": [[epoch, change], ...]}` from
   this node's metadata replica (members only; a consistent prefix of the
   log, possibly behind the leader's);
@@ -21,7 +25,7 @@ repair bound of cluster/node.py):
 - `{"map_changes_after": E}` -> `{"changes": [map change, ...]}`: the same
   records as routing-map changes (metadata/catalogue_log.py
   `map_change_of`), the feed MemDS servers poll.
-The control plane also asks nodes (answered in cluster/node.py)
+The control plane also asks nodes (answered in node/storage_node.py)
 `{"split_reports": 1}` -> `{"reports": [GroupReport, ...]}` (merged into
 split decisions here, metadata/split_reports.py) and `{"split_group": key, "boundary", "left", "right"}` ->
 `{"index": A}` once the split entry is applied there, or `{"not_leader":
@@ -39,27 +43,22 @@ import logging
 import shutil
 from typing import Any
 
-import orjson
-
-from triplica.api import sigv4, wire
-from triplica.api.http_server import Request, Response
-from triplica.engine.operations.service import DEFAULT_REGION
-from triplica.errors import ValidationException
 from triplica.common.internal import DRAIN_TARGET
-from triplica.cluster.config import REPLICAS_PER_PARTITION, NodeConfig, placement
-from triplica.engine.catalogue import PartitionInfo
-from triplica.engine.database import Database
-from triplica.engine.group_split import SplitMarker
 from triplica.common.redirects import NotLeaderError
+from triplica.engine.catalogue import METADATA_GROUP, PartitionInfo
+from triplica.engine.database import Database
 from triplica.engine.group_report import GroupReport
-from triplica.metadata.split_reports import Limits, SplitSuggestion, decide_splits
+from triplica.engine.group_split import SplitMarker
+from triplica.engine.node_config import NodeConfig
+from triplica.errors import ValidationException
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import Change, map_changes_of
 from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
-from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica, read_marker
+from triplica.metadata.metadata_replica import MetadataReplica, read_marker
+from triplica.metadata.placement import placement
 from triplica.metadata.replica_mover import ReplicaMover
-from triplica.transport.base import Message, RemoteError, TransportError
-from triplica.transport.tcp import TcpClient
+from triplica.metadata.split_reports import Limits, SplitSuggestion, decide_splits
+from triplica.transport.base import Client, Message, RemoteError, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +78,15 @@ ABANDONED_AFTER_S = 600.0  # a joined replica that learned no configuration in t
 
 
 class MetadataRole:
-    def __init__(self, config: NodeConfig, network: Any, db: Database, node: Any) -> None:
+    def __init__(self, config: NodeConfig, network: Any, db: Database, node: Any,
+                 memds: list[Client]) -> None:
+        """`node`: the storage node hosting this role (node/storage_node.py: its
+        replicas, repair bounds, split reports); `memds`: a client per MemDS server."""
         self.config = config
         self.network = network
         self.db = db
-        self.node = node  # cluster/node.py StorageNode: its replicas and repair bounds
-        self._placed = placement(config.nodes, METADATA_GROUP)
+        self.node = node
+        self._placed = placement(config.nodes, METADATA_GROUP, config.replicas)
         self.others = [n.id for n in config.nodes if n.id != config.node_id]
         self.replica: MetadataReplica | None = None
         self.control: ControlPlane | None = None
@@ -96,7 +98,7 @@ class MetadataRole:
             self._open_replica(joining=False)
         self._reporter: asyncio.Task | None = None
         self._membership: asyncio.Task | None = None
-        self._memds = [TcpClient(m.host, m.port) for m in config.memds]
+        self._memds = list(memds)
 
     @property
     def members(self) -> list[int]:
@@ -110,7 +112,7 @@ class MetadataRole:
             config.data_dir, node_id=config.node_id, members=members or self.members,
             network=self.network, sync_mode=config.sync,
             ask_bound=lambda peer: self.node.ask_bound(peer, METADATA_GROUP),
-            repair_wait_s=config.repair_wait_s, joining=joining)
+            repair_wait_s=config.repair_wait_s, joining=joining, options=config.options)
         self.node.replicas[METADATA_GROUP] = self.replica.partition
         self.control = ControlPlane(self.db, self.replica, self.follower,
                                     self._place,
@@ -129,9 +131,9 @@ class MetadataRole:
         down = self.control.mover.down_nodes() if self.control is not None else set()
         usable = tuple(n for n in self.config.nodes
                        if n.id not in down and n.id not in self.db.catalogue.draining)
-        if len({n.az for n in usable}) < REPLICAS_PER_PARTITION:
-            usable = self.config.nodes  # fewer than three AZs left: place as if all were well
-        return placement(usable, group)
+        if len({n.az for n in usable}) < self.config.replicas:
+            usable = self.config.nodes  # too few AZs left: place as if all were well
+        return placement(usable, group, self.config.replicas)
 
     def _start_control(self) -> None:
         assert self.control is not None and not self._control_tasks
@@ -268,7 +270,7 @@ class MetadataRole:
         await asyncio.gather(*(self._poke_one(peer, epoch) for peer in self.others),
                              *(self._push_one(client, pushes) for client in self._memds))
 
-    async def _push_one(self, client: TcpClient, changes: list[dict]) -> None:
+    async def _push_one(self, client: Client, changes: list[dict]) -> None:
         if not changes:
             return
         try:
@@ -400,6 +402,27 @@ class MetadataRole:
             return {"changes": map_changes_of(changes)}
         return None
 
+    async def handle_control(self, operation: str, parameters: dict[str, Any], region: str,
+                             host: str) -> dict[str, Any]:
+        """A table operation, or the operator's drain request (node/calls.py `control`):
+        run by the control plane when this node's metadata replica leads, else
+        NotLeaderError naming the leader as far as this node knows."""
+        control = self.control
+        if control is None:
+            raise NotLeaderError(self.leader_hint())
+        if operation == DRAIN_TARGET:
+            return await self._drain(control, parameters)
+        assert operation in CONTROL_OPERATIONS, operation
+        return await control.handle(operation, parameters, region, host)
+
+    async def _drain(self, control: ControlPlane, parameters: dict[str, Any]) -> dict[str, Any]:
+        """`{"Node": id, "Drain": true|false}`: start or stop draining a node."""
+        node, drain = parameters.get("Node"), parameters.get("Drain", True)
+        if type(node) is not int or node not in {n.id for n in self.config.nodes} \
+                or type(drain) is not bool:
+            raise ValidationException(f"Node must be one of the cluster's node ids: {node!r:.50}")
+        return {"Draining": await control.set_draining(node, drain)}
+
     async def close(self) -> None:
         for task in (self._membership, self._reporter):
             if task is not None:
@@ -409,62 +432,3 @@ class MetadataRole:
         for client in self._memds:
             await client.close()
         await self._close_replica()
-
-
-class ControlPlaneApp:
-    """In front of the node's app: table operations go to the control plane."""
-
-    def __init__(self, inner: Any, role: MetadataRole, redirect: Any) -> None:
-        self.inner = inner
-        self.role = role
-        self.redirect = redirect  # cluster/node.py redirect_response
-
-    def handle(self, request: Request) -> Any:
-        target = request.headers.get("x-amz-target", "")
-        if target == DRAIN_TARGET:
-            return self._drain(request)
-        operation = target.rpartition(".")[2]
-        if operation not in CONTROL_OPERATIONS or not target.startswith("DynamoDB_"):
-            return self.inner.handle(request)
-        return self._control(request, operation)
-
-    async def _control(self, request: Request, operation: str) -> Response:
-        wire.check_content_type(request.headers)
-        parameters = wire.parse_body(request.body)
-        control = self.role.control
-        try:
-            if control is None:
-                raise NotLeaderError(self.role.leader_hint())
-            result = await control.handle(operation, parameters, _region_of(request),
-                                          request.headers.get("host", "127.0.0.1:8000"))
-        except NotLeaderError as error:
-            return self.redirect(error)
-        return 200, orjson.dumps(result), None
-
-    async def _drain(self, request: Request) -> Response:
-        """`{"Node": id, "Drain": true|false}`: start or stop draining a node."""
-        parameters = wire.parse_body(request.body)
-        node, drain = parameters.get("Node"), parameters.get("Drain", True)
-        if type(node) is not int or node not in {n.id for n in self.role.config.nodes} \
-                or type(drain) is not bool:
-            raise ValidationException(f"Node must be one of the cluster's node ids: {node!r:.50}")
-        control = self.role.control
-        try:
-            if control is None:
-                raise NotLeaderError(self.role.leader_hint())
-            draining = await control.set_draining(node, drain)
-        except NotLeaderError as error:
-            return self.redirect(error)
-        return 200, orjson.dumps({"Draining": draining}), None
-
-    async def close(self) -> None:
-        await self.role.close()  # before the Database: the follower applies to it
-        await self.inner.close()
-
-
-def _region_of(request: Request) -> str:
-    try:
-        return sigv4.parse_authorization(request.headers.get("authorization")).region \
-            or DEFAULT_REGION
-    except Exception:  # the router checked the signature; fall back quietly
-        return DEFAULT_REGION

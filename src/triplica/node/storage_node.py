@@ -1,47 +1,48 @@
-"""A storage node process: `triplica node --config FILE`.
+"""A storage node: hosts one replica of many partitions and answers routers and peers.
 
-The node serves DynamoDB's HTTP API (for the router; no SigV4 check, the
-router does it) over a Database whose partitions are NodePartitions: this
-node's replica of each group, the other members reached over TCP through
-one PeerNetwork (peer_network.py).
+The node's Database holds its catalogue (which follows the metadata log,
+metadata/catalogue_follower.py) and, per table, one partition object per
+hash range: this node's replica of the range's group (a NodePartition,
+driven by the same ReplicaDriver everywhere) or an UnhostedPartition that
+redirects. Peers are reached through one PeerNetwork (transport/mesh.py),
+over TCP between processes (`triplica node`) or in-process (`triplica
+serve`, where every node of the deployment lives in one process).
 
-Its HTTP layer adds to TriplicaApp:
-- table operations go to the control plane (cluster/node_metadata.py
-  `ControlPlaneApp`; metadata/control_plane.py), which places a new table's
-  partitions and records them, with their group keys and members, in the
-  metadata log that every node's catalogue follows. A node opens its
-  replica of a partition when its catalogue gets the table; group key and
-  members are also written to `group.json` in the partition directory
-  before the replica starts (its absence marks a brand-new group);
-- a `NotLeaderError` from a partition becomes `421` with header
-  `x-triplica-leader: <node id | none>` (internal: the router follows it,
-  an SDK client never sees it);
-- `Triplica.PartitionMap` (X-Amz-Target; body `{"TableName": t}`): a
-  table's partition map (router/map_source.py, the router's fallback when
-  no MemDS server answers), from this node's catalogue at its epoch. An
-  unknown table is ResourceNotFoundException as usual;
-- internal request parameters (router/internal.py: a Scan restricted to one
-  partition, a batch checked but not run) are honoured, because only the
-  router talks to a node.
+Router calls (`handle_call`, node/calls.py): DynamoDB operations with their
+decoded parameters, run by the operation handlers of engine/operations/ on
+this node's partitions. A router in the same process calls `handle_call`
+directly; one in another process sends `{"call": [...]}` over the peer
+address (node/calls.py has the wire form). Table operations go to the
+control plane through `control` (set by the process that also hosts the
+metadata role, hosting/); a partition that does not lead raises
+NotLeaderError, a split one PartitionMovedError (common/redirects.py), and
+the router follows.
 
-Node requests over the peer port (peer_network.py `request`): those of
-the metadata role (cluster/node_metadata.py), and `{"repair_bound": <group key>}`, answered with this node's replica's
+A partition's group key and members are written to `group.json` in the
+partition directory before its replica starts (its absence marks a
+brand-new group).
+
+Node requests over the peer address (transport/mesh.py `request`): those of
+the metadata role (metadata/role.py, through `more_requests`), router calls,
+and `{"repair_bound": <group key>}`, answered with this node's replica's
 `RepairBound` (`{"promised": [round, node], "until": index}`) when it is
 open and a healthy voter, otherwise `{"unavailable": <why>}`. A node whose
 own replica of a group is damaged asks every other member this way before
-rebuilding it (engine/node_partition.py, "Damaged replica").
+repairing it (engine/node_partition.py, "Damaged replica").
 
 Splits (engine/group_split.py): the control plane asks
 `{"split_group": key, "boundary", "left", "right"}` (this node's replica
 proposes the split entry if it leads: `{"index": A}`, else `{"not_leader":
 hint}`), `{"split_applied": key}` (has this replica applied it, after a
 bounded wait) and `{"split_reports": 1}` (what this node's SplitAdvisor
-saw of each replica it hosts). A partition that was split answers 421 with
-`x-triplica-moved: 1` (the router refreshes its map). When the catalogue
-switches to a split's children, `prepare_child` builds this node's child
-replicas from its parent replica off the event loop; `open_partition`
-builds them at start instead if a crash came between the switch and the
-build, and opens a child it cannot build as a replica to heal.
+saw of each replica it hosts). When the catalogue switches to a split's
+children, `prepare_child` builds this node's child replicas from its parent
+replica off the event loop; `open_partition` builds them at start instead
+if a crash came between the switch and the build, and opens a child it
+cannot build as a replica to repair.
+
+Moving replicas (metadata/replica_mover.py): `ping`, `group_status`,
+`replica_config`, `host_replica`, `drop_replica`, `propose_members`.
 """
 from __future__ import annotations
 
@@ -49,35 +50,23 @@ import asyncio
 import logging
 import os
 import shutil
-import signal
 import time
 from typing import Any, Awaitable, Callable
 
-import orjson
-
-from triplica.api.app import TriplicaApp
-from triplica.api.http_server import Request, Response, serve_until_stopped
-from triplica.api import wire
-from triplica.cluster.config import NodeConfig
-from triplica.cluster.node_metadata import ControlPlaneApp, MetadataRole
-from triplica.cluster.peer_network import PeerNetwork
-from triplica.engine.catalogue import PartitionInfo, TableInfo
+from triplica.common.redirects import NotLeaderError
+from triplica.engine.catalogue import METADATA_GROUP, PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, build_child
-from triplica.common.redirects import (LEADER_HEADER, MOVED_HEADER, NotLeaderError,
-                                       PartitionMovedError)
-from triplica.engine.node_partition import (NodePartition,
-                                            UnhostedPartition)
-from triplica.engine.partition import stored_item_size
-from triplica.engine.split_advisor import SplitAdvisor
-from triplica.storage.lmdb_store import PartitionStore
+from triplica.engine.node_config import NodeConfig
+from triplica.engine.node_partition import NodePartition, UnhostedPartition
+from triplica.engine.log_entries import stored_item_size
 from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
-from triplica.errors import DynamoError, ResourceNotFoundException
-from triplica.common.internal import PARTITION_MAP_TARGET
-from triplica.metadata.catalogue_log import table_map_of
-from triplica.metadata.metadata_replica import METADATA_GROUP
+from triplica.engine.split_advisor import SplitAdvisor
+from triplica.node.calls import CALL_REQUEST, ControlHandler, NodeCalls
 from triplica.storage.files import read_json, write_json_durably
+from triplica.storage.lmdb_store import PartitionStore
 from triplica.transport.base import Message, RemoteError, TransportError
+from triplica.transport.mesh import PeerNetwork
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +77,6 @@ ABANDONED_AFTER_S = 600.0  # a spare that learned no configuration in this long
 ABANDONED_CHECK_ROUNDS = 10
 GROUP_FILE = "group.json"
 REPAIR_BOUND_REQUEST = "repair_bound"
-
-
-def redirect_response(error: NotLeaderError) -> Response:
-    leader = "none" if error.leader_id is None else str(error.leader_id)
-    body = orjson.dumps({"__type": "triplica#NotLeader", "message": str(error)})
-    headers = {LEADER_HEADER: leader}
-    if isinstance(error, PartitionMovedError):
-        headers[MOVED_HEADER] = "1"
-    return error.status, body, headers
 
 
 async def advise_splits(advisor: SplitAdvisor, node: "StorageNode") -> None:
@@ -121,15 +101,45 @@ class StorageNode:
     its peers' requests about them."""
 
     def __init__(self, config: NodeConfig, network: PeerNetwork) -> None:
+        """Opens the node's catalogue and replicas; needs a running event loop."""
         self.config = config
         self.network = network
         self.replicas: dict[str, NodePartition] = {}  # group key -> this node's replica
-        self.advisor: SplitAdvisor | None = None  # set once the Database exists
-        self.db: Database | None = None
-        self.metadata: Any = None  # cluster/node_metadata.py MetadataRole, set by serve_node
-        # Peer requests of other roles (cluster/node_metadata.py): None if not theirs.
+        self.metadata: Any = None  # metadata/role.py MetadataRole, set by the host
+        # Peer requests of other roles (metadata/role.py): None if not theirs.
         self.more_requests: Callable[[dict], Awaitable[Message | None]] | None = None
+        self.db = Database(config.data_dir, self.open_partition)
+        self.db.prepare_child = self.prepare_child
+        limits = config.splits
+        self.advisor = SplitAdvisor(self.db, limits.size_bytes, limits.window_s)
+        self.calls = NodeCalls(self.db)
+        self._advising: asyncio.Task | None = None
         network.serve_requests(self.answer)
+
+    @property
+    def node_id(self) -> int:
+        return self.config.node_id
+
+    def start(self) -> None:
+        """Start the node's own background work (split reports, abandoned spares)."""
+        assert self._advising is None
+        self._advising = asyncio.get_running_loop().create_task(advise_splits(self.advisor, self))
+
+    def set_control(self, control: ControlHandler) -> None:
+        """Where table operations go (the metadata role of this process)."""
+        self.calls.control = control
+
+    def handle_call(self, operation: str, parameters: dict[str, Any], region: str,
+                    host: str) -> Any:
+        """A router's call (node/calls.py)."""
+        return self.calls.handle(operation, parameters, region, host)
+
+    async def close(self) -> None:
+        if self._advising is not None:
+            self._advising.cancel()
+            await asyncio.gather(self._advising, return_exceptions=True)
+            self._advising = None
+        await self.db.close()
 
     def open_partition(self, info: TableInfo, partition: PartitionInfo,
                        directory: str) -> NodePartition | UnhostedPartition:
@@ -169,7 +179,8 @@ class StorageNode:
             return open_already
         replica = NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
                                 members=members, network=self.network, sync_mode=self.config.sync,
-                                fresh=fresh, ask_bound=lambda peer: self.ask_bound(peer, group_key),
+                                fresh=fresh, options=self.config.options,
+                                ask_bound=lambda peer: self.ask_bound(peer, group_key),
                                 repair_wait_s=self.config.repair_wait_s,
                                 joining=not fresh and joining)
         # Deleted tables' replicas are closed; forget them here (bounds the dict).
@@ -233,7 +244,6 @@ class StorageNode:
     # ----------------------------------------------------- moving replicas
 
     def _partition_of(self, table: str, group_key: str) -> tuple[TableInfo, PartitionInfo]:
-        assert self.db is not None
         info = self.db.tables[table].info
         return info, next(p for p in info.partitions if p.group == group_key)
 
@@ -244,7 +254,7 @@ class StorageNode:
         if self._open_replica(group_key) is not None:
             return
         info, partition = self._partition_of(table, group_key)
-        directory = self.db.partition_dir(info, partition)  # type: ignore[union-attr]
+        directory = self.db.partition_dir(info, partition)
         shutil.rmtree(directory, ignore_errors=True)  # a former member's leftovers
         os.makedirs(directory)
         peers = sorted(set(members) | {self.config.node_id})
@@ -252,6 +262,7 @@ class StorageNode:
                            {"group": group_key, "members": peers, "joining": True})
         replica = NodePartition(directory, node_id=self.config.node_id, group_key=group_key,
                                 members=peers, network=self.network, sync_mode=self.config.sync,
+                                options=self.config.options,
                                 ask_bound=lambda peer: self.ask_bound(peer, group_key),
                                 repair_wait_s=self.config.repair_wait_s, joining=True)
         self.replicas[group_key] = replica
@@ -261,7 +272,6 @@ class StorageNode:
         replica = self._open_replica(group_key)
         if replica is None:
             return True
-        assert self.db is not None
         info, partition = self._partition_of(table, group_key)
         if self.config.node_id in (partition.members or ()):
             return False  # the catalogue still routes to it
@@ -275,8 +285,6 @@ class StorageNode:
         they learned it, leaves them out, or they learned none in ABANDONED_AFTER_S (the
         metadata leader that added them lost its leadership and its plan). Returns how
         many went."""
-        if self.db is None:
-            return 0
         dropped = 0
         for name, table in list(self.db.tables.items()):
             for info, partition in zip(list(table.info.partitions), list(table.partitions)):
@@ -310,7 +318,7 @@ class StorageNode:
         if "host_replica" in request:
             members = [int(m) for m in request["members"]]
             if request["host_replica"] == METADATA_GROUP:
-                self.metadata.join(members)  # type: ignore[union-attr]
+                self.metadata.join(members)
             else:
                 self.host_replica(str(request["table"]), str(request["host_replica"]), members)
             return {"ok": True}
@@ -333,6 +341,9 @@ class StorageNode:
 
     async def answer(self, request: dict) -> Message:
         """A peer's request (see the module docstring); unknown ones raise (RemoteError there)."""
+        call = request.get(CALL_REQUEST)
+        if call is not None:
+            return await self.calls.answer_remote(call)
         moves = await self.answer_moves(request)
         if moves is not None:
             return moves
@@ -373,91 +384,3 @@ class StorageNode:
             return RepairBound.from_wire(answer)
         except ValueError as error:
             return str(error)
-
-
-class NodeApp:
-    """TriplicaApp plus the node's internal redirect (421) and partition map answer."""
-
-    def __init__(self, app: TriplicaApp, node: StorageNode) -> None:
-        self.app = app
-        self.node = node
-
-    def handle(self, request: Request) -> Response | Awaitable[Response]:
-        target = request.headers.get("x-amz-target", "")
-        if target == PARTITION_MAP_TARGET:
-            return self._partition_map(request)
-        return self._handle(request)
-
-    def _partition_map(self, request: Request) -> Response:
-        """The router's map request (module docstring), at the catalogue's epoch."""
-        try:
-            parameters = wire.parse_body(request.body)
-            name = parameters.get("TableName")
-            table = self.app.db.tables.get(name) if type(name) is str else None
-            if table is None:
-                raise ResourceNotFoundException("Requested resource not found")
-            map_doc = table_map_of(table.info, self.app.db.catalogue.epoch).to_doc()
-            return 200, orjson.dumps(map_doc), None
-        except DynamoError as error:
-            status, body = wire.error_response(error)
-            return status, body, None
-
-    def _handle(self, request: Request) -> Response | Awaitable[Response]:
-        try:
-            result = self.app.handle(request)
-        except NotLeaderError as error:
-            return redirect_response(error)
-        if type(result) is tuple:
-            return result
-        return self._finish(result)
-
-    async def _finish(self, pending: Awaitable[Response]) -> Response:
-        try:
-            return await pending
-        except NotLeaderError as error:
-            return redirect_response(error)
-
-    async def close(self) -> None:
-        await self.app.close()
-
-
-async def serve_node(config: NodeConfig, stop: asyncio.Event) -> None:
-    network = PeerNetwork(config.node_id, config.listen_host, config.peer_port, config.nodes)
-    await network.start()
-    try:
-        node = StorageNode(config, network)
-        db = Database(config.data_dir, sync_mode=config.sync,
-                      partition_factory=node.open_partition)
-        # The router routes per partition, so a table gets the partitions its
-        # provisioned capacity needs (engine/partition_plan.py).
-        db.partitions_follow_capacity = True
-        db.prepare_child = node.prepare_child
-        node.db = db
-        limits = config.splits
-        node.advisor = SplitAdvisor(db, limits.size_bytes, limits.window_s)
-        advising = asyncio.get_running_loop().create_task(advise_splits(node.advisor, node))
-        role = MetadataRole(config, network, db, node)
-        node.metadata = role
-        node.more_requests = role.answer
-        role.start()
-        app = ControlPlaneApp(NodeApp(TriplicaApp(db, accepts_internal=True), node), role, redirect_response)
-        try:
-            await serve_until_stopped(app, config.listen_host, config.http_port, stop)
-        finally:
-            advising.cancel()
-            await asyncio.gather(advising, return_exceptions=True)
-    finally:
-        await network.close()
-
-
-def run_node(config: NodeConfig) -> None:
-    import uvloop
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await serve_node(config, stop)
-
-    uvloop.run(main())

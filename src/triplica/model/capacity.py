@@ -1,0 +1,33 @@
+"""DynamoDB's capacity unit rules: what a read or a write costs, and how it is reported.
+
+A read costs one unit per 4 KB read (rounded up, at least one), half of that
+when eventually consistent; a write one unit per 1 KB written. The units of
+ReturnConsumedCapacity TOTAL / INDEXES are reported per table.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from triplica.model import limits
+
+
+def read_units(size_bytes: int, consistent: bool) -> float:
+    units = max(1, math.ceil(size_bytes / limits.READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2
+
+
+def write_units(size_bytes: int) -> float:
+    return float(max(1, math.ceil(size_bytes / limits.WRITE_UNIT_BYTES)))
+
+
+def consumed_capacity(mode: str | None, table_name: str, units: float,
+                      kind: str) -> dict[str, Any] | None:
+    """The ConsumedCapacity member for ReturnConsumedCapacity TOTAL or INDEXES."""
+    if mode not in ("TOTAL", "INDEXES"):
+        return None
+    result: dict[str, Any] = {"TableName": table_name, "CapacityUnits": units,
+                              kind: units}
+    if mode == "INDEXES":
+        result["Table"] = {"CapacityUnits": units, kind: units}
+    return result
