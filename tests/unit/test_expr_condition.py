@@ -147,7 +147,7 @@ ERROR_CASES = [
      "Invalid ConditionExpression: The IN operator is provided with too many operands; "
      "number of operands: 101"),
     ("a = :v OR " * 500 + "a = :v", None, {":v": N(1)}, "ConditionExpression",
-     "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size;"),
+     "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: 5006"),
     ("a" + ".b" * 32 + " = :v", None, {":v": N(1)}, "ConditionExpression",
      "Invalid ConditionExpression: The document path has too many nesting levels; "
      "nesting levels: 33"),

@@ -45,6 +45,10 @@ def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
                      if isinstance(spec, dict))
     if total_keys > limits.BATCH_GET_KEYS_MAX:
         raise ValidationException("Too many items requested for the BatchGetItem call")
+    for table_name, spec in request_items.items():
+        if spec is None:
+            violations.add(None, f"requestItems.{table_name}.member", "Member must not be null")
+    violations.raise_if_any()
     plans = []
     for table_name, spec in request_items.items():
         expect_type(spec, dict, "KeysAndAttributes")
@@ -131,6 +135,13 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
                "returnItemCollectionMetrics", violations)
     for table_name, writes in request_items.items():
         expect_type(writes, list, "WriteRequests")
+        if writes is None:
+            violations.add(None, f"requestItems.{table_name}.member", "Member must not be null")
+            break
+        for position, write in enumerate(writes, 1):
+            if write is None:
+                violations.add(None, f"requestItems.{table_name}.member.{position}.member",
+                               "Member must not be null")
         if not 1 <= len(writes) <= limits.BATCH_WRITE_REQUESTS_MAX:
             violations.add(request_items, "requestItems",
                            "Map value must satisfy constraint: [Member must have length less "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from triplica.errors import ValidationException
+from triplica.errors import SerializationException, ValidationException
 from triplica.model.values import compare_values, validate_value
 
 from . import evaluate as ev
@@ -205,6 +205,18 @@ def update_from_attribute_updates(updates: dict) -> up.UpdatePlan:
 
 
 def projection_from_attributes_to_get(names: list[str]) -> Projection:
+    if not names:
+        raise ValidationException(
+            "1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy "
+            "constraint: Member must have length greater than or equal to 1")
+    for position, name in enumerate(names, 1):
+        if name is None:
+            raise ValidationException(
+                f"1 validation error detected: Value null at 'attributesToGet.{position}.member' "
+                "failed to satisfy constraint: Member must not be null")
+        if type(name) is not str:
+            raise SerializationException("Unexpected value type in payload for member "
+                                         "AttributesToGet")
     seen: set[str] = set()
     for name in names:
         if name in seen:
