@@ -21,7 +21,7 @@ import orjson
 
 # Importing the operation modules registers their handlers.
 from triplica.api import ops_batch, ops_items, ops_query, ops_tables  # noqa: F401
-from triplica.api import sigv4, wire
+from triplica.api import request_types, sigv4, wire
 from triplica.api.http_server import Request, Response
 from triplica.api.service import DEFAULT_REGION, OPERATIONS, AfterCommit, Service
 from triplica.engine.database import Database
@@ -52,6 +52,7 @@ class TriplicaApp:
         if handler is None:
             raise UnknownOperationException(
                 f"The operation {operation} is not supported by this triplica release")
+        request_types.check_request(operation, parameters)
         if operation in ("CreateTable", "DescribeEndpoints"):
             self._note_origin(headers)
         result = handler(self.service, parameters)

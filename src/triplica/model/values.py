@@ -63,7 +63,7 @@ def decode_binary(text: str) -> bytes:
     Raises SerializationException for non-text or invalid base64.
     """
     if type(text) is not str:
-        raise SerializationException(_wrong_type_message(text, "Blob"))
+        raise SerializationException(wrong_type_message(text, "Blob"))
     return _decode_base64(text)
 
 
@@ -94,7 +94,7 @@ def validate_value(av: object, depth: int = 0) -> dict:
             raise SerializationException("Start of list found where not expected")
         if av is None:
             raise ValidationException(MESSAGE_EMPTY)
-        raise SerializationException(_wrong_type_message(av, "AttributeValue"))
+        raise SerializationException(wrong_type_message(av, "AttributeValue"))
     present = [key for key in TYPE_NAMES if av.get(key) is not None]
     if not present:
         raise ValidationException(MESSAGE_EMPTY)
@@ -106,7 +106,7 @@ def validate_value(av: object, depth: int = 0) -> dict:
 def validate_item(item: object) -> dict:
     """Validate an item (attribute name -> AttributeValue); return a normalized copy."""
     if type(item) is not dict:
-        raise SerializationException(_wrong_type_message(item, "Map"))
+        raise SerializationException(wrong_type_message(item, "Map"))
     result = {}
     for name, av in item.items():
         if not name:
@@ -170,13 +170,13 @@ def _to_decimal(text: str) -> Decimal:
 
 def _validate_s(inner: Any, depth: int) -> dict:
     if type(inner) is not str:
-        raise SerializationException(_wrong_type_message(inner, "String"))
+        raise SerializationException(wrong_type_message(inner, "String"))
     return {"S": inner}
 
 
 def _validate_n(inner: Any, depth: int) -> dict:
     if type(inner) is not str:
-        raise SerializationException(_wrong_type_message(inner, "String"))
+        raise SerializationException(wrong_type_message(inner, "String"))
     return {"N": normalize_number(inner)}
 
 
@@ -186,13 +186,13 @@ def _validate_b(inner: Any, depth: int) -> dict:
 
 def _validate_bool(inner: Any, depth: int) -> dict:
     if type(inner) is not bool:
-        raise SerializationException(_wrong_type_message(inner, "Boolean"))
+        raise SerializationException(wrong_type_message(inner, "Boolean"))
     return {"BOOL": inner}
 
 
 def _validate_null(inner: Any, depth: int) -> dict:
     if type(inner) is not bool:
-        raise SerializationException(_wrong_type_message(inner, "Boolean"))
+        raise SerializationException(wrong_type_message(inner, "Boolean"))
     if not inner:
         raise ValidationException(MESSAGE_NULL_FALSE)
     return {"NULL": True}
@@ -200,7 +200,7 @@ def _validate_null(inner: Any, depth: int) -> dict:
 
 def _validate_m(inner: Any, depth: int) -> dict:
     if type(inner) is not dict:
-        raise SerializationException(_wrong_type_message(inner, "Map"))
+        raise SerializationException(wrong_type_message(inner, "Map"))
     if depth >= NESTING_DEPTH_MAX:
         raise ValidationException(MESSAGE_NESTING)
     child_depth = depth + 1
@@ -209,7 +209,7 @@ def _validate_m(inner: Any, depth: int) -> dict:
 
 def _validate_l(inner: Any, depth: int) -> dict:
     if type(inner) is not list:
-        raise SerializationException(_wrong_type_message(inner, "List"))
+        raise SerializationException(wrong_type_message(inner, "List"))
     if depth >= NESTING_DEPTH_MAX:
         raise ValidationException(MESSAGE_NESTING)
     child_depth = depth + 1
@@ -239,7 +239,7 @@ def _validate_bs(inner: Any, depth: int) -> dict:
 
 def _set_members(inner: Any, type_name: str) -> list:
     if type(inner) is not list:
-        raise SerializationException(_wrong_type_message(inner, "List"))
+        raise SerializationException(wrong_type_message(inner, "List"))
     if not inner:
         raise ValidationException(
             "One or more parameter values were invalid: "
@@ -247,7 +247,7 @@ def _set_members(inner: Any, type_name: str) -> list:
         )
     for member in inner:
         if type(member) is not str:
-            raise SerializationException(_wrong_type_message(member, "String"))
+            raise SerializationException(wrong_type_message(member, "String"))
     return inner
 
 
@@ -266,7 +266,7 @@ def _canonical_base64(text: Any) -> str:
     return text if encoded == text else encoded
 
 
-def _wrong_type_message(value: Any, expected: str) -> str:
+def wrong_type_message(value: Any, expected: str) -> str:
     """Text in the style of DynamoDB's JSON reader for a member of the wrong type."""
     if isinstance(value, dict):
         return "Start of structure or map found where not expected"
