@@ -21,7 +21,7 @@ import orjson
 
 # Importing the operation modules registers their handlers.
 from triplica.api import ops_batch, ops_items, ops_query, ops_tables  # noqa: F401
-from triplica.api import request_types, sigv4, wire
+from triplica.api import content_encoding, request_types, sigv4, wire
 from triplica.api.http_server import Request, Response
 from triplica.api.service import DEFAULT_REGION, OPERATIONS, AfterCommit, Service
 from triplica.engine.database import Database
@@ -45,7 +45,7 @@ class TriplicaApp:
         operation = wire.parse_target(headers)
         self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
         wire.check_content_type(headers)
-        parameters = wire.parse_body(request.body)
+        parameters = wire.parse_body(content_encoding.decoded_body(headers, request.body))
         if not self.accepts_internal:
             parameters.pop(INTERNAL_KEY, None)
         handler = OPERATIONS.get(operation)

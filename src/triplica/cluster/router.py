@@ -70,7 +70,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from triplica.api import sigv4, wire
+from triplica.api import content_encoding, sigv4, wire
 from triplica.api.http_server import Request, Response, serve_until_stopped
 from triplica.cluster.config import RouterConfig, load_router_config
 from triplica.cluster.http_client import HttpAnswer, NodePool, NodeUnreachableError, encode_request
@@ -138,6 +138,7 @@ class RouterApp:
             return self._forward(data, next(self._round_robin), None, self.order, True)
         operation = wire.parse_target(request.headers)
         self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
+        request = content_encoding.decoded_request(request)
         if operation in CONTROL_OPERATIONS:
             return self._control(request)
         if operation in KEYED_OPERATIONS or operation == "Scan" or operation in BATCH_OPERATIONS:
