@@ -51,7 +51,7 @@ from splits import zipf_sampler  # noqa: E402
 
 from triplica.cluster.config import SplitLimits  # noqa: E402
 from triplica.cluster.local import cluster_down, cluster_up  # noqa: E402
-from triplica.router.internal import PARTITION_MAP_TARGET  # noqa: E402
+from triplica.common.internal import PARTITION_MAP_TARGET  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 SECONDS_MAX = 3600

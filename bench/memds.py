@@ -28,7 +28,7 @@ from botocore.config import Config
 
 from triplica.cluster.local import MEMDS_PORT_OFFSET, cluster_down, cluster_up
 from triplica.memds.client import MemdsClient
-from triplica.router.internal import ROUTER_STATS_TARGET, WIPE_CACHE_TARGET
+from triplica.common.internal import ROUTER_STATS_TARGET, WIPE_CACHE_TARGET
 
 REQUESTS_MAX = 100_000
 MEMDS_SERVERS = 2

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from triplica.cluster.drain import _call, drain  # noqa: E402
 from triplica.cluster.local import cluster_down, cluster_up  # noqa: E402
-from triplica.router.internal import PARTITION_MAP_TARGET  # noqa: E402
+from triplica.common.internal import PARTITION_MAP_TARGET  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 WAIT_S = 180.0

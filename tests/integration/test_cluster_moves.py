@@ -38,7 +38,7 @@ from triplica.cluster.config import load_node_config, placement
 from triplica.cluster.drain import _call, drain
 from triplica.cluster.local import cluster_down, cluster_up, running_pids, start_node
 from triplica.metadata.metadata_replica import METADATA_GROUP
-from triplica.router.internal import PARTITION_MAP_TARGET
+from triplica.common.internal import PARTITION_MAP_TARGET
 
 NODES = 6
 ITEMS = 150

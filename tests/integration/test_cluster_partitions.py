@@ -24,10 +24,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from triplica.cluster.local import cluster_down, cluster_up, running_pids
-from triplica.memds.partition_map import TableMap
+from triplica.model.partition_map import TableMap
 from triplica.model.keys import partition_hash
 from tests.integration.test_cluster import _free_base_port
-from triplica.router.internal import (HASH_RANGE, INTERNAL_KEY, PARTITION_MAP_TARGET,
+from triplica.common.internal import (HASH_RANGE, INTERNAL_KEY, PARTITION_MAP_TARGET,
                                       VALIDATE_ONLY)
 
 NODES = 3

@@ -33,9 +33,9 @@ from tests.integration.test_cluster import _free_base_port
 from tests.integration.test_cluster_partitions import _client, _post
 from triplica.cluster.config import SplitLimits
 from triplica.cluster.local import cluster_down, cluster_up, running_pids, start_node
-from triplica.memds.partition_map import TableMap
+from triplica.model.partition_map import TableMap
 from triplica.model.keys import partition_hash
-from triplica.router.internal import PARTITION_MAP_TARGET, ROUTER_STATS_TARGET
+from triplica.common.internal import PARTITION_MAP_TARGET, ROUTER_STATS_TARGET
 
 NODES = 3
 WRITERS = 3

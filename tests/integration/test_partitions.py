@@ -25,8 +25,8 @@ ITEMS = 600
 
 def partition_count(data_dir: str, table: str) -> int:
     with open(os.path.join(data_dir, "catalog.json")) as file:
-        catalog = json.load(file)
-    tables = catalog["tables"]
+        catalogue = json.load(file)
+    tables = catalogue["tables"]
     entry = tables[table] if isinstance(tables, dict) else next(t for t in tables if t["name"] == table)
     return len(entry["partitions"])
 

@@ -5,15 +5,15 @@ import os
 
 import pytest
 
-from triplica.engine.catalog import HASH_SPACE_END, PartitionInfo
+from triplica.engine.catalogue import HASH_SPACE_END, PartitionInfo
 from triplica.engine.group_split import (SPLIT_RECORD_KEY, SplitMarker, build_child, marker_of,
                                          split_writes)
 from triplica.engine.node_partition import first_campaigner
 from triplica.engine.partition import decode_entry, encode_entry, stored_item_size
 from triplica.metadata.control_plane import _children
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.storage.lmdb_store import PartitionStore, RecordKey
-from triplica.storage.paxos_log import PaxosLog
+from triplica.replication.paxos_log import PaxosLog
 
 BOUNDARY = 1 << 63
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.healing import ControlPlane, Observation
 
 

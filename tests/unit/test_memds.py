@@ -23,7 +23,7 @@ from triplica.memds.feed import (
     run_feed,
 )
 from triplica.memds.map_store import ChangeError, MapStore, StoreFullError
-from triplica.memds.partition_map import HASH_SPACE_END, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, TableMap
 from triplica.memds.server import MemdsService, load_config
 from triplica.transport.base import RemoteError
 from triplica.transport.tcp import TcpServer

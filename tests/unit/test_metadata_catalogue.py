@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from triplica.api import ops_tables  # noqa: F401  (registers the handlers)
-from triplica.api.service import OPERATIONS, Service
-from triplica.engine.catalog import HASH_SPACE_END, TableInfo
+from triplica.engine.operations import tables  # noqa: F401  (registers the handlers)
+from triplica.engine.operations.service import OPERATIONS, Service
+from triplica.engine.catalogue import HASH_SPACE_END, TableInfo
 from triplica.engine.database import Database
 from triplica.errors import ResourceInUseException, ValidationException
 from triplica.metadata import catalogue_log
@@ -119,14 +119,14 @@ def test_follower_applies_in_order_and_survives_a_restart(tmp_path: Any) -> None
                            "ProvisionedThroughput": {"ReadCapacityUnits": 9,
                                                      "WriteCapacityUnits": 1500}})
     commit("DeleteTable", {"TableName": "customers"})
-    assert db.catalog.epoch == 4
+    assert db.catalogue.epoch == 4
     assert sorted(db.tables) == ["orders"]
     assert db.tables["orders"].info.read_units == 9
     assert len(db.tables["orders"].partitions) == 2
     db_close(db)
 
     reopened = Database(str(tmp_path))  # the epoch is in the same durable write as the tables
-    assert reopened.catalog.epoch == 4 and sorted(reopened.tables) == ["orders"]
+    assert reopened.catalogue.epoch == 4 and sorted(reopened.tables) == ["orders"]
     follower = CatalogueFollower(reopened, _log_fetch(log + log))  # re-delivered: skipped
     assert asyncio.run(follower.catch_up()) == 4 and follower.applied_changes == 0
     gap = [(6, catalogue_log.delete_table("orders"))]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from triplica.engine.catalog import HASH_SPACE_END
+from triplica.engine.catalogue import HASH_SPACE_END
 from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 
 

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from triplica.replication.ballot import Ballot
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind, HardState, LogEntry, Snapshot
-from triplica.storage.paxos_log import PaxosLog, PaxosLogCorruptionError
+from triplica.replication.paxos_log import PaxosLog, PaxosLogCorruptionError
 from triplica.storage.wal import WalCorruptionError
 
 MEMBERS = Membership.of([1, 2, 3])

@@ -2,7 +2,7 @@
 import msgpack
 
 from triplica.replication.ballot import Ballot
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind, LogEntry, Snapshot
 from triplica.replication.messages import Accept, Promise, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions

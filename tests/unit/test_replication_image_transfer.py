@@ -22,7 +22,7 @@ import triplica.engine.replicated_partition as replicated
 from triplica.engine.partition import decode_entry, encode_entry
 from triplica.engine.replicated_partition import ReplicatedPartition
 from triplica.replication import image_transfer, snapshot_stream
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.driver import ReplicaDriver
 from triplica.replication.options import ReplicaOptions
 from triplica.transport.inprocess import InProcessClient, InProcessNetwork

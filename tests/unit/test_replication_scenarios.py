@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.options import ReplicaOptions
 from triplica.sim.cluster import SimCluster
 from triplica.sim.kv import Command

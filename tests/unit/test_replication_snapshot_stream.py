@@ -13,7 +13,7 @@ from triplica.replication.snapshot_stream import (
     StreamFormatError,
     chunk_spans,
 )
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 
 IMAGE = bytes(range(256)) * 40  # 10240 bytes
 CHUNK = 4096

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from triplica.memds.partition_map import HASH_SPACE_END, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, TableMap
 from triplica.model.keys import partition_hash
 from triplica.router.batch_split import BatchMerge, merge_capacities, split_batch, sub_body
 

@@ -10,8 +10,8 @@ import orjson
 from triplica.api.app import TriplicaApp
 from triplica.api.http_server import Request
 from triplica.engine.database import Database
-from triplica.memds.partition_map import HASH_SPACE_END
-from triplica.router.internal import (BYTES_READ, INTERNAL_KEY, LAST_KEY, VALIDATE_ONLY,
+from triplica.model.partition_map import HASH_SPACE_END
+from triplica.common.internal import (BYTES_READ, INTERNAL_KEY, LAST_KEY, VALIDATE_ONLY,
                                       encode_scan_slice)
 
 AUTH = ("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/dynamodb/aws4_request, "

@@ -1,7 +1,7 @@
 """Router key extraction: the partition a single-key request or a Query touches."""
 from __future__ import annotations
 
-from triplica.memds.partition_map import HASH_SPACE_END, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, TableMap
 from triplica.model.keys import partition_hash
 from triplica.router.key_routes import key_hash, value_hash
 

@@ -9,7 +9,7 @@ import uvloop
 
 from triplica.memds.client import MemdsClient, TableAnswer
 from triplica.memds.map_store import Answer
-from triplica.memds.partition_map import HASH_SPACE_END, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, TableMap
 from triplica.memds.server import MemdsService
 from triplica.router.map_cache import MapCache
 from triplica.transport.base import ConnectionLostError

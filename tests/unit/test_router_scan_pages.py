@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from triplica.memds.partition_map import HASH_SPACE_END, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, TableMap
 from triplica.model import limits
 from triplica.model.keys import partition_hash
-from triplica.router.internal import (BYTES_MAX, BYTES_READ, HASH_RANGE, INTERNAL_KEY,
+from triplica.common.internal import (BYTES_MAX, BYTES_READ, HASH_RANGE, INTERNAL_KEY,
                                       LAST_KEY, scan_slice)
 from triplica.router.scan_pages import ScanStitch, scan_slices, segment_range, sub_request
 

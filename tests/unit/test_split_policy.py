@@ -5,8 +5,8 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from triplica.engine.catalog import HASH_SPACE_END
-from triplica.metadata.split_policy import (
+from triplica.engine.catalogue import HASH_SPACE_END
+from triplica.engine.split_policy import (
     HEAVY_KEYS_MAX, MIN_SIDE_SHARE, SIZE_BYTES_MAX, AccessSketch, WindowUsage, choose_split_point,
     split_reason)
 

@@ -1,9 +1,10 @@
 """Split decisions from every member's reports (metadata/split_reports.py)."""
 from __future__ import annotations
 
-from triplica.engine.catalog import HASH_SPACE_END
-from triplica.metadata.split_policy import AccessSketch, WindowUsage
-from triplica.metadata.split_reports import (GroupReport, Limits, decide_splits, merged_sketch,
+from triplica.engine.catalogue import HASH_SPACE_END
+from triplica.engine.split_policy import AccessSketch, WindowUsage
+from triplica.engine.group_report import GroupReport
+from triplica.metadata.split_reports import (Limits, decide_splits, merged_sketch,
                                              merged_usage)
 
 LIMITS = Limits(size_bytes=1_000_000, read_units=3000, write_units=1000)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 from triplica.storage.wal import (
     HEADER_BYTES,
     WalCorruptionError,

@@ -11,7 +11,7 @@ import os
 import random
 import time
 
-from triplica.engine.catalog import TableInfo
+from triplica.engine.catalogue import TableInfo
 from triplica.engine.database import Database
 from triplica.engine.table_splits import split_partition, tables_directory
 
@@ -54,9 +54,9 @@ def test_a_completed_split_is_the_table_after_a_restart(tmp_path):
         try:
             db.create_table(table_info("t1"))
             written = await fill(db, "t1", 120)
-            parent = db.catalog.tables["t1"].partitions[0].partition_id
+            parent = db.catalogue.tables["t1"].partitions[0].partition_id
             left, right = await split_partition(db, "t1", parent, BOUNDARY)
-            assert [p.partition_id for p in db.catalog.tables["t1"].partitions] == \
+            assert [p.partition_id for p in db.catalogue.tables["t1"].partitions] == \
                 [left.partition_id, right.partition_id]
             assert contents(db, "t1") == written
             assert not os.path.exists(os.path.join(tables_directory(str(tmp_path), "id-t1"), parent))
@@ -77,13 +77,13 @@ def test_a_split_cut_short_before_its_switch_is_undone(tmp_path):
         try:
             db.create_table(table_info("t2"))
             written = await fill(db, "t2", 60)
-            info = db.catalog.tables["t2"]
+            info = db.catalogue.tables["t2"]
             parent = info.partitions[0]
             # What a crash between the intent and the switch leaves behind.
-            from triplica.engine.catalog import PartitionInfo
+            from triplica.engine.catalogue import PartitionInfo
             info.split_intent = [PartitionInfo("child-left", 0, BOUNDARY),
                                  PartitionInfo("child-right", BOUNDARY, parent.hash_end)]
-            db.catalog.save()
+            db.catalogue.save()
             directory = tables_directory(str(tmp_path), "id-t2")
             for child in info.split_intent:
                 os.makedirs(os.path.join(directory, child.partition_id, "az-a"))
@@ -93,7 +93,7 @@ def test_a_split_cut_short_before_its_switch_is_undone(tmp_path):
         db = Database(str(tmp_path), replicas=3)
         try:
             await db.wait_for_leaders()
-            info = db.catalog.tables["t2"]
+            info = db.catalogue.tables["t2"]
             assert not info.split_intent and [p.partition_id for p in info.partitions] == [parent.partition_id]
             assert sorted(os.listdir(tables_directory(str(tmp_path), "id-t2"))) == [parent.partition_id]
             assert contents(db, "t2") == written

@@ -19,14 +19,12 @@ from typing import Any, Awaitable
 
 import orjson
 
-# Importing the operation modules registers their handlers.
-from triplica.api import ops_batch, ops_items, ops_query, ops_tables  # noqa: F401
 from triplica.api import content_encoding, request_types, sigv4, wire
 from triplica.api.http_server import Request, Response
-from triplica.api.service import DEFAULT_REGION, OPERATIONS, AfterCommit, Service
+from triplica.engine.operations.service import DEFAULT_REGION, OPERATIONS, AfterCommit, Service
 from triplica.engine.database import Database
 from triplica.errors import UnknownOperationException
-from triplica.router.internal import INTERNAL_KEY
+from triplica.common.internal import INTERNAL_KEY
 
 log = logging.getLogger(__name__)
 

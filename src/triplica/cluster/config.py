@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from triplica.engine.replica_repair import REPAIR_BOUND_WAIT_S_DEFAULT
-from triplica.metadata.split_policy import (READ_UNITS_PER_PARTITION, SIZE_BYTES_MAX,
+from triplica.engine.split_policy import (READ_UNITS_PER_PARTITION, SIZE_BYTES_MAX,
                                             WRITE_UNITS_PER_PARTITION)
 
 REPLICAS_PER_PARTITION = 3

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from typing import Any
 
-from triplica.router.internal import DRAIN_TARGET, PARTITION_MAP_TARGET
+from triplica.common.internal import DRAIN_TARGET, PARTITION_MAP_TARGET
 
 POLL_S = 1.0
 CALL_S = 20.0

@@ -61,17 +61,19 @@ from triplica.api import wire
 from triplica.cluster.config import NodeConfig
 from triplica.cluster.node_metadata import ControlPlaneApp, MetadataRole
 from triplica.cluster.peer_network import PeerNetwork
-from triplica.engine.catalog import PartitionInfo, TableInfo
+from triplica.engine.catalogue import PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, build_child
-from triplica.engine.node_partition import (NodePartition, NotLeaderError, PartitionMovedError,
+from triplica.common.redirects import (LEADER_HEADER, MOVED_HEADER, NotLeaderError,
+                                       PartitionMovedError)
+from triplica.engine.node_partition import (NodePartition,
                                             UnhostedPartition)
 from triplica.engine.partition import stored_item_size
 from triplica.engine.split_advisor import SplitAdvisor
 from triplica.storage.lmdb_store import PartitionStore
 from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
 from triplica.errors import DynamoError, ResourceNotFoundException
-from triplica.router.internal import PARTITION_MAP_TARGET
+from triplica.common.internal import PARTITION_MAP_TARGET
 from triplica.metadata.catalogue_log import table_map_of
 from triplica.metadata.metadata_replica import METADATA_GROUP
 from triplica.storage.files import read_json, write_json_durably
@@ -79,8 +81,6 @@ from triplica.transport.base import Message, RemoteError, TransportError
 
 log = logging.getLogger(__name__)
 
-LEADER_HEADER = "x-triplica-leader"
-MOVED_HEADER = "x-triplica-moved"
 SPLIT_APPLY_WAIT_S = 2.0    # a member applies a committed split within a heartbeat or two
 SPLIT_PROPOSE_WAIT_S = 5.0
 ADVISE_EVERY_S = 1.0
@@ -396,7 +396,7 @@ class NodeApp:
             table = self.app.db.tables.get(name) if type(name) is str else None
             if table is None:
                 raise ResourceNotFoundException("Requested resource not found")
-            map_doc = table_map_of(table.info, self.app.db.catalog.epoch).to_doc()
+            map_doc = table_map_of(table.info, self.app.db.catalogue.epoch).to_doc()
             return 200, orjson.dumps(map_doc), None
         except DynamoError as error:
             status, body = wire.error_response(error)

@@ -43,15 +43,16 @@ import orjson
 
 from triplica.api import sigv4, wire
 from triplica.api.http_server import Request, Response
-from triplica.api.service import DEFAULT_REGION
+from triplica.engine.operations.service import DEFAULT_REGION
 from triplica.errors import ValidationException
-from triplica.router.internal import DRAIN_TARGET
+from triplica.common.internal import DRAIN_TARGET
 from triplica.cluster.config import REPLICAS_PER_PARTITION, NodeConfig, placement
-from triplica.engine.catalog import PartitionInfo
+from triplica.engine.catalogue import PartitionInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import SplitMarker
-from triplica.engine.node_partition import NotLeaderError
-from triplica.metadata.split_reports import GroupReport, Limits, SplitSuggestion, decide_splits
+from triplica.common.redirects import NotLeaderError
+from triplica.engine.group_report import GroupReport
+from triplica.metadata.split_reports import Limits, SplitSuggestion, decide_splits
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import Change, map_changes_of
 from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
@@ -100,7 +101,7 @@ class MetadataRole:
     @property
     def members(self) -> list[int]:
         """The metadata group's members: as last moved (a catalogue record), else placed."""
-        return list(self.db.catalog.metadata_members or self._placed)
+        return list(self.db.catalogue.metadata_members or self._placed)
 
     def _open_replica(self, joining: bool, members: list[int] | None = None) -> None:
         """Host a replica of the metadata group (and so, when it leads, the control plane)."""
@@ -127,7 +128,7 @@ class MetadataRole:
         neither draining nor silent (replica_mover.py), while they span three AZs."""
         down = self.control.mover.down_nodes() if self.control is not None else set()
         usable = tuple(n for n in self.config.nodes
-                       if n.id not in down and n.id not in self.db.catalog.draining)
+                       if n.id not in down and n.id not in self.db.catalogue.draining)
         if len({n.az for n in usable}) < REPLICAS_PER_PARTITION:
             usable = self.config.nodes  # fewer than three AZs left: place as if all were well
         return placement(usable, group)

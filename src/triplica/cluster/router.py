@@ -74,12 +74,12 @@ from triplica.api import content_encoding, sigv4, wire
 from triplica.api.http_server import Request, Response, serve_until_stopped
 from triplica.cluster.config import RouterConfig, load_router_config
 from triplica.cluster.http_client import HttpAnswer, NodePool, NodeUnreachableError, encode_request
-from triplica.cluster.node import LEADER_HEADER, MOVED_HEADER
+from triplica.common.redirects import LEADER_HEADER, MOVED_HEADER
 from triplica.errors import DynamoError, InternalServerError
-from triplica.memds.partition_map import Route, TableMap
+from triplica.model.partition_map import Route, TableMap
 from triplica.router.batch_split import BatchMerge, SubBatch, split_batch, sub_body
 from triplica.memds.client import MemdsClient
-from triplica.router.internal import (DRAIN_TARGET, INTERNAL_KEY, PARTITION_MAP_TARGET,
+from triplica.common.internal import (DRAIN_TARGET, INTERNAL_KEY, PARTITION_MAP_TARGET,
                                       ROUTER_STATS_TARGET, VALIDATE_ONLY, WIPE_CACHE_TARGET)
 from triplica.router.map_cache import MapCache
 from triplica.router.key_routes import KEY_PARAMETER, key_hash

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from triplica.metadata.split_policy import AccessSketch, WindowUsage
+from triplica.engine.split_policy import AccessSketch, WindowUsage
 
 READ_UNIT_BYTES = 4 * 1024
 WRITE_UNIT_BYTES = 1024

@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
-from triplica.engine.catalog import HASH_SPACE_END, Catalog, PartitionInfo, TableInfo
+from triplica.engine.catalogue import HASH_SPACE_END, Catalogue, PartitionInfo, TableInfo
 from triplica.engine.partition import Partition
 from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 from triplica.engine.replicated_partition import HEAL_AFTER_S_DEFAULT, ReplicatedPartition
@@ -95,15 +95,15 @@ class Database:
         # A cluster's router still sends a table's requests to one node (one
         # partition per table there until issue 4's router routes per partition).
         self.partitions_follow_capacity = partition_factory is None
-        self.catalog = Catalog(data_dir)
+        self.catalogue = Catalogue(data_dir)
         if partition_factory is None:
-            recover_splits(self.catalog, data_dir)
+            recover_splits(self.catalogue, data_dir)
         self.tables: dict[str, Table] = {}
-        for info in self.catalog.tables.values():
+        for info in self.catalogue.tables.values():
             self.tables[info.name] = self._open_table(info)
         if partition_factory is not None:
             # Split parents are read while their children are built (above), then go.
-            remove_unnamed_partitions(self.catalog, data_dir)
+            remove_unnamed_partitions(self.catalogue, data_dir)
         self.prepare_child: PrepareChild | None = None
         self.splits: SplitMonitor | None = None
         self._split_task: asyncio.Task | None = None
@@ -151,15 +151,15 @@ class Database:
         """Add a table whose partitions are already cut (by the cluster's metadata
         system, which also gives the catalogue's new `epoch`)."""
         assert info.name not in self.tables and info.partitions
-        previous_epoch = self.catalog.epoch
-        self.catalog.tables[info.name] = info
+        previous_epoch = self.catalogue.epoch
+        self.catalogue.tables[info.name] = info
         if epoch is not None:
-            self.catalog.epoch = epoch
+            self.catalogue.epoch = epoch
         try:
-            self.catalog.save()
+            self.catalogue.save()
         except BaseException:
-            del self.catalog.tables[info.name]
-            self.catalog.epoch = previous_epoch
+            del self.catalogue.tables[info.name]
+            self.catalogue.epoch = previous_epoch
             raise
         table = self._open_table(info)
         self.tables[info.name] = table
@@ -198,9 +198,9 @@ class Database:
         table = self.tables[info.name]
         assert [(p.hash_start, p.group) for p in info.partitions] == \
             [(p.hash_start, p.group) for p in table.info.partitions], info.name
-        self.catalog.tables[info.name] = info
-        self.catalog.epoch = epoch
-        self.catalog.save()
+        self.catalogue.tables[info.name] = info
+        self.catalogue.epoch = epoch
+        self.catalogue.save()
         table.info = info
 
     async def apply_split(self, info: TableInfo, epoch: int) -> None:
@@ -217,13 +217,13 @@ class Database:
             if self.prepare_child is not None:
                 await self.prepare_child(old[child.split_from], child,
                                          self._partition_dir(info, child))
-        previous = (self.catalog.tables[info.name], self.catalog.epoch)
-        self.catalog.tables[info.name] = info
-        self.catalog.epoch = epoch
+        previous = (self.catalogue.tables[info.name], self.catalogue.epoch)
+        self.catalogue.tables[info.name] = info
+        self.catalogue.epoch = epoch
         try:
-            self.catalog.save()
+            self.catalogue.save()
         except BaseException:
-            self.catalog.tables[info.name], self.catalog.epoch = previous
+            self.catalogue.tables[info.name], self.catalogue.epoch = previous
             raise
         partitions = [old[p.partition_id] if p.partition_id in old else
                       self.partition_factory(info, p, self._partition_dir(info, p))
@@ -238,33 +238,33 @@ class Database:
 
     def set_draining(self, nodes: list[int], epoch: int) -> None:
         """The cluster's nodes being drained (a metadata record, replica_mover.py)."""
-        assert epoch > self.catalog.epoch, (epoch, self.catalog.epoch)
-        self.catalog.draining = sorted(nodes)
-        self.catalog.epoch = epoch
-        self.catalog.save()
+        assert epoch > self.catalogue.epoch, (epoch, self.catalogue.epoch)
+        self.catalogue.draining = sorted(nodes)
+        self.catalogue.epoch = epoch
+        self.catalogue.save()
 
     def set_metadata_members(self, nodes: list[int], epoch: int) -> None:
         """The metadata group's members after a move (a metadata record)."""
-        assert epoch > self.catalog.epoch, (epoch, self.catalog.epoch)
-        self.catalog.metadata_members = sorted(nodes)
-        self.catalog.epoch = epoch
-        self.catalog.save()
+        assert epoch > self.catalogue.epoch, (epoch, self.catalogue.epoch)
+        self.catalogue.metadata_members = sorted(nodes)
+        self.catalogue.epoch = epoch
+        self.catalogue.save()
 
     def note_epoch(self, epoch: int) -> None:
         """A metadata change that needs nothing of this node (a table it never had)."""
-        assert epoch > self.catalog.epoch, (epoch, self.catalog.epoch)
-        self.catalog.epoch = epoch
-        self.catalog.save()
+        assert epoch > self.catalogue.epoch, (epoch, self.catalogue.epoch)
+        self.catalogue.epoch = epoch
+        self.catalogue.save()
 
-    def save_catalog(self) -> None:
-        self.catalog.save()
+    def save_catalogue(self) -> None:
+        self.catalogue.save()
 
     async def delete_table(self, name: str, epoch: int | None = None) -> None:
         table = self.tables.pop(name)
-        del self.catalog.tables[name]
+        del self.catalogue.tables[name]
         if epoch is not None:
-            self.catalog.epoch = epoch
-        self.catalog.save()
+            self.catalogue.epoch = epoch
+        self.catalogue.save()
         for partition in table.partitions:
             await _close_partition(partition)
         shutil.rmtree(os.path.join(self.data_dir, "tables", table.info.table_id),

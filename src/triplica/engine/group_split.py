@@ -34,14 +34,14 @@ from dataclasses import dataclass
 
 import msgpack
 
-from triplica.engine.catalog import HASH_SPACE_END
+from triplica.engine.catalogue import HASH_SPACE_END
 from triplica.engine.partition import Write, stored_item_size
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.driver import snapshot_token
 from triplica.replication.log import HardState, Snapshot
 from triplica.storage.files import fsync_directory
 from triplica.storage.lmdb_store import PartitionStore, RecordKey
-from triplica.storage.paxos_log import PaxosLog
+from triplica.replication.paxos_log import PaxosLog
 
 SPLIT_RECORD_KEY = RecordKey(b"split")
 REPLICA_DIRECTORY = "replica"

@@ -67,6 +67,7 @@ import os
 import time
 from typing import Any, Iterator
 
+from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.engine.access_meter import AccessMeter
 from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, marker_of, split_writes
 from triplica.engine.partition import Write, decode_entry, encode_entry, stored_item_size
@@ -80,7 +81,7 @@ from triplica.engine.replica_repair import (
     discard_interrupted,
     rebuild_in_place,
 )
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.driver import ReplicaDriver
 from triplica.replication.replica_files import ReplicaDamagedError
 from triplica.replication.log import LogEntry
@@ -93,30 +94,6 @@ GROUP_ID = 1
 DRAIN_S_MAX = 10.0
 DRAIN_POLL_S = 0.005
 
-
-
-class NotLeaderError(Exception):
-    """This replica may not evaluate writes or serve strong reads.
-
-    `leader_id` is the node this replica believes leads (itself while its
-    lease is not yet established), or None when it knows no leader.
-    Never reaches an SDK client: the node answers the router with a 421.
-    """
-
-    status = 421
-
-    def __init__(self, leader_id: int | None) -> None:
-        super().__init__(f"not the leader (leader: {leader_id})")
-        self.leader_id = leader_id
-
-
-class PartitionMovedError(NotLeaderError):
-    """This replica's group was split (engine/group_split.py): its keys now belong to
-    the children. The router refreshes the table's map and tries again."""
-
-    def __init__(self) -> None:
-        Exception.__init__(self, "partition moved: it was split")
-        self.leader_id = None
 
 
 def first_campaigner(group_key: str, members: list[int]) -> int:

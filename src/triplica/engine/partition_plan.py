@@ -14,7 +14,7 @@ hash spreads keys evenly over them.
 """
 from __future__ import annotations
 
-from triplica.engine.catalog import HASH_SPACE_END
+from triplica.engine.catalogue import HASH_SPACE_END
 
 READ_UNITS_PER_PARTITION = 3_000
 WRITE_UNITS_PER_PARTITION = 1_000

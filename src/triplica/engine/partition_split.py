@@ -40,16 +40,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from triplica.engine.catalog import HASH_SPACE_END
+from triplica.engine.catalogue import HASH_SPACE_END
 from triplica.engine.replica_roster import AVAILABILITY_ZONES
 from triplica.engine.replicated_partition import ReplicatedPartition
 from triplica.errors import InternalServerError
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.driver import snapshot_token
 from triplica.replication.log import HardState, Snapshot
 from triplica.storage.files import fsync_directory
 from triplica.storage.lmdb_store import PartitionStore
-from triplica.storage.paxos_log import PaxosLog
+from triplica.replication.paxos_log import PaxosLog
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from typing import Any
 from triplica.replication.ballot import Ballot
 from triplica.replication.log import HardState
 from triplica.storage.files import fsync_directory
-from triplica.storage.paxos_log import PaxosLog
+from triplica.replication.paxos_log import PaxosLog
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ from triplica.engine.replica_roster import AVAILABILITY_ZONES, ReplicaRoster
 from triplica.engine.replica_repair import RepairBound, bound_of, discard_interrupted, rebuild_in_place
 from triplica.engine.queued_writes import PENDING_WRITES_MAX, QueuedWrites
 from triplica.errors import InternalServerError
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import LogEntry
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions

@@ -15,17 +15,29 @@ a group and applies the policy. Scans are not metered (access_meter.py).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from triplica.engine.access_meter import AccessMeter
-from triplica.engine.table_splits import size_split_point
-from triplica.metadata.split_policy import SIZE_BYTES_MAX
-from triplica.metadata.split_reports import REPORTS_PER_NODE_MAX, GroupReport
+from triplica.engine.split_policy import SIZE_BYTES_MAX, AccessSketch, choose_split_point
+from triplica.engine.group_report import REPORTS_PER_NODE_MAX, GroupReport
 
 if TYPE_CHECKING:
     from triplica.engine.database import Database
 
 WINDOW_S_DEFAULT = 5.0
+SAMPLE_RECORDS_MAX = 100_000  # keys sampled to find a size split point
+
+
+def size_split_point(partition: Any, start: int, end: int) -> int | None:
+    """The hash that halves the partition's stored bytes (from a bounded sample of its keys)."""
+    count, _ = partition.stats()
+    step = max(1, count // SAMPLE_RECORDS_MAX)
+    sketch = AccessSketch(start, end, buckets=64)
+    for position, (key, value) in enumerate(partition.scan(b"", None)):
+        if position % step == 0:
+            sketch.record(int.from_bytes(key[:8], "big"), float(len(value)))
+    return choose_split_point(sketch)
+
 
 
 class SplitAdvisor:

@@ -43,12 +43,12 @@ import shutil
 import uuid
 from typing import TYPE_CHECKING
 
-from triplica.engine.catalog import Catalog, PartitionInfo
+from triplica.engine.catalogue import Catalogue, PartitionInfo
 from triplica.engine.partition_split import ChildSpec, split
 from triplica.engine.replicated_partition import ReplicatedPartition
 from triplica.errors import InternalServerError
 from triplica.engine.access_meter import AccessMeter
-from triplica.metadata.split_policy import (READ_UNITS_PER_PARTITION, WRITE_UNITS_PER_PARTITION,
+from triplica.engine.split_policy import (READ_UNITS_PER_PARTITION, WRITE_UNITS_PER_PARTITION,
                                             AccessSketch, choose_split_point, split_reason)
 
 if TYPE_CHECKING:
@@ -66,10 +66,10 @@ def tables_directory(data_dir: str, table_id: str) -> str:
     return os.path.join(data_dir, "tables", table_id)
 
 
-def recover_splits(catalog: Catalog, data_dir: str) -> None:
+def recover_splits(catalogue: Catalogue, data_dir: str) -> None:
     """Undo splits whose switch never happened; drop parents whose deletion was cut short."""
     changed = False
-    for info in catalog.tables.values():
+    for info in catalogue.tables.values():
         directory = tables_directory(data_dir, info.table_id)
         for child in info.split_intent:
             log.warning("table %s: a split of partition(s) did not finish; removing child %s",
@@ -79,14 +79,14 @@ def recover_splits(catalog: Catalog, data_dir: str) -> None:
             info.split_intent = []
             changed = True
     if changed:
-        catalog.save()
-    remove_unnamed_partitions(catalog, data_dir)
+        catalogue.save()
+    remove_unnamed_partitions(catalogue, data_dir)
 
 
-def remove_unnamed_partitions(catalog: Catalog, data_dir: str) -> None:
+def remove_unnamed_partitions(catalogue: Catalogue, data_dir: str) -> None:
     """Delete partition directories the catalogue no longer names: split parents
     whose deletion a crash cut short (and children a split left half built)."""
-    for info in catalog.tables.values():
+    for info in catalogue.tables.values():
         directory = tables_directory(data_dir, info.table_id)
         if not os.path.isdir(directory):
             continue
@@ -112,7 +112,7 @@ async def split_partition(db: "Database", table_name: str, partition_id: str,
     left = PartitionInfo(uuid.uuid4().hex[:12], parent_info.hash_start, boundary)
     right = PartitionInfo(uuid.uuid4().hex[:12], boundary, parent_info.hash_end)
     info.split_intent = [left, right]
-    db.catalog.save()
+    db.catalogue.save()
 
     def commit(left_child: ReplicatedPartition, right_child: ReplicatedPartition) -> None:
         if db.tables.get(table_name) is not table:  # deleted (or recreated) meanwhile
@@ -121,7 +121,7 @@ async def split_partition(db: "Database", table_name: str, partition_id: str,
         info.partitions = old[:position] + [left, right] + old[position + 1:]
         info.split_intent = []
         try:
-            db.catalog.save()
+            db.catalogue.save()
         except BaseException:
             info.partitions, info.split_intent = old, [left, right]
             raise
@@ -137,7 +137,7 @@ async def split_partition(db: "Database", table_name: str, partition_id: str,
     except BaseException:
         if info.split_intent:
             info.split_intent = []
-            db.catalog.save()
+            db.catalogue.save()
         raise
     await parent.drain()
     await parent.aclose()
@@ -145,15 +145,7 @@ async def split_partition(db: "Database", table_name: str, partition_id: str,
     return left, right
 
 
-def size_split_point(partition: ReplicatedPartition, start: int, end: int) -> int | None:
-    """The hash that halves the partition's stored bytes (from a bounded sample of its keys)."""
-    count, _ = partition.stats()
-    step = max(1, count // SAMPLE_RECORDS_MAX)
-    sketch = AccessSketch(start, end, buckets=64)
-    for position, (key, value) in enumerate(partition.scan(b"", None)):
-        if position % step == 0:
-            sketch.record(int.from_bytes(key[:8], "big"), float(len(value)))
-    return choose_split_point(sketch)
+from triplica.engine.split_advisor import size_split_point  # noqa: E402
 
 
 class SplitMonitor:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from triplica.memds.map_store import Answer
-from triplica.memds.partition_map import HASH_SPACE_END, Route, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
 from triplica.transport.base import RemoteError, TransportError
 from triplica.transport.tcp import TcpClient
 

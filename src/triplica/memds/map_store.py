@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from triplica.memds.partition_map import HASH_SPACE_END, Route, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
 
 TABLES_MAX = 10_000
 TOMBSTONES_MAX = 10_000

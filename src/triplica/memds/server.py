@@ -40,7 +40,7 @@ from triplica.memds.map_store import (
     check_table_name,
     is_int,
 )
-from triplica.memds.partition_map import HASH_SPACE_END
+from triplica.model.partition_map import HASH_SPACE_END
 from triplica.transport.tcp import TcpServer
 
 log = logging.getLogger(__name__)

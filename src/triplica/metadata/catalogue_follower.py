@@ -1,7 +1,7 @@
 """Every storage node's copy of the catalogue follows the metadata log, in epoch order.
 
-A node's Database catalogue (engine/catalog.py) is the metadata log folded
-up to `catalog.epoch`. The follower fetches the records after that epoch
+A node's Database catalogue (engine/catalogue.py) is the metadata log folded
+up to `catalogue.epoch`. The follower fetches the records after that epoch
 (from its own metadata replica when the node hosts one, else from a member
 over the peer port) and applies each in order: a new table opens this
 node's replicas of its partitions, a new definition replaces the old one
@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from triplica.engine.catalog import TableInfo
+from triplica.engine.catalogue import TableInfo
 from triplica.engine.database import Database
 from triplica.metadata.catalogue_log import Change
 
@@ -47,7 +47,7 @@ class CatalogueFollower:
 
     @property
     def epoch(self) -> int:
-        return self.db.catalog.epoch
+        return self.db.catalogue.epoch
 
     def start(self) -> None:
         assert self._task is None

@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from triplica.engine.catalog import TableInfo
-from triplica.memds.partition_map import TableMap
+from triplica.engine.catalogue import TableInfo
+from triplica.model.partition_map import TableMap
 
 LOG_PREFIX = b"\x00catalogue-log\x00"
 EPOCH_MAX = (1 << 63) - 1

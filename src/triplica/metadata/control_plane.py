@@ -49,11 +49,12 @@ import logging
 import uuid
 from typing import Any, Awaitable, Callable
 
-from triplica.api.service import OPERATIONS, Service
-from triplica.engine.catalog import PartitionInfo
+from triplica.engine.operations.service import OPERATIONS, Service
+from triplica.engine.catalogue import PartitionInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import SplitMarker
-from triplica.engine.node_partition import NotLeaderError, first_campaigner
+from triplica.common.redirects import NotLeaderError
+from triplica.engine.node_partition import first_campaigner
 from triplica.metadata.split_reports import SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import put_table, set_draining, set_metadata_members
@@ -222,11 +223,11 @@ class ControlPlane:
         async with self._lock:
             self.metadata.require_leader()
             await self.follower.catch_up(self.metadata.last_epoch())
-            nodes = set(self.db.catalog.draining)
+            nodes = set(self.db.catalogue.draining)
             nodes = nodes | {node} if drain else nodes - {node}
-            if sorted(nodes) != self.db.catalog.draining:
+            if sorted(nodes) != self.db.catalogue.draining:
                 await self._commit(set_draining(sorted(nodes)))
-            return list(self.db.catalog.draining)
+            return list(self.db.catalogue.draining)
 
     async def record_members(self, table_name: str, group: str, members: list[int]) -> None:
         """A group's new members after a move (lock held by the caller); the metadata

@@ -23,7 +23,8 @@ import os
 import time
 from typing import Any
 
-from triplica.engine.node_partition import NodePartition, NotLeaderError
+from triplica.common.redirects import NotLeaderError
+from triplica.engine.node_partition import NodePartition
 from triplica.storage.files import read_json, write_json_durably
 from triplica.metadata.catalogue_log import (LOG_PREFIX, Change, decode_change, encode_change,
                                              epoch_of_key, log_key)

@@ -19,7 +19,7 @@ import copy
 import uuid
 from typing import Callable
 
-from triplica.engine.catalog import PartitionInfo, TableInfo
+from triplica.engine.catalogue import PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 from triplica.metadata.catalogue_log import Change, delete_table, put_table
@@ -72,7 +72,7 @@ class PlanningDatabase:
         self._created.discard(name)
         self._deleted.append(name)
 
-    def save_catalog(self) -> None:
+    def save_catalogue(self) -> None:
         """Handlers call this after changing a definition in place: nothing to do
         until `changes` compares them with the originals."""
 

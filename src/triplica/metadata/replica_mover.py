@@ -43,7 +43,7 @@ from typing import Any, Awaitable, Callable
 
 from triplica.engine.database import Database
 from triplica.metadata.metadata_replica import METADATA_GROUP
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.healing import Action, ControlPlane, Observation
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class ReplicaMover:
     async def step(self) -> bool:
         """One step of at most one group's move; True if something was done."""
         dead = await self._check_nodes()
-        leaving = dead | set(self.db.catalog.draining)
+        leaving = dead | set(self.db.catalogue.draining)
         target = self._target(leaving)
         if target is None:
             return False
@@ -209,7 +209,7 @@ class ReplicaMover:
         observation = self._observed
         assert observation is not None
         live = [n for n in sorted(self.zones) if n not in used and n not in self._down_since
-                and n not in self.db.catalog.draining]
+                and n not in self.db.catalogue.draining]
         config = observation.committed
         staying = config.members - config.log_replicas - {replaces}
         taken = {self.zones[n] for n in staying if n in self.zones}

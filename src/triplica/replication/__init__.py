@@ -1,6 +1,6 @@
 """Sans-I/O Multi-Paxos replication core (see replica.py)."""
 from triplica.replication.ballot import Ballot
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind, HardState, LogEntry, PersistedState, Snapshot
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.replica import Ready, Replica

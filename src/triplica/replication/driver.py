@@ -73,7 +73,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Protocol
 
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.image_transfer import ImageReceiver, ImageSender, remove_interrupted
 from triplica.replication.log import HardState, LogEntry, Snapshot
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
@@ -82,7 +82,7 @@ from triplica.replication.replica import Ready, Replica
 from triplica.replication.snapshot_stream import ACK_KIND, DRIVER_KINDS, ChunkAck, SnapshotChunk, StreamFormatError
 from triplica.replication.replica_files import ReplicaFiles, write_stub
 from triplica.storage.lmdb_store import PartitionStore
-from triplica.storage.paxos_log import PaxosLog
+from triplica.replication.paxos_log import PaxosLog
 from triplica.transport.base import Address, TransportError
 from triplica.transport.inprocess import InProcessNetwork
 

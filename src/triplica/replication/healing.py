@@ -45,7 +45,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from triplica.replication.snapshot_stream import (
     StreamFormatError,
     chunk_spans,
 )
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 from triplica.storage.files import fsync_directory
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from triplica.replication.ballot import ZERO_BALLOT, Ballot
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 
 
 class EntryKind(IntEnum):

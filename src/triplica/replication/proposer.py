@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from triplica.replication.ballot import Ballot
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind, LogEntry
 from triplica.replication.messages import Accept, Accepted, InstallSnapshot, Prepare, Promise, Reject
 from triplica.replication.quorum import has_quorum, quorum_value

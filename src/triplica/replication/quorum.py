@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 
 
 def majority(size: int) -> int:

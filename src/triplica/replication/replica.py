@@ -60,7 +60,7 @@ import random
 from dataclasses import dataclass
 
 from triplica.replication.ballot import ZERO_BALLOT, Ballot
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind, HardState, LogEntry, PersistedState, ReplicaLog, Snapshot
 from triplica.replication.messages import (
     Accept,

@@ -23,7 +23,7 @@ from triplica.replication.image_transfer import INCOMING_PREFIX, LMDB_DATA_FILE
 from triplica.replication.log import EntryKind, LogEntry
 from triplica.storage.files import fsync_directory
 from triplica.storage.lmdb_store import PartitionStore
-from triplica.storage.paxos_log import PaxosLog, PaxosLogCorruptionError
+from triplica.replication.paxos_log import PaxosLog, PaxosLogCorruptionError
 from triplica.storage.wal import WalCorruptionError
 
 Decode = Callable[[bytes], list]

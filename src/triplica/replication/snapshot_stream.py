@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 from triplica.storage.lmdb_store import MAP_SIZE_BYTES_DEFAULT
 from triplica.transport.limits import FRAME_BYTES_MAX
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from triplica.memds.partition_map import Route, TableMap
+from triplica.model.partition_map import Route, TableMap
 from triplica.router.key_routes import value_hash
 
 CAPACITY_FIELDS = ("CapacityUnits", "ReadCapacityUnits", "WriteCapacityUnits")

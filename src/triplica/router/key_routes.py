@@ -15,7 +15,7 @@ from typing import Any
 
 from triplica.expressions import ExpressionContext, parse_key_condition
 from triplica.expressions import legacy
-from triplica.memds.partition_map import TableMap
+from triplica.model.partition_map import TableMap
 from triplica.model.keys import partition_hash
 
 KEY_PARAMETER = {"GetItem": "Key", "UpdateItem": "Key", "DeleteItem": "Key", "PutItem": "Item"}

@@ -32,7 +32,7 @@ import logging
 from typing import Protocol
 
 from triplica.memds.map_store import Answer
-from triplica.memds.partition_map import HASH_SPACE_END, Route, TableMap
+from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
 from triplica.transport.base import TransportError
 
 log = logging.getLogger(__name__)

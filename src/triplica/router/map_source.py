@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 import orjson
 
 from triplica.cluster.http_client import NodePool, NodeUnreachableError, encode_request
-from triplica.memds.partition_map import TableMap
-from triplica.router.internal import PARTITION_MAP_TARGET
+from triplica.model.partition_map import TableMap
+from triplica.common.internal import PARTITION_MAP_TARGET
 from triplica.transport.base import TransportError
 
 if TYPE_CHECKING:

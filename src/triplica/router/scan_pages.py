@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from triplica.api.item_access import consumed_capacity, read_units
-from triplica.memds.partition_map import HASH_SPACE_END, Route, TableMap
+from triplica.engine.operations.item_access import consumed_capacity, read_units
+from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
 from triplica.model import limits
-from triplica.router.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, encode_scan_slice
+from triplica.common.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, encode_scan_slice
 from triplica.router.key_routes import value_hash
 
 

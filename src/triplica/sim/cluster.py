@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import msgpack
 
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
@@ -41,7 +41,7 @@ from triplica.sim.disk import SimDisk
 from triplica.sim.events import EventQueue
 from triplica.sim.kv import Command, KeyValueStateMachine
 from triplica.sim.network import SimNetwork
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 
 TICK_MS = 10
 GROUP = 1

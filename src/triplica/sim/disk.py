@@ -20,7 +20,7 @@ import msgpack
 
 from triplica.replication.log import HardState, LogEntry, PersistedState, Snapshot
 from triplica.replication.replica import Ready
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 
 _CRC = struct.Struct(">I")
 

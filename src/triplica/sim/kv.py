@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 
 
 @dataclass(frozen=True)

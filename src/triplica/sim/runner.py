@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triplica.replication.options import ReplicaOptions
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.sim.cluster import SimCluster
 from triplica.replication.healing import Action, ControlPlane, Observation
 from triplica.sim.network import NetworkSettings, SimNetwork

@@ -50,7 +50,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 from triplica.storage.files import fsync_directory
 
 SYNC_MODES = ("always", "batch", "none")

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from triplica.storage.checksum import crc32c
+from triplica.common.checksum import crc32c
 from triplica.transport.base import FrameCorruptError, FrameTooLargeError, FramingError
 from triplica.transport.limits import FRAME_BYTES_MAX, FRAME_HEADER_BYTES
 

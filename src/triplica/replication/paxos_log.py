@@ -50,7 +50,7 @@ from collections.abc import Iterable
 import msgpack
 
 from triplica.replication.ballot import Ballot
-from triplica.replication.config import Membership
+from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind, HardState, LogEntry, PersistedState, Snapshot
 from triplica.storage.wal import SEGMENT_BYTES_MAX_DEFAULT, WriteAheadLog
 

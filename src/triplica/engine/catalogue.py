@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 
 HASH_SPACE_END = 1 << 64
-CATALOG_FILE_NAME = "catalog.json"
-CATALOG_FORMAT_VERSION = 1
+# The file name predates the code's spelling; kept so existing data directories open.
+CATALOGUE_FILE_NAME = "catalog.json"
+CATALOGUE_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -105,12 +106,12 @@ def _partition_of(data: dict[str, Any]) -> PartitionInfo:
                          split_from=data.get("split_from"))
 
 
-class Catalog:
+class Catalogue:
     """Durable map of table name -> TableInfo."""
 
     def __init__(self, data_dir: str) -> None:
         self.data_dir = data_dir
-        self.path = os.path.join(data_dir, CATALOG_FILE_NAME)
+        self.path = os.path.join(data_dir, CATALOGUE_FILE_NAME)
         self.tables: dict[str, TableInfo] = {}
         # In a cluster: the metadata log epoch this catalogue reflects
         # (metadata/catalogue_follower.py); always 0 in `triplica serve`.
@@ -122,7 +123,7 @@ class Catalog:
         if os.path.exists(self.path):
             with open(self.path, "rb") as f:
                 document = orjson.loads(f.read())
-            assert document["version"] == CATALOG_FORMAT_VERSION, document["version"]
+            assert document["version"] == CATALOGUE_FORMAT_VERSION, document["version"]
             self.epoch = int(document.get("epoch", 0))
             self.draining = [int(n) for n in document.get("draining", [])]
             self.metadata_members = [int(n) for n in document.get("metadata_members", [])]
@@ -131,7 +132,7 @@ class Catalog:
                 self.tables[info.name] = info
 
     def save(self) -> None:
-        document = {"version": CATALOG_FORMAT_VERSION, "epoch": self.epoch,
+        document = {"version": CATALOGUE_FORMAT_VERSION, "epoch": self.epoch,
                     "draining": self.draining, "metadata_members": self.metadata_members,
                     "tables": [t.to_json() for t in self.tables.values()]}
         payload = orjson.dumps(document, option=orjson.OPT_INDENT_2)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from triplica.api import expression_params as params
-from triplica.api.item_access import (consumed_capacity, decode_image, image_size,
+from triplica.engine.operations import expression_params as params
+from triplica.engine.operations.item_access import (consumed_capacity, decode_image, image_size,
                                       key_from_request, read_units, table_of)
-from triplica.api.service import Service, register
-from triplica.api.validation import SELECT_VALUES, Violations, check_enum, expect_type
-from triplica.engine.catalog import HASH_SPACE_END
+from triplica.engine.operations.service import Service, register
+from triplica.engine.operations.validation import SELECT_VALUES, Violations, check_enum, expect_type
+from triplica.engine.catalogue import HASH_SPACE_END
 from triplica.engine.database import Table
 from triplica.errors import ValidationException
 from triplica.expressions import parse_key_condition
@@ -28,7 +28,7 @@ from triplica.expressions import legacy
 from triplica.model import limits
 from triplica.model.keys import (encode_key_value, encode_partition_prefix, encode_storage_key,
                                  partition_hash)
-from triplica.router.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, scan_slice
+from triplica.common.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, scan_slice
 
 PARTITION_END = b"\xff"   # above every encoded sort key (type tags are below 0xff)
 AFTER_EXACT = b"\x00"     # key + this is above key and below anything key is not a prefix of

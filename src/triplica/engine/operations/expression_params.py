@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from triplica.api.validation import expect_type
+from triplica.engine.operations.validation import expect_type
 from triplica.errors import ValidationException
 from triplica.expressions import (ExpressionContext, parse_condition, parse_projection,
                                   parse_update)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from triplica.errors import ValidationException
-from triplica.memds.partition_map import HASH_SPACE_END
+from triplica.model.partition_map import HASH_SPACE_END
 from triplica.model import limits
 
 INTERNAL_KEY = "__triplica"

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from triplica.api import expression_params as params
-from triplica.api.item_access import (checked_item_size, consumed_capacity, encode_image,
+from triplica.engine.operations import expression_params as params
+from triplica.engine.operations.item_access import (checked_item_size, consumed_capacity, encode_image,
                                       image_size, decode_image, key_from_item, key_from_request,
                                       locate, read_units, table_of, write_units)
-from triplica.api.service import AfterCommit, Service, register
-from triplica.api.validation import Violations, check_enum, expect_type
+from triplica.engine.operations.service import AfterCommit, Service, register
+from triplica.engine.operations.validation import Violations, check_enum, expect_type
 from triplica.errors import ValidationException
 from triplica.model import limits
 from triplica.model.values import validate_item
-from triplica.router.internal import validate_only
+from triplica.common.internal import validate_only
 
 
 def _request_items(request: dict[str, Any], violations: Violations) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from triplica.api.service import Service
-from triplica.api.validation import Violations, check_enum, check_table_name, expect_type
+from triplica.engine.operations.service import Service
+from triplica.engine.operations.validation import Violations, check_enum, check_table_name, expect_type
 from triplica.engine.database import Partition, Table
 from triplica.errors import ResourceNotFoundException, ValidationException
 from triplica.model import limits

@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from triplica.api.service import Service, register
-from triplica.api.validation import (Violations, check_enum, check_table_name, expect_type,
+from triplica.engine.operations.service import Service, register
+from triplica.engine.operations.validation import (Violations, check_enum, check_table_name, expect_type,
                                      table_name_only)
-from triplica.engine.catalog import TableInfo
+from triplica.engine.catalogue import TableInfo
 from triplica.engine.database import Table
 from triplica.errors import (LimitExceededException, ResourceInUseException,
                              ResourceNotFoundException, ValidationException)
@@ -348,7 +348,7 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         info.deletion_protection = bool(protection)
     if table_class is not None:
         info.table_class = table_class
-    service.db.save_catalog()
+    service.db.save_catalogue()
     return {"TableDescription": describe(table, status="UPDATING")}
 
 
@@ -382,7 +382,7 @@ def tag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         raise ValidationException("One or more parameter values were invalid: The number of "
                                   "tags exceeds the limit of 50")
     table.info.tags = merged
-    service.db.save_catalog()
+    service.db.save_catalogue()
     return {}
 
 
@@ -396,7 +396,7 @@ def untag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         violations.raise_if_any()
     for key in keys:
         table.info.tags.pop(key, None)
-    service.db.save_catalog()
+    service.db.save_catalogue()
     return {}
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from triplica.api import expression_params as params
-from triplica.api.item_access import (check_common_enums, checked_item_size, consumed_capacity,
+from triplica.engine.operations import expression_params as params
+from triplica.engine.operations.item_access import (check_common_enums, checked_item_size, consumed_capacity,
                                       decode_image, encode_image, image_size, key_attributes,
                                       key_from_item, key_from_request, locate, read_units,
                                       table_of, write_units)
-from triplica.api.service import AfterCommit, Service, register
-from triplica.api.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
+from triplica.engine.operations.service import AfterCommit, Service, register
+from triplica.engine.operations.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
                                      Violations, check_enum, expect_type)
 from triplica.errors import (ConditionalCheckFailedException, InternalServerError,
                              ValidationException)
