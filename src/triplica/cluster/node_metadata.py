@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from triplica.api import sigv4, wire
+from triplica.api import request_types, sigv4, wire
 from triplica.api.http_server import Request, Response
 from triplica.engine.operations.service import DEFAULT_REGION
 from triplica.errors import ValidationException
@@ -431,6 +431,7 @@ class ControlPlaneApp:
     async def _control(self, request: Request, operation: str) -> Response:
         wire.check_content_type(request.headers)
         parameters = wire.parse_body(request.body)
+        request_types.check_request(operation, parameters)
         control = self.role.control
         try:
             if control is None:
@@ -439,7 +440,7 @@ class ControlPlaneApp:
                                           request.headers.get("host", "127.0.0.1:8000"))
         except NotLeaderError as error:
             return self.redirect(error)
-        return 200, orjson.dumps(result), None
+        return 200, result if type(result) is bytes else orjson.dumps(result), None
 
     async def _drain(self, request: Request) -> Response:
         """`{"Node": id, "Drain": true|false}`: start or stop draining a node."""

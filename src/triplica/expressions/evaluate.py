@@ -51,7 +51,7 @@ class ValueOperand:
 class SizeOperand:
     __slots__ = ("operand",)
 
-    def __init__(self, operand: PathOperand) -> None:
+    def __init__(self, operand: "PathOperand | ValueOperand") -> None:
         self.operand = operand
 
     def get(self, item: dict) -> dict | None:

@@ -35,6 +35,7 @@ from .tree import (
 CONDITION_FUNCTIONS = frozenset({
     "attribute_exists", "attribute_not_exists", "attribute_type", "begins_with", "contains",
 })
+SIZED_TYPES = ("S", "B", "SS", "NS", "BS", "L", "M")
 OPERAND_COUNTS = {
     "attribute_exists": 1, "attribute_not_exists": 1, "attribute_type": 2,
     "begins_with": 2, "contains": 2, "size": 1, "if_not_exists": 2, "list_append": 2,
@@ -188,12 +189,18 @@ class Resolver:
         name = node.name
         if name not in CONDITION_FUNCTIONS:
             raise messages.function_misused(self.kind, name)
-        self.check_function(node)
-        target = ev.PathOperand(self.path(node.args[0]))
-        if name == "attribute_exists":
-            return ev.Exists(target)
-        if name == "attribute_not_exists":
-            return ev.NotExists(target)
+        if name == "attribute_exists" or name == "attribute_not_exists":
+            self.check_function(node)
+            target = ev.PathOperand(self.path(node.args[0]))
+            return ev.Exists(target) if name == "attribute_exists" else ev.NotExists(target)
+        # The others take a :value as their first operand too (a constant result).
+        self.check_function(node, path_first=False)
+        first = node.args[0]
+        if first.__class__ is FunctionNode:
+            raise messages.needs_path(self.kind, name)
+        if name == "begins_with":
+            self._check_static_type(first, name, ("S", "B"))
+        target = self.operand(first)
         second = node.args[1]
         second_type = self.static_type(second)
         argument = self.operand(second)
@@ -227,8 +234,18 @@ class Resolver:
             return build(ev.ValueOperand, self.late_value(node))
         if node.name != "size":
             raise messages.function_misused(self.kind, node.name)
-        self.check_function(node)
-        return ev.SizeOperand(ev.PathOperand(self.path(node.args[0])))
+        self.check_function(node, path_first=False)
+        measured = node.args[0]
+        if measured.__class__ is FunctionNode:
+            raise messages.needs_path(self.kind, "size")
+        self._check_static_type(measured, "size", SIZED_TYPES)
+        return build(ev.SizeOperand, self.operand(measured))
+
+    def _check_static_type(self, node, name: str, allowed: tuple[str, ...]) -> None:
+        """A :value whose type can never work for the function is a request error."""
+        value_type = self.static_type(node)
+        if value_type is not None and value_type not in allowed:
+            raise messages.operand_type(self.kind, name, value_type)
 
     # -- update ----------------------------------------------------------------
     def update(self, tree: UpdateTree):

@@ -239,8 +239,8 @@ def remove_path(root: dict, path: tuple) -> None:
         root.pop(path[0], None)
         return
     parent = _writable_parent(root, path[:-1])
-    if parent is None:
-        return  # removing below a missing attribute changes nothing
+    if parent is None:   # REMOVE c.c or b[0] with c or b absent: DynamoDB refuses the path
+        raise ValidationException(RUNTIME_INVALID_PATH)
     element = path[-1]
     if element.__class__ is int:
         inner = parent.get("L")
@@ -253,6 +253,10 @@ def remove_path(root: dict, path: tuple) -> None:
         if inner is None:
             raise ValidationException(RUNTIME_INVALID_PATH)
         inner.pop(element, None)
+
+
+def _path_of(planned: tuple) -> tuple:
+    return planned[0]
 
 
 class UpdatePlan:
@@ -268,8 +272,20 @@ class UpdatePlan:
     def top_level_names(self) -> set[str]:
         return {path[0] for path in self.paths}
 
+    def removes_only(self) -> bool:
+        """Every action removes (REMOVE, DELETE): on a missing item such an
+        update writes nothing. An empty plan (AttributeUpdates {}) does not."""
+        return bool(self.actions) and all(
+            action.__class__ is RemoveAction or action.__class__ is DeleteAction
+            for action in self.actions)
+
     def apply(self, item: dict) -> dict:
         planned = [(action.path, action.plan(item)) for action in self.actions]
+        # Writes in path order: SETs past the end of one list append in
+        # ascending index order, whatever their order in the expression (as
+        # DynamoDB does); other writes touch disjoint paths, so their order
+        # does not matter, and disjointness makes the paths comparable.
+        planned.sort(key=_path_of)
         result = dict(item)
         removals = []
         for path, value in planned:

@@ -19,18 +19,26 @@ from triplica.expressions import legacy
 EXPRESSION_PARAMETERS = ("ConditionExpression", "UpdateExpression", "ProjectionExpression",
                          "KeyConditionExpression", "FilterExpression")
 # Each legacy parameter beside the expression parameter family it may not be mixed with.
+# KeyConditions is the exception: DynamoDB takes it with a FilterExpression or a
+# ProjectionExpression, only not with a KeyConditionExpression.
 LEGACY_PAIRS = (("Expected", "ConditionExpression"), ("AttributeUpdates", "UpdateExpression"),
                 ("AttributesToGet", "ProjectionExpression"),
                 ("KeyConditions", "KeyConditionExpression"), ("QueryFilter", "FilterExpression"),
                 ("ScanFilter", "FilterExpression"), ("ConditionalOperator", "ConditionExpression"),
                 ("ConditionalOperator", "FilterExpression"))
+KEY_CONDITION_PAIR = (("KeyConditions", "KeyConditionExpression"),)
 
 
 def context_for(request: dict[str, Any]) -> ExpressionContext:
     names = expect_type(request.get("ExpressionAttributeNames"), dict, "ExpressionAttributeNames")
     values = expect_type(request.get("ExpressionAttributeValues"), dict,
                          "ExpressionAttributeValues")
-    legacy.check_no_mixing(request, LEGACY_PAIRS)
+    if "KeyConditions" in request:
+        legacy.check_no_mixing(request, KEY_CONDITION_PAIR)
+        legacy.check_no_mixing({name: value for name, value in request.items()
+                                if name != "KeyConditions"}, LEGACY_PAIRS)
+    else:
+        legacy.check_no_mixing(request, LEGACY_PAIRS)
     uses_expressions = any(request.get(p) is not None for p in EXPRESSION_PARAMETERS)
     if not uses_expressions:
         if names is not None:

@@ -257,9 +257,28 @@ async def delete_table(service: Service, request: dict[str, Any]) -> dict[str, A
         raise ValidationException(
             "Resource cannot be deleted as it is currently protected against deletion. "
             "Disable deletion protection first.")
-    description = describe(table, status="DELETING")
+    description = describe_deleting(table)
     await service.db.delete_table(name)
     return {"TableDescription": description}
+
+
+def describe_deleting(table: Table) -> dict[str, Any]:
+    """DeleteTable's answer: DynamoDB leaves out the schema, the creation time and
+    the counts, and reports the table's throughput with no decreases today."""
+    info = table.info
+    billing: dict[str, Any] = {"BillingMode": info.billing_mode}
+    if info.billing_mode == "PAY_PER_REQUEST":
+        billing["LastUpdateToPayPerRequestDateTime"] = info.pay_per_request_since
+    return {
+        "TableName": info.name,
+        "TableStatus": "DELETING",
+        "TableId": info.table_id,
+        "TableArn": info.arn,
+        "BillingModeSummary": billing,
+        "ProvisionedThroughput": {"NumberOfDecreasesToday": 0,
+                                  "ReadCapacityUnits": info.read_units,
+                                  "WriteCapacityUnits": info.write_units},
+    }
 
 
 @register("ListTables")
@@ -369,7 +388,7 @@ def _table_for_arn(service: Service, arn: Any) -> Table:
 
 
 @register("TagResource")
-def tag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+def tag_resource(service: Service, request: dict[str, Any]) -> bytes:
     table = _table_for_arn(service, request.get("ResourceArn"))
     violations = Violations()
     if request.get("Tags") is None:
@@ -383,11 +402,11 @@ def tag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
                                   "tags exceeds the limit of 50")
     table.info.tags = merged
     service.db.save_catalogue()
-    return {}
+    return b""   # DynamoDB answers TagResource and UntagResource with an empty body
 
 
 @register("UntagResource")
-def untag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
+def untag_resource(service: Service, request: dict[str, Any]) -> bytes:
     table = _table_for_arn(service, request.get("ResourceArn"))
     keys = expect_type(request.get("TagKeys"), list, "TagKeys")
     if keys is None:
@@ -397,7 +416,7 @@ def untag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     for key in keys:
         table.info.tags.pop(key, None)
     service.db.save_catalogue()
-    return {}
+    return b""
 
 
 @register("ListTagsOfResource")
