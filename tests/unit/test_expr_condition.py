@@ -53,7 +53,7 @@ TRUE_CASES = [
 FALSE_CASES = [
     "n = :six", "n <> :five", "n = :hello", "n < :hello", "absent = :five", "absent < :five",
     "absent BETWEEN :one AND :six", "absent IN (:five)", "s IN (:x, :a)",
-    "(n = :six OR s = :hello) AND n = :six", "ss < :a", "flag > :true",
+    "(n = :six OR s = :hello) AND n = :six", "ss < :a",
     "begins_with(n, :hel)", "begins_with(absent, :hel)", "contains(absent, :a)",
     "contains(ss, :five)", "contains(n, :five)", "attribute_type(absent, :S)",
     "attribute_type(s, :N)", "size(n) = :one", "size(absent) = :one", "NOT n = :five",
@@ -113,6 +113,23 @@ ERROR_CASES = [
     ("a = :w", None, None, "ConditionExpression",
      "Invalid ConditionExpression: An expression attribute value used in expression is not "
      "defined; attribute value: :w"),
+    # a :value that cannot be ordered is refused, not a false condition (issue 11)
+    ("flag > :t", None, {":t": {"BOOL": True}}, "ConditionExpression",
+     "Invalid ConditionExpression: Incorrect operand type for operator or function; "
+     "operator or function: >, operand type: BOOLEAN"),
+    ("a < :l", None, {":l": L(N(1))}, "ConditionExpression",
+     "Invalid ConditionExpression: Incorrect operand type for operator or function; "
+     "operator or function: <, operand type: LIST"),
+    ("a BETWEEN :l AND :h", None, {":l": L(N(1)), ":h": L(N(2))}, "FilterExpression",
+     "Invalid FilterExpression: Incorrect operand type for operator or function; "
+     "operator or function: BETWEEN, operand type: LIST"),
+    ("a BETWEEN :l AND :h", None, {":l": N(1), ":h": S("2")}, "ConditionExpression",
+     "Invalid ConditionExpression: The BETWEEN operator requires same data type for lower and "
+     "upper bounds; lower bound operand: AttributeValue: {N:1}, upper bound operand: "
+     "AttributeValue: {S:2}"),
+    ("attribute_type(a, b)", None, None, "FilterExpression",
+     "Invalid FilterExpression: Operator or function requires an expression attribute value; "
+     "operator or function: attribute_type"),
     ("foo(a)", None, None, "ConditionExpression",
      "Invalid ConditionExpression: Invalid function name; function: foo"),
     ("attribute_type(a, :t)", None, {":t": S("X")}, "ConditionExpression",

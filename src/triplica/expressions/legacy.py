@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from triplica.errors import SerializationException, ValidationException
-from triplica.model.values import compare_values, validate_value
+from triplica.model.values import check_attribute_name, compare_values, validate_value
 
 from . import evaluate as ev
 from . import update as up
@@ -63,6 +63,9 @@ def _arguments(operator: str, values: list) -> list[dict]:
                 INVALID
                 + f"ComparisonOperator {operator} is not valid for {_type_of(value)} AttributeValue type"
             )
+    if operator == "IN" and len({_type_of(value) for value in values}) > 1:
+        raise ValidationException(
+            INVALID + "AttributeValues inside AttributeValueList must be of same type")
     if operator == "BETWEEN":
         if _type_of(values[0]) != _type_of(values[1]):
             raise ValidationException(
@@ -139,6 +142,15 @@ def _expected_node(name: str, spec: dict):
     return _node(name, "NULL", [])
 
 
+def check_operator_has_conditions(operator: str | None) -> None:
+    """ConditionalOperator joins the conditions of Expected, QueryFilter or
+    ScanFilter: given without any, it is a request error."""
+    if operator is not None:
+        raise ValidationException(
+            INVALID + "ConditionalOperator can only be used when Filter or Expected has two or "
+            "more elements")
+
+
 def condition_from_expected(expected: dict, operator: str | None) -> ev.Condition:
     return _combine([_expected_node(name, spec) for name, spec in expected.items()], operator)
 
@@ -174,6 +186,7 @@ def key_condition_from_key_conditions(
 def update_from_attribute_updates(updates: dict) -> up.UpdatePlan:
     actions = []
     for name, spec in updates.items():
+        check_attribute_name(name)
         action = (spec.get("Action") or "PUT").upper()
         value = spec.get("Value")
         if value is None:
@@ -217,6 +230,7 @@ def projection_from_attributes_to_get(names: list[str]) -> Projection:
         if type(name) is not str:
             raise SerializationException("Unexpected value type in payload for member "
                                          "AttributesToGet")
+        check_attribute_name(name)
     seen: set[str] = set()
     for name in names:
         if name in seen:

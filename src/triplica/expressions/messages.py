@@ -90,6 +90,12 @@ def needs_path(kind: str, name: str) -> ValidationException:
     )
 
 
+def needs_value(kind: str, name: str) -> ValidationException:
+    return invalid(
+        kind, "Operator or function requires an expression attribute value; "
+        f"operator or function: {name}")
+
+
 def operand_type(kind: str, name: str, type_code: str) -> ValidationException:
     return invalid(
         kind,

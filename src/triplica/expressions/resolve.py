@@ -157,8 +157,13 @@ class Resolver:
         if cls is NotNode:
             return build(ev.Not, self.condition(node.operand))
         if cls is CompareNode:
+            if node.op not in ("=", "<>"):   # ordering: a :value must be a scalar S, N or B
+                self._check_static_type(node.left, node.op, ev.ORDERABLE_TYPES)
+                self._check_static_type(node.right, node.op, ev.ORDERABLE_TYPES)
             return build(ev.Compare, node.op, self.operand(node.left), self.operand(node.right))
         if cls is BetweenNode:
+            for bound in (node.operand, node.low, node.high):
+                self._check_static_type(bound, "BETWEEN", ev.ORDERABLE_TYPES)
             operand, low, high = (self.operand(n) for n in (node.operand, node.low, node.high))
             between = build(ev.Between, operand, low, high)
             if node.low.__class__ is ValueNode and node.high.__class__ is ValueNode:
@@ -205,6 +210,8 @@ class Resolver:
         second_type = self.static_type(second)
         argument = self.operand(second)
         if name == "attribute_type":
+            if second.__class__ is not ValueNode:
+                raise messages.needs_value(self.kind, name)
             if second_type is not None:
                 if second_type != "S":
                     raise messages.operand_type(self.kind, name, second_type)
@@ -309,6 +316,13 @@ class Resolver:
 
 
 def check_bounds(kind: str, low: dict, high: dict) -> None:
+    if low.keys() != high.keys():
+        raise messages.invalid(
+            kind,
+            "The BETWEEN operator requires same data type for lower and upper bounds; "
+            f"lower bound operand: AttributeValue: {format_value(low)}, "
+            f"upper bound operand: AttributeValue: {format_value(high)}",
+        )
     order = compare_values(low, high)
     if order is not None and order > 0:
         raise messages.invalid(

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from triplica.errors import SerializationException, ValidationException
-from triplica.model.limits import NESTING_DEPTH_MAX
+from triplica.model.limits import ATTRIBUTE_NAME_BYTES_MAX, NESTING_DEPTH_MAX
 from triplica.model.numbers import normalize_number, parse_number
 
 MESSAGE_EMPTY = (
@@ -43,6 +43,10 @@ MESSAGE_NULL_FALSE = (
 MESSAGE_NESTING = "Nesting Levels have exceeded supported limits"
 MESSAGE_EMPTY_NAME = (
     "One or more parameter values are not valid. Empty attribute name is not allowed"
+)
+MESSAGE_LONG_NAME = (
+    "One or more parameter values were invalid: Attribute name exceeds the maximum size of "
+    f"{ATTRIBUTE_NAME_BYTES_MAX} bytes"
 )
 _SET_NAMES = {"SS": "string", "NS": "number", "BS": "binary"}
 
@@ -109,10 +113,19 @@ def validate_item(item: object) -> dict:
         raise SerializationException(wrong_type_message(item, "Map"))
     result = {}
     for name, av in item.items():
-        if not name:
-            raise ValidationException(MESSAGE_EMPTY_NAME)
+        check_attribute_name(name)
         result[name] = validate_value(av, 0)
     return result
+
+
+def check_attribute_name(name: str) -> None:
+    """A top-level attribute name: 1 to 65,535 bytes of UTF-8."""
+    if not name:
+        raise ValidationException(MESSAGE_EMPTY_NAME)
+    # Four bytes per character at most: most names skip the encoding.
+    if len(name) * 4 > ATTRIBUTE_NAME_BYTES_MAX \
+            and len(name.encode("utf-8", "surrogatepass")) > ATTRIBUTE_NAME_BYTES_MAX:
+        raise ValidationException(MESSAGE_LONG_NAME)
 
 
 def compare_values(a: dict, b: dict) -> int | None:

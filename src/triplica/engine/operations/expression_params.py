@@ -62,6 +62,7 @@ def write_condition(request: dict[str, Any], ctx: ExpressionContext) -> Any:
     expected = expect_type(request.get("Expected"), dict, "Expected")
     if expected:
         return legacy.condition_from_expected(expected, request.get("ConditionalOperator"))
+    legacy.check_operator_has_conditions(request.get("ConditionalOperator"))
     return None
 
 
@@ -95,4 +96,5 @@ def read_filter(request: dict[str, Any], ctx: ExpressionContext, legacy_name: st
     filters = expect_type(request.get(legacy_name), dict, legacy_name)
     if filters:
         return legacy.condition_from_filter(filters, request.get("ConditionalOperator"))
+    legacy.check_operator_has_conditions(request.get("ConditionalOperator"))
     return None

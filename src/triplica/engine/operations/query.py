@@ -300,6 +300,7 @@ def _hash_key_bytes(value: int) -> bytes | None:
 def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = _read_violations(request)
     hash_start, hash_end = _segment_bounds(request, violations)
+    segment_start, segment_end = hash_start, hash_end
     table = table_of(service, request, violations)
     # A router's sub-request covers one partition of its map (router/internal.py).
     restriction = scan_slice(request)
@@ -315,6 +316,10 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     ctx.check_unused()
     consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
     start_key = _start_key(table, request)
+    if start_key is not None and request.get("TotalSegments") is not None \
+            and not segment_start <= int.from_bytes(start_key[:8], "big") < segment_end:
+        raise ValidationException(
+            "The provided Exclusive start key does not map to the provided segment")
     page = _Page(request.get("Limit"), filter_condition, projection, count_only, bytes_max)
     for partition_info, partition in zip(table.info.partitions, table.partitions):
         low = max(hash_start, partition_info.hash_start)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from triplica.engine.operations.tag_rules import TAG_PATTERN, tag_text_allowed
 from triplica.engine.operations.service import Service, register
 from triplica.engine.operations.validation import (Violations, check_enum, check_table_name, expect_type,
                                      table_name_only)
@@ -27,6 +28,8 @@ TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
 THROUGHPUT_UNITS_MAX = 40000
 TAG_KEY_LENGTH_MAX = 128
 TAG_VALUE_LENGTH_MAX = 256
+MESSAGE_TOO_MANY_TAGS = ("One or more parameter values were invalid: The number of tags exceeds "
+                         "the limit of 50")
 MESSAGE_THROUGHPUT_ON_DEMAND = (
     "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
     "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
@@ -185,14 +188,23 @@ def _validate_tags(tags: Any, violations: Violations, path: str = "tags") -> dic
         key, value = tag.get("Key"), tag.get("Value")
         if key is None:
             violations.add(None, f"{path}.{position}.member.key", "Member must not be null")
-        elif not 1 <= len(key) <= TAG_KEY_LENGTH_MAX:
+        elif not key:
+            violations.add(key, f"{path}.{position}.member.key",
+                           "Member must have length greater than or equal to 1")
+        elif len(key) > TAG_KEY_LENGTH_MAX:
             violations.add(key, f"{path}.{position}.member.key",
                            "Member must have length less than or equal to 128")
+        if key and not tag_text_allowed(key):
+            violations.add(key, f"{path}.{position}.member.key",
+                           f"Member must satisfy regular expression pattern: {TAG_PATTERN}")
         if value is None:
             violations.add(None, f"{path}.{position}.member.value", "Member must not be null")
         elif len(value) > TAG_VALUE_LENGTH_MAX:
             violations.add(value, f"{path}.{position}.member.value",
                            "Member must have length less than or equal to 256")
+        if value and not tag_text_allowed(value):
+            violations.add(value, f"{path}.{position}.member.value",
+                           f"Member must satisfy regular expression pattern: {TAG_PATTERN}")
         if key is not None and value is not None:
             result[key] = value
     return result
@@ -210,6 +222,8 @@ def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         _check_throughput(request["ProvisionedThroughput"], violations, "provisionedThroughput")
     tags = _validate_tags(request.get("Tags"), violations)
     violations.raise_if_any()
+    if len(request.get("Tags") or ()) > limits.TAGS_PER_RESOURCE_MAX:
+        raise ValidationException(MESSAGE_TOO_MANY_TAGS)
     hash_key, hash_type, range_key, range_type = _key_attributes(request)
     mode, read, write = _billing(request)
     stream = request.get("StreamSpecification")
@@ -331,6 +345,7 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         raise ValidationException(
             "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
             "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
+    _check_changes_something(info, request)
     new_mode = mode or info.billing_mode
     now = service.now()
     if new_mode == "PAY_PER_REQUEST":
@@ -347,16 +362,6 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         if throughput is not None:
             read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
             _check_throughput_ceiling(read, write)
-            if info.billing_mode == "PROVISIONED" and mode is None and protection is None \
-                    and read == info.read_units and write == info.write_units:
-                raise ValidationException(
-                    "The provisioned throughput for the table will not change. The requested "
-                    "value equals the current value. Current ReadCapacityUnits provisioned for "
-                    f"the table: {info.read_units}. Requested ReadCapacityUnits: {read}. Current "
-                    "WriteCapacityUnits provisioned for the table: "
-                    f"{info.write_units}. Requested WriteCapacityUnits: {write}. Refer to the "
-                    "Amazon DynamoDB Developer Guide for current limits and how to request "
-                    "higher limits.")
             if read > info.read_units or write > info.write_units:
                 info.throughput_increased_at = now
             if read < info.read_units or write < info.write_units:
@@ -369,6 +374,35 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         info.table_class = table_class
     service.db.save_catalogue()
     return {"TableDescription": describe(table, status="UPDATING")}
+
+
+def _check_changes_something(info: TableInfo, request: dict[str, Any]) -> None:
+    """A provisioned table asked for the throughput (and mode) it has, with every
+    other setting given equal to the current one too: DynamoDB refuses it."""
+    if info.billing_mode != "PROVISIONED" or request.get("BillingMode") not in (None, "PROVISIONED"):
+        return
+    throughput = request.get("ProvisionedThroughput")
+    if throughput is None and request.get("BillingMode") is None:
+        return   # no throughput asked for: other settings only
+    read, write = info.read_units, info.write_units
+    if throughput is not None:
+        read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
+    protection = request.get("DeletionProtectionEnabled")
+    table_class = request.get("TableClass")
+    if (read, write) != (info.read_units, info.write_units) \
+            or (protection is not None and bool(protection) != info.deletion_protection) \
+            or (table_class is not None and table_class != info.table_class) \
+            or request.get("StreamSpecification") is not None \
+            or request.get("SSESpecification") is not None:
+        return
+    raise ValidationException(
+        "The provisioned throughput for the table will not change. The requested "
+        "value equals the current value. Current ReadCapacityUnits provisioned for "
+        f"the table: {info.read_units}. Requested ReadCapacityUnits: {read}. Current "
+        "WriteCapacityUnits provisioned for the table: "
+        f"{info.write_units}. Requested WriteCapacityUnits: {write}. Refer to the "
+        "Amazon DynamoDB Developer Guide for current limits and how to request "
+        "higher limits.")
 
 
 def _table_for_arn(service: Service, arn: Any) -> Table:
@@ -395,11 +429,12 @@ def tag_resource(service: Service, request: dict[str, Any]) -> bytes:
         violations.add(None, "tags", "Member must not be null")
     tags = _validate_tags(request.get("Tags"), violations)
     violations.raise_if_any()
+    if not tags:
+        raise ValidationException("Atleast one Tag needs to be provided as Input.")
     merged = dict(table.info.tags)
     merged.update(tags)
     if len(merged) > limits.TAGS_PER_RESOURCE_MAX:
-        raise ValidationException("One or more parameter values were invalid: The number of "
-                                  "tags exceeds the limit of 50")
+        raise ValidationException(MESSAGE_TOO_MANY_TAGS)
     table.info.tags = merged
     service.db.save_catalogue()
     return b""   # DynamoDB answers TagResource and UntagResource with an empty body

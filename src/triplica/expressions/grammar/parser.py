@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from triplica.errors import ValidationException
 from triplica.model.limits import (EXPRESSION_BYTES_MAX, EXPRESSION_OPERATORS_MAX,
-                                   NESTING_DEPTH_MAX)
+                                   LIST_INDEX_MAX, NESTING_DEPTH_MAX)
 
 from .. import messages
 from ..reserved_words import is_reserved
@@ -125,7 +125,12 @@ class _Parser:
                     raise self.error()
                 self.advance()
                 self.expect_punct("]")
-                elements.append(int(token.text))
+                index = int(token.text)
+                if index > LIST_INDEX_MAX:
+                    raise messages.invalid(
+                        self.kind,
+                        f"List index is not within the allowable range; index: {token.text}")
+                elements.append(index)
             else:
                 break
         if len(elements) > NESTING_DEPTH_MAX:
