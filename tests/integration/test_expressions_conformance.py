@@ -978,7 +978,7 @@ BAD_LEGACY = [
     ("update_item", {"AttributeUpdates": {"n": {"Action": "PUT"}}}, "One or more parameter values "
      "were invalid: Only DELETE action is allowed when no attribute value is specified"),
     ("update_item", {"AttributeUpdates": {"s": {"Action": "ADD", "Value": N("1")}}},
-     "An operand in the update expression has an incorrect data type"),
+     "One or more parameter values were invalid: Type mismatch for attribute to update"),
     ("update_item", {"AttributeUpdates": {"nines": {"Action": "ADD", "Value": N("0.1")}}},
      OVERFLOW),
     ("get_item", {"AttributesToGet": ["s", "s"]},
@@ -989,7 +989,8 @@ BAD_LEGACY = [
      "Non-expression parameters: {AttributeUpdates} Expression parameters: {UpdateExpression}"),
     ("update_item", {"AttributeUpdates": {"a": {"Action": "PUT", "Value": S("x")}},
                      "ExpressionAttributeNames": {"#a": "a"}},
-     "ExpressionAttributeNames can only be specified when using expressions"),
+     "ExpressionAttributeNames can only be specified when using expressions: UpdateExpression "
+     "and ConditionExpression are null"),
 ]
 
 

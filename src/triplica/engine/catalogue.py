@@ -23,6 +23,9 @@ CATALOGUE_FILE_NAME = "catalog.json"
 CATALOGUE_FORMAT_VERSION = 1
 
 
+
+ACCOUNT_ID = "000000000000"   # the one account every table belongs to (in ARNs)
+
 @dataclass
 class PartitionInfo:
     partition_id: str
@@ -64,7 +67,7 @@ class TableInfo:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:dynamodb:{self.region}:000000000000:table/{self.name}"
+        return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{self.name}"
 
     def key_schema(self) -> list[dict[str, str]]:
         schema = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]

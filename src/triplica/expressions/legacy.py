@@ -20,6 +20,7 @@ from .key_condition import KeyCondition, build_key_condition
 from .projection import Projection
 
 INVALID = "One or more parameter values were invalid: "
+LEGACY_TYPE_MISMATCH = INVALID + "Type mismatch for attribute to update"
 ARGUMENT_COUNTS = {
     "EQ": 1, "NE": 1, "LE": 1, "LT": 1, "GE": 1, "GT": 1, "CONTAINS": 1, "NOT_CONTAINS": 1,
     "BEGINS_WITH": 1, "NULL": 0, "NOT_NULL": 0, "BETWEEN": 2, "IN": None,
@@ -47,9 +48,18 @@ def _type_of(value: dict) -> str:
     return next(iter(value))
 
 
-def _arguments(operator: str, values: list) -> list[dict]:
-    if operator not in ARGUMENT_COUNTS:
-        raise ValidationException(INVALID + f"Unsupported ComparisonOperator: {operator}")
+def _arguments(operator: str, values: list, path: str) -> list[dict]:
+    """Validated AttributeValueList of one condition; `path` names its
+    ComparisonOperator member (keyConditions.pk.member.comparisonOperator)."""
+    if operator is None:
+        raise ValidationException(
+            f"1 validation error detected: Value null at '{path}' failed to satisfy "
+            "constraint: Member must not be null")
+    if operator not in ARGUMENT_COUNTS:   # an enum member: case-sensitive
+        raise ValidationException(
+            f"1 validation error detected: Value '{operator}' at '{path}' failed to satisfy "
+            "constraint: Member must satisfy enum value set: [" + ", ".join(ARGUMENT_COUNTS)
+            + "]")
     expected = ARGUMENT_COUNTS[operator]
     if (expected is None and not values) or (expected is not None and len(values) != expected):
         raise ValidationException(
@@ -124,7 +134,7 @@ def _expected_node(name: str, spec: dict):
                 INVALID + f"Value and AttributeValueList cannot be used together for Attribute: {name}"
             )
         values = value_list if value_list is not None else ([value] if value is not None else [])
-        return _node(name, operator, _arguments(operator, values))
+        return _node(name, operator, _arguments(operator, values, _member_path("expected", name)))
     if value_list is not None:
         raise ValidationException(
             INVALID + f"AttributeValueList can only be used with a ComparisonOperator for Attribute: {name}"
@@ -155,8 +165,10 @@ def condition_from_expected(expected: dict, operator: str | None) -> ev.Conditio
     return _combine([_expected_node(name, spec) for name, spec in expected.items()], operator)
 
 
-def condition_from_filter(filter: dict, operator: str | None) -> ev.Condition:
-    """QueryFilter / ScanFilter: ComparisonOperator + AttributeValueList per attribute."""
+def condition_from_filter(filter: dict, operator: str | None,
+                          member: str = "queryFilter") -> ev.Condition:
+    """QueryFilter / ScanFilter (`member` in the request, lower camel case):
+    ComparisonOperator + AttributeValueList per attribute."""
     nodes = []
     for name, spec in filter.items():
         comparison = spec.get("ComparisonOperator")
@@ -164,8 +176,14 @@ def condition_from_filter(filter: dict, operator: str | None) -> ev.Condition:
             raise ValidationException(
                 INVALID + f"ComparisonOperator must be provided for Attribute: {name}"
             )
-        nodes.append(_node(name, comparison, _arguments(comparison, spec.get("AttributeValueList") or [])))
+        values = _arguments(comparison, spec.get("AttributeValueList") or [],
+                            _member_path(member, name))
+        nodes.append(_node(name, comparison, values))
     return _combine(nodes, operator)
+
+
+def _member_path(member: str, name: str) -> str:
+    return f"{member}.{name}.member.comparisonOperator"
 
 
 def key_condition_from_key_conditions(
@@ -174,7 +192,8 @@ def key_condition_from_key_conditions(
     conditions = []
     for name, spec in key_conditions.items():
         comparison = spec.get("ComparisonOperator")
-        values = _arguments(comparison, spec.get("AttributeValueList") or [])
+        values = _arguments(comparison, spec.get("AttributeValueList") or [],
+                            _member_path("keyConditions", name))
         if comparison not in KEY_OPERATORS:
             raise ValidationException(
                 "Attempted conditional constraint is not an indexable operation"
@@ -205,13 +224,13 @@ def update_from_attribute_updates(updates: dict) -> up.UpdatePlan:
                 raise ValidationException(
                     INVALID + f"ADD action is not supported for the type {type_name}"
                 )
-            actions.append(up.AddAction((name,), value))
+            actions.append(up.AddAction((name,), value, LEGACY_TYPE_MISMATCH))
         elif action == "DELETE":
             if type_name not in ("SS", "NS", "BS"):
                 raise ValidationException(
                     INVALID + f"DELETE action with value is not supported for the type {type_name}"
                 )
-            actions.append(up.DeleteAction((name,), value))
+            actions.append(up.DeleteAction((name,), value, LEGACY_TYPE_MISMATCH))
         else:
             raise ValidationException(INVALID + f"Unsupported Action: {action}")
     return up.UpdatePlan(tuple(actions))

@@ -40,7 +40,10 @@ MESSAGE_NULL_FALSE = (
     "One or more parameter values were invalid: "
     "Null attribute value types must have the value of true"
 )
-MESSAGE_NESTING = "Nesting Levels have exceeded supported limits"
+MESSAGE_NESTING = (
+    "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels "
+    "beyond supported limit"
+)
 MESSAGE_EMPTY_NAME = (
     "One or more parameter values are not valid. Empty attribute name is not allowed"
 )
@@ -254,6 +257,9 @@ def _set_members(inner: Any, type_name: str) -> list:
     if type(inner) is not list:
         raise SerializationException(wrong_type_message(inner, "List"))
     if not inner:
+        if type_name == "BS":   # DynamoDB words this one differently
+            raise ValidationException(
+                "One or more parameter values were invalid: Binary sets should not be empty")
         raise ValidationException(
             "One or more parameter values were invalid: "
             f"An {_SET_NAMES[type_name]} set  may not be empty"

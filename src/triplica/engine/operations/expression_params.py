@@ -29,7 +29,30 @@ LEGACY_PAIRS = (("Expected", "ConditionExpression"), ("AttributeUpdates", "Updat
 KEY_CONDITION_PAIR = (("KeyConditions", "KeyConditionExpression"),)
 
 
-def context_for(request: dict[str, Any]) -> ExpressionContext:
+# The expression parameters of each operation, named when ExpressionAttributeNames
+# or ExpressionAttributeValues come without any of them.
+EXPRESSIONS_OF = {
+    "PutItem": ("ConditionExpression",), "DeleteItem": ("ConditionExpression",),
+    "UpdateItem": ("UpdateExpression", "ConditionExpression"),
+    "GetItem": ("ProjectionExpression",), "BatchGetItem": ("ProjectionExpression",),
+    "Query": ("KeyConditionExpression", "FilterExpression", "ProjectionExpression"),
+    "Scan": ("FilterExpression", "ProjectionExpression"),
+}
+
+
+def _only_with_expressions(member: str, operation: str | None) -> ValidationException:
+    """"ExpressionAttributeValues can only be specified when using expressions:
+    ConditionExpression is null" (the operation's expression parameters)."""
+    names = EXPRESSIONS_OF.get(operation or "", ())
+    if not names:
+        return ValidationException(f"{member} can only be specified when using expressions")
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    verb = "is" if len(names) == 1 else "are"
+    return ValidationException(
+        f"{member} can only be specified when using expressions: {listed} {verb} null")
+
+
+def context_for(request: dict[str, Any], operation: str | None = None) -> ExpressionContext:
     names = expect_type(request.get("ExpressionAttributeNames"), dict, "ExpressionAttributeNames")
     values = expect_type(request.get("ExpressionAttributeValues"), dict,
                          "ExpressionAttributeValues")
@@ -42,11 +65,9 @@ def context_for(request: dict[str, Any]) -> ExpressionContext:
     uses_expressions = any(request.get(p) is not None for p in EXPRESSION_PARAMETERS)
     if not uses_expressions:
         if names is not None:
-            raise ValidationException(
-                "ExpressionAttributeNames can only be specified when using expressions")
+            raise _only_with_expressions("ExpressionAttributeNames", operation)
         if values is not None:
-            raise ValidationException(
-                "ExpressionAttributeValues can only be specified when using expressions")
+            raise _only_with_expressions("ExpressionAttributeValues", operation)
     return ExpressionContext(names, values)
 
 
@@ -95,6 +116,7 @@ def read_filter(request: dict[str, Any], ctx: ExpressionContext, legacy_name: st
         return parse_condition(text, ctx, "FilterExpression")
     filters = expect_type(request.get(legacy_name), dict, legacy_name)
     if filters:
-        return legacy.condition_from_filter(filters, request.get("ConditionalOperator"))
+        return legacy.condition_from_filter(filters, request.get("ConditionalOperator"),
+                                            legacy_name[:1].lower() + legacy_name[1:])
     legacy.check_operator_has_conditions(request.get("ConditionalOperator"))
     return None

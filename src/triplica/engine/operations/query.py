@@ -19,7 +19,8 @@ from triplica.engine.operations import expression_params as params
 from triplica.engine.operations.item_access import (consumed_capacity, decode_image, image_size,
                                       key_from_request, read_units, table_of)
 from triplica.engine.operations.service import Service, register
-from triplica.engine.operations.validation import SELECT_VALUES, Violations, check_enum, expect_type
+from triplica.engine.operations.validation import (SELECT_VALUES, Violations, check_enum,
+                                                   check_table_name, expect_type)
 from triplica.engine.catalogue import HASH_SPACE_END
 from triplica.engine.database import Table
 from triplica.errors import ValidationException
@@ -66,7 +67,16 @@ class _Page:
             self.full = True
 
 
-def _read_violations(request: dict[str, Any]) -> Violations:
+def _check_query_limit(request: dict[str, Any]) -> None:
+    """Query reports a Limit below 1 in its own words (after the model's checks)."""
+    limit = request.get("Limit")
+    if type(limit) is int and limit < 1:
+        raise ValidationException(
+            "1 validation error detected: Value at 'Limit' failed to satisfy constraint: "
+            "Member must have value greater than or equal to 1")
+
+
+def _read_violations(request: dict[str, Any], operation: str = "Scan") -> Violations:
     violations = Violations()
     check_enum(request.get("Select"), SELECT_VALUES, "select", violations)
     check_enum(request.get("ReturnConsumedCapacity"), ("INDEXES", "TOTAL", "NONE"),
@@ -74,7 +84,7 @@ def _read_violations(request: dict[str, Any]) -> Violations:
     check_enum(request.get("ConditionalOperator"), ("AND", "OR"), "conditionalOperator",
                violations)
     limit = expect_type(request.get("Limit"), int, "Limit")
-    if limit is not None and limit < 1:
+    if limit is not None and limit < 1 and operation == "Scan":
         violations.add(limit, "limit", "Member must have value greater than or equal to 1")
     return violations
 
@@ -207,9 +217,12 @@ def _prefix_successor(key: bytes) -> bytes:
 
 @register("Query")
 def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
-    violations = _read_violations(request)
-    table = table_of(service, request, violations)
-    ctx = params.context_for(request)
+    violations = _read_violations(request, "Query")
+    check_table_name(request.get("TableName"), violations)
+    violations.raise_if_any()
+    _check_query_limit(request)
+    table = table_of(service, request)
+    ctx = params.context_for(request, "Query")
     condition = _key_condition(table, request, ctx)
     filter_condition = params.read_filter(request, ctx, "QueryFilter")
     _check_filter_keys(table, request, filter_condition)
@@ -309,7 +322,7 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         hash_start = max(hash_start, restriction.hash_start)
         hash_end = min(hash_end, restriction.hash_end)
         bytes_max = restriction.bytes_max
-    ctx = params.context_for(request)
+    ctx = params.context_for(request, "Scan")
     filter_condition = params.read_filter(request, ctx, "ScanFilter")
     projection = params.read_projection(request, ctx)
     count_only = _select(request, projection)

@@ -15,11 +15,11 @@ from triplica.engine.operations.tag_rules import TAG_PATTERN, tag_text_allowed
 from triplica.engine.operations.service import Service, register
 from triplica.engine.operations.validation import (Violations, check_enum, check_table_name, expect_type,
                                      table_name_only)
-from triplica.engine.catalogue import TableInfo
+from triplica.engine.catalogue import ACCOUNT_ID, TableInfo
 from triplica.engine.database import Table
-from triplica.errors import (LimitExceededException, ResourceInUseException,
+from triplica.errors import (AccessDeniedException, LimitExceededException, ResourceInUseException,
                              ResourceNotFoundException, ValidationException)
-from triplica.model import limits
+from triplica.model import java_text, limits
 
 KEY_TYPES = ("HASH", "RANGE")
 ATTRIBUTE_TYPES = ("B", "N", "S")
@@ -27,6 +27,7 @@ BILLING_MODES = ("PROVISIONED", "PAY_PER_REQUEST")
 TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
 THROUGHPUT_UNITS_MAX = 40000
 TAG_KEY_LENGTH_MAX = 128
+KEY_NAME_LENGTH_MAX = 255
 TAG_VALUE_LENGTH_MAX = 256
 MESSAGE_TOO_MANY_TAGS = ("One or more parameter values were invalid: The number of tags exceeds "
                          "the limit of 50")
@@ -90,31 +91,44 @@ def _validate_key_schema(request: dict[str, Any], violations: Violations) -> Non
             if name is None:
                 violations.add(None, f"keySchema.{position}.member.attributeName",
                                "Member must not be null")
-            elif len(name) > 255:
-                violations.add(name, f"keySchema.{position}.member.attributeName",
-                               "Member must have length less than or equal to 255")
+            else:
+                _check_key_name_length(name, f"keySchema.{position}.member.attributeName",
+                                       violations)
             if element.get("KeyType") is None:
                 violations.add(None, f"keySchema.{position}.member.keyType",
                                "Member must not be null")
             check_enum(element.get("KeyType"), KEY_TYPES,
                        f"keySchema.{position}.member.keyType", violations)
+        shown = java_text.structures("KeySchemaElement", schema)
         if not schema:
-            violations.add(schema, "keySchema", "Member must have length greater than or equal to 1")
+            violations.add(shown, "keySchema", "Member must have length greater than or equal to 1")
         if len(schema) > 2:
-            violations.add(schema, "keySchema", "Member must have length less than or equal to 2")
+            violations.add(shown, "keySchema", "Member must have length less than or equal to 2")
     if definitions is None:
         violations.add(None, "attributeDefinitions", "Member must not be null")
     else:
         for position, definition in enumerate(definitions, 1):
             expect_type(definition, dict, "AttributeDefinition")
-            if definition.get("AttributeName") is None:
+            name = definition.get("AttributeName")
+            if name is None:
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeName",
                                "Member must not be null")
+            else:
+                _check_key_name_length(name, f"attributeDefinitions.{position}.member.attributeName",
+                                       violations)
             if definition.get("AttributeType") is None:
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeType",
                                "Member must not be null")
             check_enum(definition.get("AttributeType"), ATTRIBUTE_TYPES,
                        f"attributeDefinitions.{position}.member.attributeType", violations)
+
+
+def _check_key_name_length(name: str, path: str, violations: Violations) -> None:
+    """KeySchemaAttributeName: 1 to 255 characters, reported before any schema rule."""
+    if not name:
+        violations.add(name, path, "Member must have length greater than or equal to 1")
+    elif len(name) > KEY_NAME_LENGTH_MAX:
+        violations.add(name, path, "Member must have length less than or equal to 255")
 
 
 def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
@@ -126,7 +140,8 @@ def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str 
         name = definition["AttributeName"]
         if name in types:
             raise ValidationException(
-                "Cannot have two attributes with the same name: " + name)
+                "One or more parameter values were invalid: Duplicate AttributeName found in "
+                "AttributeDefinitions: " + name)
         types[name] = definition["AttributeType"]
     if request.get("GlobalSecondaryIndexes") or request.get("LocalSecondaryIndexes"):
         raise ValidationException(
@@ -139,6 +154,9 @@ def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str 
             raise ValidationException(
                 "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
         if schema[0]["AttributeName"] == schema[1]["AttributeName"]:
+            if len(types) < 2:   # the range element finds no definition of its own
+                raise ValidationException(
+                    "Invalid KeySchema: Some index key attribute have no definition")
             raise ValidationException(
                 "Both the Hash Key and the Range Key element in the KeySchema have the same name")
     key_names = [element["AttributeName"] for element in schema]
@@ -214,6 +232,9 @@ def _validate_tags(tags: Any, violations: Violations, path: str = "tags") -> dic
 def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = Violations()
     name = request.get("TableName")
+    if name is None:
+        raise ValidationException(
+            "The parameter 'TableName' is required but was not present in the request")
     check_table_name(name, violations)
     _validate_key_schema(request, violations)
     check_enum(request.get("BillingMode"), BILLING_MODES, "billingMode", violations)
@@ -405,16 +426,22 @@ def _check_changes_something(info: TableInfo, request: dict[str, Any]) -> None:
         "higher limits.")
 
 
-def _table_for_arn(service: Service, arn: Any) -> Table:
+def _table_for_arn(service: Service, arn: Any, operation: str) -> Table:
     violations = Violations()
     if arn is None:
         violations.add(None, "resourceArn", "Member must not be null")
     violations.raise_if_any()
     expect_type(arn, str, "ResourceArn")
+    if not arn.startswith("arn:"):
+        raise ValidationException("ARNs must start with 'arn:'")
     prefix, _, name = arn.partition(":table/")
     parts = prefix.split(":")
     if len(parts) != 5 or parts[0] != "arn" or parts[2] != "dynamodb" or not name:
         raise ValidationException(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    if parts[4] != ACCOUNT_ID:   # a table of another account: not ours to show or change
+        raise AccessDeniedException(
+            f"User: anonymous is not authorized to perform: dynamodb:{operation} on resource: "
+            f"{arn}")
     table = service.db.tables.get(name)
     if table is None:
         raise ResourceNotFoundException(f"Requested resource not found: ResourcArn: {arn} not found")
@@ -423,7 +450,7 @@ def _table_for_arn(service: Service, arn: Any) -> Table:
 
 @register("TagResource")
 def tag_resource(service: Service, request: dict[str, Any]) -> bytes:
-    table = _table_for_arn(service, request.get("ResourceArn"))
+    table = _table_for_arn(service, request.get("ResourceArn"), "TagResource")
     violations = Violations()
     if request.get("Tags") is None:
         violations.add(None, "tags", "Member must not be null")
@@ -442,7 +469,7 @@ def tag_resource(service: Service, request: dict[str, Any]) -> bytes:
 
 @register("UntagResource")
 def untag_resource(service: Service, request: dict[str, Any]) -> bytes:
-    table = _table_for_arn(service, request.get("ResourceArn"))
+    table = _table_for_arn(service, request.get("ResourceArn"), "UntagResource")
     keys = expect_type(request.get("TagKeys"), list, "TagKeys")
     if keys is None:
         violations = Violations()
@@ -456,7 +483,7 @@ def untag_resource(service: Service, request: dict[str, Any]) -> bytes:
 
 @register("ListTagsOfResource")
 def list_tags_of_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
-    table = _table_for_arn(service, request.get("ResourceArn"))
+    table = _table_for_arn(service, request.get("ResourceArn"), "ListTagsOfResource")
     tags = [{"Key": k, "Value": v} for k, v in sorted(table.info.tags.items())]
     return {"Tags": tags}
 
