@@ -201,7 +201,7 @@ class Target:
         except (http.client.HTTPException, OSError) as error:
             self.tally.note(kind, None, None)
             raise FuzzFailure(f"no answer to {operation}: {error!r}; server down?") from None
-        error = check_answer(status, reply_headers, reply)
+        error = check_answer(status, reply_headers, reply, operation)
         self.tally.note(kind, status, error)
         if status >= 500 or status not in ACCEPTED_STATUSES:
             raise FuzzFailure(f"{operation} answered {status}: {reply[:500]!r}\n"
@@ -263,13 +263,20 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def check_answer(status: int, headers: dict[str, str], body: bytes) -> str | None:
+# Successes DynamoDB answers with an empty body.
+EMPTY_SUCCESSES = frozenset({"TagResource", "UntagResource"})
+
+
+def check_answer(status: int, headers: dict[str, str], body: bytes,
+                 operation: str = "") -> str | None:
     """Raise FuzzFailure unless the answer is well formed; return the error name."""
     if "x-amzn-requestid" not in headers:
         raise FuzzFailure(f"no x-amzn-RequestId on a {status} answer: {headers}")
     crc = headers.get("x-amz-crc32")
     if crc is None or int(crc) != zlib.crc32(body):
         raise FuzzFailure(f"x-amz-crc32 {crc} does not match the body")
+    if status == 200 and not body and operation in EMPTY_SUCCESSES:
+        return None
     try:
         document = json.loads(body)
     except ValueError:
