@@ -60,7 +60,7 @@ def generate(operations: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def implemented_operations() -> list[str]:
     import triplica.api.app  # noqa: F401  (registers the handlers)
-    from triplica.api.service import OPERATIONS
+    from triplica.engine.operations.service import OPERATIONS
     return sorted(OPERATIONS)
 
 
