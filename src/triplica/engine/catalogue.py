@@ -21,10 +21,8 @@ HASH_SPACE_END = 1 << 64
 # The file name predates the code's spelling; kept so existing data directories open.
 CATALOGUE_FILE_NAME = "catalog.json"
 CATALOGUE_FORMAT_VERSION = 1
-
-
-
 ACCOUNT_ID = "000000000000"   # the one account every table belongs to (in ARNs)
+
 
 @dataclass
 class PartitionInfo:

@@ -1,10 +1,18 @@
-"""Recursive-descent parser: one grammar for every DynamoDB expression kind.
+"""The parser: one grammar for every DynamoDB expression kind.
 
 Entry points return cached trees (see tree.py): a tree holds only the
 expression's own text, so caching by (grammar, kind, text) is safe. Syntax
 errors are raised at the first bad token; static semantic errors that need
-the whole tree (reserved words, unknown functions) are raised after a
-successful parse, in order of appearance.
+the whole tree (reserved words, unknown functions, redundant parentheses)
+are raised after a successful parse, in order of appearance.
+
+No input may exhaust the Python stack: conditions are parsed by operator
+precedence over explicit stacks (parentheses and NOT cost no recursion) and
+nested function calls keep their own stack, so the depth of the text is
+bounded only by its 4 KB. DynamoDB's limits are enforced while parsing: the
+301st operator (AND OR NOT IN BETWEEN and comparators; in an UpdateExpression
+also + - and function calls) is refused at once, before the rest of the text
+is read; a pair of parentheses directly around another pair is redundant.
 
 Grammar (keywords case-insensitive, function names case-sensitive):
     condition  := or
