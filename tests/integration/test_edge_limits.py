@@ -158,3 +158,22 @@ def test_null_batch_entries(server: ServerProcess, ddb: Any, table: str, operati
     assert reply.status == 400, reply.body
     assert reply.error_type in ("ValidationException", "SerializationException"), reply.body
     _unchanged(ddb, table)
+
+
+@pytest.mark.parametrize("condition,values,message", [
+    ("pk = :p", {":p": {"S": "X" * 70000}}, "One or more parameter values were invalid: Size of "
+     "hashkey has exceeded the maximum size limit of2048 bytes"),
+    ("pk = :p AND sk BETWEEN :a AND :b", {":p": {"S": "k"}, ":a": {"S": "a"},
+                                          ":b": {"S": "b" * 1025}}, None),
+])
+def test_query_key_values_beyond_key_sizes(ddb: Any, condition: str, values: dict,
+                                           message: str | None) -> None:
+    """Found by `make fuzz`: a key condition value larger than any key made a 500."""
+    name = make_table(ddb)
+    with pytest.raises(ClientError) as info:
+        ddb.query(TableName=name, KeyConditionExpression=condition,
+                  ExpressionAttributeValues=values)
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    if message is not None:
+        assert info.value.response["Error"]["Message"] == message

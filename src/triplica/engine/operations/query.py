@@ -28,7 +28,7 @@ from triplica.expressions import parse_key_condition
 from triplica.expressions import legacy
 from triplica.model import limits
 from triplica.model.keys import (encode_key_value, encode_partition_prefix, encode_storage_key,
-                                 partition_hash)
+                                 partition_hash, validate_key_value)
 from triplica.common.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, scan_slice
 
 PARTITION_END = b"\xff"   # above every encoded sort key (type tags are below 0xff)
@@ -164,6 +164,11 @@ def _key_condition(table: Table, request: dict[str, Any], ctx: Any) -> Any:
             raise ValidationException(
                 "One or more parameter values were invalid: Condition parameter type does not "
                 "match schema type")
+    # Key values beyond DynamoDB's key sizes match no item and would make storage
+    # keys the store refuses (found by the fuzz run): the same errors as GetItem's.
+    validate_key_value(info.hash_key, condition.partition_value, True)
+    for value in condition.sort_values:
+        validate_key_value(info.range_key, value, False)
     return condition
 
 
