@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench clean
+.PHONY: serve test bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,8 @@ sim: $(STAMP)
 .PHONY: chaos
 chaos: $(STAMP)
 	$(PY) -m triplica.ops.chaos --seconds $(or $(SECONDS),300) $(if $(SEED),--seed $(SEED),)
+
+# Fuzz a real server with random requests from botocore's model, damaged valid
+# requests and raw bytes: make fuzz [MINUTES=60] [SEED=n]
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz --minutes $(or $(MINUTES),60) $(if $(SEED),--seed $(SEED),)

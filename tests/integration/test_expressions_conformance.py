@@ -193,7 +193,6 @@ CONDITIONS = [
     ("NOT (n = :yes AND n = :no)", {":yes": N("42"), ":no": N("1")}, True),
     ("NOT n = :no OR n = :no", {":no": N("1")}, True),
     ("NOT NOT n = :yes", {":yes": N("42")}, True),
-    ("((n = :yes))", {":yes": N("42")}, True),
     ("n = :yes and not n = :no or n = :no", {":yes": N("42"), ":no": N("1")}, True),
     # attribute_exists / attribute_not_exists on nested paths, indexes, aliases
     ("attribute_exists(s)", {}, True),
@@ -371,7 +370,7 @@ UPDATES = [
     ({"a": S("1"), "b": S("2")}, "SET a = b, b = a", {}, {"a": S("2"), "b": S("1")}),
     # REMOVE: attributes, map keys, list elements (indexes refer to the original list)
     ({"a": S("x"), "b": S("y")}, "REMOVE a", {}, {"b": S("y")}),
-    ({"a": S("x")}, "REMOVE absent, m.nope, l[3]", {}, {"a": S("x")}),
+    ({"a": S("x")}, "REMOVE absent", {}, {"a": S("x")}),
     ({"m": M(a=N("1"), b=N("2"))}, "REMOVE m.a", {}, {"m": M(b=N("2"))}),
     ({"l": L(S("a"), S("b"), S("c"), S("d"))}, "REMOVE l[0], l[2]", {}, {"l": L(S("b"), S("d"))}),
     ({"l": L(S("a"), S("b"), S("c"), S("d"))}, "REMOVE l[2], l[0]", {}, {"l": L(S("b"), S("d"))}),
@@ -539,6 +538,8 @@ BAD_CONDITION = [
      "operator or function; operator or function: begins_with, number of operands: 1"),
     ("attribute_exists(:v)", {":v": S("n")}, "Invalid ConditionExpression: Operator or function "
      "requires a document path; operator or function: attribute_exists"),
+    ("((n = :v))", {":v": N("42")}, "Invalid ConditionExpression: The expression has redundant "
+     "parentheses;"),
     ("size(s)", {}, "Invalid ConditionExpression: The function is not allowed to be used this way "
      "in an expression; function: size"),
     ("attribute_exists(s) = :v", {":v": {"BOOL": True}},
@@ -588,7 +589,7 @@ def test_condition_errors(raw: Any, table: str, expression: str, values: dict,
 
 
 # The text DynamoDB uses for a put of 39 digits; assumed the same for arithmetic results.
-PRECISION = "Attempting to store more than 38 significant digits in a Number"
+OVERFLOW = "Number overflow. Attempting to store a number with magnitude larger than supported range"
 BAD_UPDATE = [
     # (update expression, values, message)
     ("SET n = n +", {}, 'Invalid UpdateExpression: Syntax error; token: "<EOF>"*'),
@@ -701,10 +702,15 @@ BAD_UPDATE = [
      "invalid for update"),
     ("SET a = :v, s.x = :v", {":v": N("1")}, "The document path provided in the update expression "
      "is invalid for update"),
-    # 38-digit precision and range overflow in arithmetic
-    ("SET nines = nines + :v", {":v": N("0.1")}, PRECISION),
-    ("ADD nines :v", {":v": N("0.1")}, PRECISION),
-    ("SET big = big + :v", {":v": N("0.5")}, PRECISION),
+    # REMOVE below an attribute the item does not have (issue 11)
+    ("REMOVE m.nope.x", {}, "The document path provided in the update expression is invalid for "
+     "update"),
+    ("REMOVE absent[0]", {}, "The document path provided in the update expression is invalid for "
+     "update"),
+    # 38-digit precision and range overflow in arithmetic: DynamoDB calls both an overflow
+    ("SET nines = nines + :v", {":v": N("0.1")}, OVERFLOW),
+    ("ADD nines :v", {":v": N("0.1")}, OVERFLOW),
+    ("SET big = big + :v", {":v": N("0.5")}, OVERFLOW),
     ("SET huge = huge + huge", {}, "Number overflow. Attempting to store a number with magnitude "
      "larger than supported range"),
     ("ADD huge :v", {":v": N(HUGE)}, "Number overflow. Attempting to store a number with "
@@ -972,9 +978,9 @@ BAD_LEGACY = [
     ("update_item", {"AttributeUpdates": {"n": {"Action": "PUT"}}}, "One or more parameter values "
      "were invalid: Only DELETE action is allowed when no attribute value is specified"),
     ("update_item", {"AttributeUpdates": {"s": {"Action": "ADD", "Value": N("1")}}},
-     "An operand in the update expression has an incorrect data type"),
+     "One or more parameter values were invalid: Type mismatch for attribute to update"),
     ("update_item", {"AttributeUpdates": {"nines": {"Action": "ADD", "Value": N("0.1")}}},
-     "Attempting to store more than 38 significant digits in a Number"),
+     OVERFLOW),
     ("get_item", {"AttributesToGet": ["s", "s"]},
      "One or more parameter values were invalid: Duplicate value in attribute name: s"),
     ("update_item", {"AttributeUpdates": {"a": {"Action": "PUT", "Value": S("x")}},
@@ -983,7 +989,8 @@ BAD_LEGACY = [
      "Non-expression parameters: {AttributeUpdates} Expression parameters: {UpdateExpression}"),
     ("update_item", {"AttributeUpdates": {"a": {"Action": "PUT", "Value": S("x")}},
                      "ExpressionAttributeNames": {"#a": "a"}},
-     "ExpressionAttributeNames can only be specified when using expressions"),
+     "ExpressionAttributeNames can only be specified when using expressions: UpdateExpression "
+     "and ConditionExpression are null"),
 ]
 
 

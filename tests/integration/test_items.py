@@ -232,7 +232,7 @@ def test_expression_attribute_errors(raw: Any, table: str) -> None:
     error = error_of(raw.put_item, TableName=table, Item=key("e"),
                      ExpressionAttributeValues={":a": {"S": "x"}})
     assert code_message(error) == ("ValidationException", "ExpressionAttributeValues can only be "
-                                   "specified when using expressions")
+                                   "specified when using expressions: ConditionExpression is null")
     error = error_of(raw.put_item, TableName=table, Item=key("e"), ConditionExpression="a = :a",
                      Expected={"a": {"Exists": False}}, ExpressionAttributeValues={":a": {"S": "x"}})
     assert code_message(error)[0] == "ValidationException"

@@ -194,6 +194,14 @@ def test_batch_limits_and_duplicates(raw: Any) -> None:
     assert raw.scan(TableName=name)["Count"] == 0
     with pytest.raises(ClientError) as info:
         raw.batch_get_item(RequestItems={name: {"Keys": [{"pk": {"S": f"k{i}"}} for i in range(101)]}})
+    # One table over 100 keys is a constraint on its Keys list (DynamoDB's words, issue 11)
+    assert info.value.response["Error"]["Message"] == (
+        f"1 validation error detected: Value at 'RequestItems.{name}.member.Keys' failed to "
+        "satisfy constraint: Member must have length less than or equal to 100")
+    other = make_table(raw, range_key=None)
+    with pytest.raises(ClientError) as info:
+        raw.batch_get_item(RequestItems={
+            table: {"Keys": [{"pk": {"S": f"k{i}"}} for i in range(51)]} for table in (name, other)})
     assert info.value.response["Error"]["Message"] == "Too many items requested for the BatchGetItem call"
 
 

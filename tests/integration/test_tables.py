@@ -76,8 +76,12 @@ def test_create_table_name_rules(raw: Any, kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize("schema,definitions,message", [
     ([{"AttributeName": "pk", "KeyType": "RANGE"}], [{"AttributeName": "pk", "AttributeType": "S"}],
      "Invalid KeySchema: The first KeySchemaElement is not a HASH key type"),
+    # DynamoDB's answer when the one definition is claimed by both elements (issue 11)
     ([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "pk", "KeyType": "RANGE"}],
      [{"AttributeName": "pk", "AttributeType": "S"}],
+     "Invalid KeySchema: Some index key attribute have no definition"),
+    ([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "pk", "KeyType": "RANGE"}],
+     [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
      "Both the Hash Key and the Range Key element in the KeySchema have the same name"),
     ([{"AttributeName": "pk", "KeyType": "HASH"}], [{"AttributeName": "x", "AttributeType": "S"}],
      "One or more parameter values were invalid: Some index key attributes are not defined in "

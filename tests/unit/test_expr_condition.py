@@ -50,10 +50,23 @@ TRUE_CASES = [
     "absent <> :five", "n <> :hello", "m.lst[0] = :seven", "#d = :x OR #dash = :hello OR n = :five",
 ]
 
+PARENTHESES_CASES = [
+    # one pair around any operand or group is fine; only a pair directly around a pair is not
+    "(n = :six)", "(n = :five) AND (NOT (s = :hello))", "((n = :five) AND s = :x) OR n = :six",
+    "NOT (NOT (n = :five))", "((n = :five) OR n = :six)", " OR ".join(["n = :five"] * 150),
+]
+
+
+@pytest.mark.parametrize("expression", PARENTHESES_CASES)
+def test_parentheses_and_operator_limits_allow(expression):
+    ctx = ExpressionContext(None, VALUES)
+    parse_condition(expression, ctx).evaluate(ITEM)
+
+
 FALSE_CASES = [
     "n = :six", "n <> :five", "n = :hello", "n < :hello", "absent = :five", "absent < :five",
     "absent BETWEEN :one AND :six", "absent IN (:five)", "s IN (:x, :a)",
-    "(n = :six OR s = :hello) AND n = :six", "ss < :a", "flag > :true",
+    "(n = :six OR s = :hello) AND n = :six", "ss < :a",
     "begins_with(n, :hel)", "begins_with(absent, :hel)", "contains(absent, :a)",
     "contains(ss, :five)", "contains(n, :five)", "attribute_type(absent, :S)",
     "attribute_type(s, :N)", "size(n) = :one", "size(absent) = :one", "NOT n = :five",
@@ -113,6 +126,40 @@ ERROR_CASES = [
     ("a = :w", None, None, "ConditionExpression",
      "Invalid ConditionExpression: An expression attribute value used in expression is not "
      "defined; attribute value: :w"),
+    # parser limits: no recursion per parenthesis, NOT or call (issue 11)
+    ("(" * 4095, None, None, "ConditionExpression",
+     'Invalid ConditionExpression: Syntax error; token: "<EOF>", near: "("'),
+    ("(" * 2046 + "a<:v" + ")" * 2046, None, {":v": N(1)}, "ConditionExpression",
+     "Invalid ConditionExpression: The expression has redundant parentheses;"),
+    ("a = :v AND ((a = :v))", None, {":v": N(1)}, "FilterExpression",
+     "Invalid FilterExpression: The expression has redundant parentheses;"),
+    ("not " * 1000 + "a < :v", None, {":v": N(1)}, "ConditionExpression",
+     "Invalid ConditionExpression: The expression contains too many operators; "
+     "operator count: 301"),
+    (" OR ".join(["a = :v"] * 151), None, {":v": N(1)}, "ConditionExpression",
+     "Invalid ConditionExpression: The expression contains too many operators; "
+     "operator count: 301"),
+    ("a < " + "f(" * 1355 + "b" + ")" * 1355, None, None, "ConditionExpression",
+     "Invalid ConditionExpression: Invalid function name; function: f"),
+    ("_a = :v", None, {":v": N(1)}, "ConditionExpression",
+     'Invalid ConditionExpression: Syntax error; token: "_", near: "_a"'),
+    # a :value that cannot be ordered is refused, not a false condition (issue 11)
+    ("flag > :t", None, {":t": {"BOOL": True}}, "ConditionExpression",
+     "Invalid ConditionExpression: Incorrect operand type for operator or function; "
+     "operator or function: >, operand type: BOOLEAN"),
+    ("a < :l", None, {":l": L(N(1))}, "ConditionExpression",
+     "Invalid ConditionExpression: Incorrect operand type for operator or function; "
+     "operator or function: <, operand type: LIST"),
+    ("a BETWEEN :l AND :h", None, {":l": L(N(1)), ":h": L(N(2))}, "FilterExpression",
+     "Invalid FilterExpression: Incorrect operand type for operator or function; "
+     "operator or function: BETWEEN, operand type: LIST"),
+    ("a BETWEEN :l AND :h", None, {":l": N(1), ":h": S("2")}, "ConditionExpression",
+     "Invalid ConditionExpression: The BETWEEN operator requires same data type for lower and "
+     "upper bounds; lower bound operand: AttributeValue: {N:1}, upper bound operand: "
+     "AttributeValue: {S:2}"),
+    ("attribute_type(a, b)", None, None, "FilterExpression",
+     "Invalid FilterExpression: Operator or function requires an expression attribute value; "
+     "operator or function: attribute_type"),
     ("foo(a)", None, None, "ConditionExpression",
      "Invalid ConditionExpression: Invalid function name; function: foo"),
     ("attribute_type(a, :t)", None, {":t": S("X")}, "ConditionExpression",
@@ -147,7 +194,7 @@ ERROR_CASES = [
      "Invalid ConditionExpression: The IN operator is provided with too many operands; "
      "number of operands: 101"),
     ("a = :v OR " * 500 + "a = :v", None, {":v": N(1)}, "ConditionExpression",
-     "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size;"),
+     "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: 5006"),
     ("a" + ".b" * 32 + " = :v", None, {":v": N(1)}, "ConditionExpression",
      "Invalid ConditionExpression: The document path has too many nesting levels; "
      "nesting levels: 33"),

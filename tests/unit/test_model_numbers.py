@@ -145,8 +145,11 @@ def test_arithmetic_examples() -> None:
     assert format_number(add_numbers("1e125", "1e125")) == "2" + "0" * 125
     with pytest.raises(ValidationException, match="^Number overflow"):
         add_numbers("9e125", "1e125")
-    with pytest.raises(ValidationException, match="^Attempting to store more than 38"):
+    # A result that needs more than 38 digits is an overflow to DynamoDB (1e50 + 1).
+    with pytest.raises(ValidationException, match="^Number overflow"):
         add_numbers("1e37", "0.1")
+    with pytest.raises(ValidationException, match="^Number overflow"):
+        add_numbers("1e50", "1")
     with pytest.raises(ValidationException, match="^Number underflow"):
         subtract_numbers("1.0000000000000000000000000000000000001e-130", "1e-130")
 

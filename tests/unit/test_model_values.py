@@ -54,6 +54,10 @@ def test_validate_value_normalizes(value: dict, expected: dict) -> None:
     assert repr(value) == original  # input untouched
 
 
+NESTING = ("Nesting Levels have exceeded supported limits: Attributes in the item have nested "
+           "levels beyond supported limit")
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -65,14 +69,14 @@ def test_validate_value_normalizes(value: dict, expected: dict) -> None:
         ({"NULL": False}, INVALID + "Null attribute value types must have the value of true"),
         ({"SS": []}, INVALID + "An string set  may not be empty"),
         ({"NS": []}, INVALID + "An number set  may not be empty"),
-        ({"BS": []}, INVALID + "An binary set  may not be empty"),
+        ({"BS": []}, INVALID + "Binary sets should not be empty"),   # DynamoDB's words (issue 11)
         ({"SS": ["a", "a"]}, INVALID + "Input collection [a, a] contains duplicates."),
         ({"NS": ["1", "1.0"]}, INVALID + "Input collection [1, 1.0] contains duplicates."),
         ({"BS": ["QQ==", "QR=="]}, INVALID + "Input collection [QQ==, QR==] contains duplicates."),
         ({"N": "abc"}, "The parameter cannot be converted to a numeric value: abc"),
         ({"NS": ["1", "x"]}, "The parameter cannot be converted to a numeric value: x"),
-        (_nested("M", 33), "Nesting Levels have exceeded supported limits"),
-        (_nested("L", 33), "Nesting Levels have exceeded supported limits"),
+        (_nested("M", 33), NESTING),
+        (_nested("L", 33), NESTING),
     ],
 )
 def test_validation_errors(value: object, message: str) -> None:

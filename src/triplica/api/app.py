@@ -25,7 +25,7 @@ from typing import Any, Awaitable
 
 import orjson
 
-from triplica.api import sigv4, wire
+from triplica.api import content_encoding, sigv4, wire
 from triplica.api.http_server import Request, Response
 from triplica.common.internal import (DRAIN_TARGET, INTERNAL_KEY, PARTITION_MAP_TARGET,
                                       ROUTER_STATS_TARGET, WIPE_CACHE_TARGET)
@@ -58,7 +58,7 @@ class DynamoApp:
             operation = wire.parse_target(headers)
         self.authenticator.check(request, datetime.now(timezone.utc) if self.verifies else None)
         wire.check_content_type(headers)
-        parameters = wire.parse_body(request.body)
+        parameters = wire.parse_body(content_encoding.decoded_body(headers, request.body))
         parameters.pop(INTERNAL_KEY, None)
         region = region_of(headers) if operation in ORIGIN_OPERATIONS else DEFAULT_REGION
         call = Call(operation, parameters, region, headers.get("host", "127.0.0.1:8000"))

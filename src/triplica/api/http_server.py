@@ -5,7 +5,8 @@ framework, so a trivial request costs a few tens of microseconds of CPU.
 The server knows nothing of DynamoDB operations: it frames requests, calls
 `app.handle(request)`, and frames what comes back with the headers every
 DynamoDB response carries (x-amzn-RequestId, x-amz-crc32, Content-Type,
-Content-Length, Date).
+Content-Length, Date, Server). The health check, CORS preflights and CORS
+headers are HTTP's business, answered here (http_edges.py).
 
 Invariants, per connection:
 - Responses leave in request order. Requests are handled one at a time; a
@@ -38,7 +39,7 @@ from typing import Awaitable, Protocol, Union
 
 import httptools
 
-from triplica.api import wire
+from triplica.api import http_edges, wire
 from triplica.errors import (
     DynamoError,
     InternalServerError,
@@ -95,6 +96,7 @@ _date_value = b""
 _INTERNAL_ERROR = InternalServerError("Internal server error")
 _CONNECTION_CLOSE = b"Connection: close\r\n"
 _CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_SERVER = b"Server: %s\r\n" % http_edges.SERVER_NAME.encode("ascii")
 
 
 def _request_id() -> bytes:
@@ -136,9 +138,9 @@ def _head(status: int, body: bytes, headers: dict[str, str] | None,
                                           value.encode("latin-1")))
         extra = b"".join(parts)
     return b"%sx-amzn-RequestId: %s\r\nx-amz-crc32: %d\r\n%s" \
-        b"Content-Length: %d\r\nDate: %s\r\n%s%s\r\n" % (
+        b"Content-Length: %d\r\nDate: %s\r\n%s%s%s\r\n" % (
             _status_line(status), _request_id(), zlib.crc32(body),
-            content_type, len(body), _http_date(), extra, connection)
+            content_type, len(body), _http_date(), _SERVER, extra, connection)
 
 
 def _error_result(err: DynamoError) -> Response:
@@ -370,7 +372,7 @@ class HttpConnection(asyncio.Protocol):
                 self._reply_and_linger(item.error)
                 return
             try:
-                result = self._app.handle(item)
+                result = http_edges.answer_without_application(item) or self._app.handle(item)
                 if type(result) is not tuple:
                     self._current = item
                     self._pending = asyncio.ensure_future(result)
@@ -408,6 +410,9 @@ class HttpConnection(asyncio.Protocol):
             connection = _CONNECTION_KEEP_ALIVE
         try:
             status, body, headers = result
+            cors = http_edges.cors_headers(request)
+            if cors is not None:
+                headers = {**cors, **headers} if headers else cors
             head = _head(status, body, headers, connection)
         except Exception as exc:   # the handler returned something malformed
             status, body, headers = _failure_result(exc, request)

@@ -25,6 +25,7 @@ METADATA_GROUP = "__metadata__"
 # The file name predates the code's spelling; kept so existing data directories open.
 CATALOGUE_FILE_NAME = "catalog.json"
 CATALOGUE_FORMAT_VERSION = 1
+ACCOUNT_ID = "000000000000"   # the one account every table belongs to (in ARNs)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class TableInfo:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:dynamodb:{self.region}:000000000000:table/{self.name}"
+        return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{self.name}"
 
     def key_schema(self) -> list[dict[str, str]]:
         schema = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from triplica.errors import ValidationException
-from triplica.model.values import validate_value
+from triplica.model.values import check_attribute_name, validate_value
 
 _NAME_KEY_RE = re.compile(r"#[A-Za-z0-9_]+")
 _VALUE_KEY_RE = re.compile(r":[A-Za-z0-9_]+")
@@ -20,11 +20,17 @@ class ExpressionContext:
         if names is not None:
             if not names:
                 raise ValidationException("ExpressionAttributeNames must not be empty")
-            for key in names:
+            for key, name in names.items():
                 if _NAME_KEY_RE.fullmatch(key) is None:
                     raise ValidationException(
                         f'ExpressionAttributeNames contains invalid key: Syntax error; key: "{key}"'
                     )
+                try:
+                    check_attribute_name(name)
+                except ValidationException as error:
+                    raise ValidationException(
+                        f"ExpressionAttributeNames contains invalid value: {error.message} "
+                        f"for key {key}") from None
         validated: dict | None = None
         if values is not None:
             if not values:

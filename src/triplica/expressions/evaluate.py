@@ -21,6 +21,7 @@ from triplica.model.values import compare_values, decode_binary, values_equal
 from .paths import get_path
 
 ORDERABLE = frozenset({"S", "N", "B"})
+ORDERABLE_TYPES = ("S", "N", "B")
 TYPE_NAMES = frozenset({"S", "SS", "N", "NS", "B", "BS", "BOOL", "NULL", "L", "M"})
 
 
@@ -51,7 +52,7 @@ class ValueOperand:
 class SizeOperand:
     __slots__ = ("operand",)
 
-    def __init__(self, operand: PathOperand) -> None:
+    def __init__(self, operand: "PathOperand | ValueOperand") -> None:
         self.operand = operand
 
     def get(self, item: dict) -> dict | None:

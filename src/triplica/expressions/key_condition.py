@@ -125,7 +125,12 @@ def _one_condition(node, resolver: Resolver) -> tuple[str, str, tuple[str, ...]]
     path = resolver.path(path_node)
     values = tuple(resolver.value(v) for v in value_nodes)
     if len(path) != 1:
-        raise ValidationException(NOT_SUPPORTED)
+        raise messages.invalid(
+            KIND, "KeyConditionExpressions cannot have conditions on nested attributes")
+    if op == "begins_with":
+        type_name = next(iter(values[0]))
+        if type_name not in ("S", "B"):
+            raise messages.operand_type(KIND, "begins_with", type_name)
     if op == "BETWEEN":
         resolver.check_bounds(values[0], values[1])
     return path[0], op, tuple(v.name for v in value_nodes)

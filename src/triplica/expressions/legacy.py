@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from triplica.errors import ValidationException
-from triplica.model.values import compare_values, validate_value
+from triplica.errors import SerializationException, ValidationException
+from triplica.model.values import check_attribute_name, compare_values, validate_value
 
 from . import evaluate as ev
 from . import update as up
@@ -20,6 +20,7 @@ from .key_condition import KeyCondition, build_key_condition
 from .projection import Projection
 
 INVALID = "One or more parameter values were invalid: "
+LEGACY_TYPE_MISMATCH = INVALID + "Type mismatch for attribute to update"
 ARGUMENT_COUNTS = {
     "EQ": 1, "NE": 1, "LE": 1, "LT": 1, "GE": 1, "GT": 1, "CONTAINS": 1, "NOT_CONTAINS": 1,
     "BEGINS_WITH": 1, "NULL": 0, "NOT_NULL": 0, "BETWEEN": 2, "IN": None,
@@ -47,9 +48,18 @@ def _type_of(value: dict) -> str:
     return next(iter(value))
 
 
-def _arguments(operator: str, values: list) -> list[dict]:
-    if operator not in ARGUMENT_COUNTS:
-        raise ValidationException(INVALID + f"Unsupported ComparisonOperator: {operator}")
+def _arguments(operator: str, values: list, path: str) -> list[dict]:
+    """Validated AttributeValueList of one condition; `path` names its
+    ComparisonOperator member (keyConditions.pk.member.comparisonOperator)."""
+    if operator is None:
+        raise ValidationException(
+            f"1 validation error detected: Value null at '{path}' failed to satisfy "
+            "constraint: Member must not be null")
+    if operator not in ARGUMENT_COUNTS:   # an enum member: case-sensitive
+        raise ValidationException(
+            f"1 validation error detected: Value '{operator}' at '{path}' failed to satisfy "
+            "constraint: Member must satisfy enum value set: [" + ", ".join(ARGUMENT_COUNTS)
+            + "]")
     expected = ARGUMENT_COUNTS[operator]
     if (expected is None and not values) or (expected is not None and len(values) != expected):
         raise ValidationException(
@@ -63,6 +73,9 @@ def _arguments(operator: str, values: list) -> list[dict]:
                 INVALID
                 + f"ComparisonOperator {operator} is not valid for {_type_of(value)} AttributeValue type"
             )
+    if operator == "IN" and len({_type_of(value) for value in values}) > 1:
+        raise ValidationException(
+            INVALID + "AttributeValues inside AttributeValueList must be of same type")
     if operator == "BETWEEN":
         if _type_of(values[0]) != _type_of(values[1]):
             raise ValidationException(
@@ -121,7 +134,7 @@ def _expected_node(name: str, spec: dict):
                 INVALID + f"Value and AttributeValueList cannot be used together for Attribute: {name}"
             )
         values = value_list if value_list is not None else ([value] if value is not None else [])
-        return _node(name, operator, _arguments(operator, values))
+        return _node(name, operator, _arguments(operator, values, _member_path("expected", name)))
     if value_list is not None:
         raise ValidationException(
             INVALID + f"AttributeValueList can only be used with a ComparisonOperator for Attribute: {name}"
@@ -139,12 +152,23 @@ def _expected_node(name: str, spec: dict):
     return _node(name, "NULL", [])
 
 
+def check_operator_has_conditions(operator: str | None) -> None:
+    """ConditionalOperator joins the conditions of Expected, QueryFilter or
+    ScanFilter: given without any, it is a request error."""
+    if operator is not None:
+        raise ValidationException(
+            INVALID + "ConditionalOperator can only be used when Filter or Expected has two or "
+            "more elements")
+
+
 def condition_from_expected(expected: dict, operator: str | None) -> ev.Condition:
     return _combine([_expected_node(name, spec) for name, spec in expected.items()], operator)
 
 
-def condition_from_filter(filter: dict, operator: str | None) -> ev.Condition:
-    """QueryFilter / ScanFilter: ComparisonOperator + AttributeValueList per attribute."""
+def condition_from_filter(filter: dict, operator: str | None,
+                          member: str = "queryFilter") -> ev.Condition:
+    """QueryFilter / ScanFilter (`member` in the request, lower camel case):
+    ComparisonOperator + AttributeValueList per attribute."""
     nodes = []
     for name, spec in filter.items():
         comparison = spec.get("ComparisonOperator")
@@ -152,8 +176,14 @@ def condition_from_filter(filter: dict, operator: str | None) -> ev.Condition:
             raise ValidationException(
                 INVALID + f"ComparisonOperator must be provided for Attribute: {name}"
             )
-        nodes.append(_node(name, comparison, _arguments(comparison, spec.get("AttributeValueList") or [])))
+        values = _arguments(comparison, spec.get("AttributeValueList") or [],
+                            _member_path(member, name))
+        nodes.append(_node(name, comparison, values))
     return _combine(nodes, operator)
+
+
+def _member_path(member: str, name: str) -> str:
+    return f"{member}.{name}.member.comparisonOperator"
 
 
 def key_condition_from_key_conditions(
@@ -162,7 +192,8 @@ def key_condition_from_key_conditions(
     conditions = []
     for name, spec in key_conditions.items():
         comparison = spec.get("ComparisonOperator")
-        values = _arguments(comparison, spec.get("AttributeValueList") or [])
+        values = _arguments(comparison, spec.get("AttributeValueList") or [],
+                            _member_path("keyConditions", name))
         if comparison not in KEY_OPERATORS:
             raise ValidationException(
                 "Attempted conditional constraint is not an indexable operation"
@@ -174,6 +205,7 @@ def key_condition_from_key_conditions(
 def update_from_attribute_updates(updates: dict) -> up.UpdatePlan:
     actions = []
     for name, spec in updates.items():
+        check_attribute_name(name)
         action = (spec.get("Action") or "PUT").upper()
         value = spec.get("Value")
         if value is None:
@@ -192,19 +224,32 @@ def update_from_attribute_updates(updates: dict) -> up.UpdatePlan:
                 raise ValidationException(
                     INVALID + f"ADD action is not supported for the type {type_name}"
                 )
-            actions.append(up.AddAction((name,), value))
+            actions.append(up.AddAction((name,), value, LEGACY_TYPE_MISMATCH))
         elif action == "DELETE":
             if type_name not in ("SS", "NS", "BS"):
                 raise ValidationException(
                     INVALID + f"DELETE action with value is not supported for the type {type_name}"
                 )
-            actions.append(up.DeleteAction((name,), value))
+            actions.append(up.DeleteAction((name,), value, LEGACY_TYPE_MISMATCH))
         else:
             raise ValidationException(INVALID + f"Unsupported Action: {action}")
     return up.UpdatePlan(tuple(actions))
 
 
 def projection_from_attributes_to_get(names: list[str]) -> Projection:
+    if not names:
+        raise ValidationException(
+            "1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy "
+            "constraint: Member must have length greater than or equal to 1")
+    for position, name in enumerate(names, 1):
+        if name is None:
+            raise ValidationException(
+                f"1 validation error detected: Value null at 'attributesToGet.{position}.member' "
+                "failed to satisfy constraint: Member must not be null")
+        if type(name) is not str:
+            raise SerializationException("Unexpected value type in payload for member "
+                                         "AttributesToGet")
+        check_attribute_name(name)
     seen: set[str] = set()
     for name in names:
         if name in seen:

@@ -33,8 +33,18 @@ def empty_expression(kind: str) -> ValidationException:
     return invalid(kind, "The expression can not be empty;")
 
 
-def too_large(kind: str) -> ValidationException:
-    return invalid(kind, "Expression size has exceeded the maximum allowed size;")
+def too_large(kind: str, size_bytes: int) -> ValidationException:
+    return invalid(
+        kind,
+        f"Expression size has exceeded the maximum allowed size; expression size: {size_bytes}")
+
+
+def too_many_operators(kind: str, count: int) -> ValidationException:
+    return invalid(kind, f"The expression contains too many operators; operator count: {count}")
+
+
+def redundant_parentheses(kind: str) -> ValidationException:
+    return invalid(kind, "The expression has redundant parentheses;")
 
 
 def reserved_keyword(kind: str, word: str) -> ValidationException:
@@ -78,6 +88,12 @@ def needs_path(kind: str, name: str) -> ValidationException:
     return invalid(
         kind, f"Operator or function requires a document path; operator or function: {name}"
     )
+
+
+def needs_value(kind: str, name: str) -> ValidationException:
+    return invalid(
+        kind, "Operator or function requires an expression attribute value; "
+        f"operator or function: {name}")
 
 
 def operand_type(kind: str, name: str, type_code: str) -> ValidationException:

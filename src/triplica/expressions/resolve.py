@@ -35,6 +35,7 @@ from .tree import (
 CONDITION_FUNCTIONS = frozenset({
     "attribute_exists", "attribute_not_exists", "attribute_type", "begins_with", "contains",
 })
+SIZED_TYPES = ("S", "B", "SS", "NS", "BS", "L", "M")
 OPERAND_COUNTS = {
     "attribute_exists": 1, "attribute_not_exists": 1, "attribute_type": 2,
     "begins_with": 2, "contains": 2, "size": 1, "if_not_exists": 2, "list_append": 2,
@@ -156,8 +157,13 @@ class Resolver:
         if cls is NotNode:
             return build(ev.Not, self.condition(node.operand))
         if cls is CompareNode:
+            if node.op not in ("=", "<>"):   # ordering: a :value must be a scalar S, N or B
+                self._check_static_type(node.left, node.op, ev.ORDERABLE_TYPES)
+                self._check_static_type(node.right, node.op, ev.ORDERABLE_TYPES)
             return build(ev.Compare, node.op, self.operand(node.left), self.operand(node.right))
         if cls is BetweenNode:
+            for bound in (node.operand, node.low, node.high):
+                self._check_static_type(bound, "BETWEEN", ev.ORDERABLE_TYPES)
             operand, low, high = (self.operand(n) for n in (node.operand, node.low, node.high))
             between = build(ev.Between, operand, low, high)
             if node.low.__class__ is ValueNode and node.high.__class__ is ValueNode:
@@ -188,16 +194,24 @@ class Resolver:
         name = node.name
         if name not in CONDITION_FUNCTIONS:
             raise messages.function_misused(self.kind, name)
-        self.check_function(node)
-        target = ev.PathOperand(self.path(node.args[0]))
-        if name == "attribute_exists":
-            return ev.Exists(target)
-        if name == "attribute_not_exists":
-            return ev.NotExists(target)
+        if name == "attribute_exists" or name == "attribute_not_exists":
+            self.check_function(node)
+            target = ev.PathOperand(self.path(node.args[0]))
+            return ev.Exists(target) if name == "attribute_exists" else ev.NotExists(target)
+        # The others take a :value as their first operand too (a constant result).
+        self.check_function(node, path_first=False)
+        first = node.args[0]
+        if first.__class__ is FunctionNode:
+            raise messages.needs_path(self.kind, name)
+        if name == "begins_with":
+            self._check_static_type(first, name, ("S", "B"))
+        target = self.operand(first)
         second = node.args[1]
         second_type = self.static_type(second)
         argument = self.operand(second)
         if name == "attribute_type":
+            if second.__class__ is not ValueNode:
+                raise messages.needs_value(self.kind, name)
             if second_type is not None:
                 if second_type != "S":
                     raise messages.operand_type(self.kind, name, second_type)
@@ -227,8 +241,18 @@ class Resolver:
             return build(ev.ValueOperand, self.late_value(node))
         if node.name != "size":
             raise messages.function_misused(self.kind, node.name)
-        self.check_function(node)
-        return ev.SizeOperand(ev.PathOperand(self.path(node.args[0])))
+        self.check_function(node, path_first=False)
+        measured = node.args[0]
+        if measured.__class__ is FunctionNode:
+            raise messages.needs_path(self.kind, "size")
+        self._check_static_type(measured, "size", SIZED_TYPES)
+        return build(ev.SizeOperand, self.operand(measured))
+
+    def _check_static_type(self, node, name: str, allowed: tuple[str, ...]) -> None:
+        """A :value whose type can never work for the function is a request error."""
+        value_type = self.static_type(node)
+        if value_type is not None and value_type not in allowed:
+            raise messages.operand_type(self.kind, name, value_type)
 
     # -- update ----------------------------------------------------------------
     def update(self, tree: UpdateTree):
@@ -292,6 +316,13 @@ class Resolver:
 
 
 def check_bounds(kind: str, low: dict, high: dict) -> None:
+    if low.keys() != high.keys():
+        raise messages.invalid(
+            kind,
+            "The BETWEEN operator requires same data type for lower and upper bounds; "
+            f"lower bound operand: AttributeValue: {format_value(low)}, "
+            f"upper bound operand: AttributeValue: {format_value(high)}",
+        )
     order = compare_values(low, high)
     if order is not None and order > 0:
         raise messages.invalid(

@@ -24,7 +24,7 @@ _TOKEN_RE = re.compile(
     (?P<space>\s+)
   | (?P<ALIAS>\#[A-Za-z0-9_]+)
   | (?P<VALUE>:[A-Za-z0-9_]+)
-  | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<NAME>[A-Za-z][A-Za-z0-9_]*)   # DynamoDB: a name may not start with _
   | (?P<NUMBER>[0-9]+)
   | (?P<PUNCT><>|<=|>=|[()\[\],.=<>+\-])
     """,

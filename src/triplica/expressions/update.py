@@ -95,7 +95,7 @@ def _member_key(type_name: str):
     return lambda member: member
 
 
-def add_value(existing: dict | None, addend: dict) -> dict:
+def add_value(existing: dict | None, addend: dict, wrong_type: str = RUNTIME_WRONG_TYPE) -> dict:
     """ADD: number sum or set union; a missing attribute becomes the addend."""
     if existing is None:
         return addend
@@ -111,10 +111,11 @@ def add_value(existing: dict | None, addend: dict) -> dict:
                     seen.add(key(member))
                     merged.append(member)
             return {type_name: merged}
-    raise ValidationException(RUNTIME_WRONG_TYPE)
+    raise ValidationException(wrong_type)
 
 
-def delete_value(existing: dict, removed: dict) -> dict | None:
+def delete_value(existing: dict, removed: dict,
+                 wrong_type: str = RUNTIME_WRONG_TYPE) -> dict | None:
     """DELETE: set difference; None when no member is left."""
     for type_name in SET_TYPES:
         if type_name in removed and type_name in existing:
@@ -122,7 +123,7 @@ def delete_value(existing: dict, removed: dict) -> dict | None:
             gone = {key(member) for member in removed[type_name]}
             kept = [member for member in existing[type_name] if key(member) not in gone]
             return {type_name: kept} if kept else None
-    raise ValidationException(RUNTIME_WRONG_TYPE)
+    raise ValidationException(wrong_type)
 
 
 # -- actions -----------------------------------------------------------------------
@@ -150,20 +151,23 @@ class RemoveAction:
 
 
 class AddAction:
-    __slots__ = ("path", "value")
+    __slots__ = ("path", "value", "wrong_type")
 
-    def __init__(self, path: tuple, value: dict) -> None:
+    def __init__(self, path: tuple, value: dict, wrong_type: str = RUNTIME_WRONG_TYPE) -> None:
         self.path, self.value = path, value
+        self.wrong_type = wrong_type   # AttributeUpdates words a mismatch differently
 
     def plan(self, item: dict):
-        return add_value(get_path(item, self.path), self.value)
+        return add_value(get_path(item, self.path), self.value, self.wrong_type)
 
 
 class DeleteAction:
-    __slots__ = ("path", "value")
+    __slots__ = ("path", "value", "wrong_type")
 
-    def __init__(self, path: tuple, value: dict | None) -> None:
+    def __init__(self, path: tuple, value: dict | None,
+                 wrong_type: str = RUNTIME_WRONG_TYPE) -> None:
         self.path, self.value = path, value  # value None: legacy DELETE of the attribute
+        self.wrong_type = wrong_type
 
     def plan(self, item: dict):
         existing = get_path(item, self.path)
@@ -171,7 +175,7 @@ class DeleteAction:
             return _REMOVE
         if existing is None:
             return None
-        remaining = delete_value(existing, self.value)
+        remaining = delete_value(existing, self.value, self.wrong_type)
         return _REMOVE if remaining is None else remaining
 
 
@@ -239,8 +243,8 @@ def remove_path(root: dict, path: tuple) -> None:
         root.pop(path[0], None)
         return
     parent = _writable_parent(root, path[:-1])
-    if parent is None:
-        return  # removing below a missing attribute changes nothing
+    if parent is None:   # REMOVE c.c or b[0] with c or b absent: DynamoDB refuses the path
+        raise ValidationException(RUNTIME_INVALID_PATH)
     element = path[-1]
     if element.__class__ is int:
         inner = parent.get("L")
@@ -253,6 +257,10 @@ def remove_path(root: dict, path: tuple) -> None:
         if inner is None:
             raise ValidationException(RUNTIME_INVALID_PATH)
         inner.pop(element, None)
+
+
+def _path_of(planned: tuple) -> tuple:
+    return planned[0]
 
 
 class UpdatePlan:
@@ -268,8 +276,20 @@ class UpdatePlan:
     def top_level_names(self) -> set[str]:
         return {path[0] for path in self.paths}
 
+    def removes_only(self) -> bool:
+        """Every action removes (REMOVE, DELETE): on a missing item such an
+        update writes nothing. An empty plan (AttributeUpdates {}) does not."""
+        return bool(self.actions) and all(
+            action.__class__ is RemoveAction or action.__class__ is DeleteAction
+            for action in self.actions)
+
     def apply(self, item: dict) -> dict:
         planned = [(action.path, action.plan(item)) for action in self.actions]
+        # Writes in path order: SETs past the end of one list append in
+        # ascending index order, whatever their order in the expression (as
+        # DynamoDB does); other writes touch disjoint paths, so their order
+        # does not matter, and disjointness makes the paths comparable.
+        planned.sort(key=_path_of)
         result = dict(item)
         removals = []
         for path, value in planned:

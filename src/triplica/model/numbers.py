@@ -200,7 +200,9 @@ def _checked(result: Decimal) -> Decimal:
         return _ZERO
     _check_range(adjusted)
     if len(digits) > NUMBER_DIGITS_MAX:
-        raise ValidationException(MESSAGE_TOO_MANY_DIGITS)
+        # DynamoDB reports an arithmetic result it cannot hold in 38 digits
+        # (1e50 + 1) as an overflow, not as the input error about digits.
+        raise ValidationException(MESSAGE_OVERFLOW)
     return Decimal(f"{'-' if negative else ''}{digits}E{adjusted - len(digits) + 1}")
 
 

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from triplica.errors import SerializationException, ValidationException
-from triplica.model.limits import NESTING_DEPTH_MAX
+from triplica.model.limits import ATTRIBUTE_NAME_BYTES_MAX, NESTING_DEPTH_MAX
 from triplica.model.numbers import normalize_number, parse_number
 
 MESSAGE_EMPTY = (
@@ -40,9 +40,16 @@ MESSAGE_NULL_FALSE = (
     "One or more parameter values were invalid: "
     "Null attribute value types must have the value of true"
 )
-MESSAGE_NESTING = "Nesting Levels have exceeded supported limits"
+MESSAGE_NESTING = (
+    "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels "
+    "beyond supported limit"
+)
 MESSAGE_EMPTY_NAME = (
     "One or more parameter values are not valid. Empty attribute name is not allowed"
+)
+MESSAGE_LONG_NAME = (
+    "One or more parameter values were invalid: Attribute name exceeds the maximum size of "
+    f"{ATTRIBUTE_NAME_BYTES_MAX} bytes"
 )
 _SET_NAMES = {"SS": "string", "NS": "number", "BS": "binary"}
 
@@ -63,7 +70,7 @@ def decode_binary(text: str) -> bytes:
     Raises SerializationException for non-text or invalid base64.
     """
     if type(text) is not str:
-        raise SerializationException(_wrong_type_message(text, "Blob"))
+        raise SerializationException(wrong_type_message(text, "Blob"))
     return _decode_base64(text)
 
 
@@ -94,7 +101,7 @@ def validate_value(av: object, depth: int = 0) -> dict:
             raise SerializationException("Start of list found where not expected")
         if av is None:
             raise ValidationException(MESSAGE_EMPTY)
-        raise SerializationException(_wrong_type_message(av, "AttributeValue"))
+        raise SerializationException(wrong_type_message(av, "AttributeValue"))
     present = [key for key in TYPE_NAMES if av.get(key) is not None]
     if not present:
         raise ValidationException(MESSAGE_EMPTY)
@@ -106,13 +113,22 @@ def validate_value(av: object, depth: int = 0) -> dict:
 def validate_item(item: object) -> dict:
     """Validate an item (attribute name -> AttributeValue); return a normalized copy."""
     if type(item) is not dict:
-        raise SerializationException(_wrong_type_message(item, "Map"))
+        raise SerializationException(wrong_type_message(item, "Map"))
     result = {}
     for name, av in item.items():
-        if not name:
-            raise ValidationException(MESSAGE_EMPTY_NAME)
+        check_attribute_name(name)
         result[name] = validate_value(av, 0)
     return result
+
+
+def check_attribute_name(name: str) -> None:
+    """A top-level attribute name: 1 to 65,535 bytes of UTF-8."""
+    if not name:
+        raise ValidationException(MESSAGE_EMPTY_NAME)
+    # Four bytes per character at most: most names skip the encoding.
+    if len(name) * 4 > ATTRIBUTE_NAME_BYTES_MAX \
+            and len(name.encode("utf-8", "surrogatepass")) > ATTRIBUTE_NAME_BYTES_MAX:
+        raise ValidationException(MESSAGE_LONG_NAME)
 
 
 def compare_values(a: dict, b: dict) -> int | None:
@@ -170,13 +186,13 @@ def _to_decimal(text: str) -> Decimal:
 
 def _validate_s(inner: Any, depth: int) -> dict:
     if type(inner) is not str:
-        raise SerializationException(_wrong_type_message(inner, "String"))
+        raise SerializationException(wrong_type_message(inner, "String"))
     return {"S": inner}
 
 
 def _validate_n(inner: Any, depth: int) -> dict:
     if type(inner) is not str:
-        raise SerializationException(_wrong_type_message(inner, "String"))
+        raise SerializationException(wrong_type_message(inner, "String"))
     return {"N": normalize_number(inner)}
 
 
@@ -186,13 +202,13 @@ def _validate_b(inner: Any, depth: int) -> dict:
 
 def _validate_bool(inner: Any, depth: int) -> dict:
     if type(inner) is not bool:
-        raise SerializationException(_wrong_type_message(inner, "Boolean"))
+        raise SerializationException(wrong_type_message(inner, "Boolean"))
     return {"BOOL": inner}
 
 
 def _validate_null(inner: Any, depth: int) -> dict:
     if type(inner) is not bool:
-        raise SerializationException(_wrong_type_message(inner, "Boolean"))
+        raise SerializationException(wrong_type_message(inner, "Boolean"))
     if not inner:
         raise ValidationException(MESSAGE_NULL_FALSE)
     return {"NULL": True}
@@ -200,7 +216,7 @@ def _validate_null(inner: Any, depth: int) -> dict:
 
 def _validate_m(inner: Any, depth: int) -> dict:
     if type(inner) is not dict:
-        raise SerializationException(_wrong_type_message(inner, "Map"))
+        raise SerializationException(wrong_type_message(inner, "Map"))
     if depth >= NESTING_DEPTH_MAX:
         raise ValidationException(MESSAGE_NESTING)
     child_depth = depth + 1
@@ -209,7 +225,7 @@ def _validate_m(inner: Any, depth: int) -> dict:
 
 def _validate_l(inner: Any, depth: int) -> dict:
     if type(inner) is not list:
-        raise SerializationException(_wrong_type_message(inner, "List"))
+        raise SerializationException(wrong_type_message(inner, "List"))
     if depth >= NESTING_DEPTH_MAX:
         raise ValidationException(MESSAGE_NESTING)
     child_depth = depth + 1
@@ -239,15 +255,18 @@ def _validate_bs(inner: Any, depth: int) -> dict:
 
 def _set_members(inner: Any, type_name: str) -> list:
     if type(inner) is not list:
-        raise SerializationException(_wrong_type_message(inner, "List"))
+        raise SerializationException(wrong_type_message(inner, "List"))
     if not inner:
+        if type_name == "BS":   # DynamoDB words this one differently
+            raise ValidationException(
+                "One or more parameter values were invalid: Binary sets should not be empty")
         raise ValidationException(
             "One or more parameter values were invalid: "
             f"An {_SET_NAMES[type_name]} set  may not be empty"
         )
     for member in inner:
         if type(member) is not str:
-            raise SerializationException(_wrong_type_message(member, "String"))
+            raise SerializationException(wrong_type_message(member, "String"))
     return inner
 
 
@@ -266,7 +285,7 @@ def _canonical_base64(text: Any) -> str:
     return text if encoded == text else encoded
 
 
-def _wrong_type_message(value: Any, expected: str) -> str:
+def wrong_type_message(value: Any, expected: str) -> str:
     """Text in the style of DynamoDB's JSON reader for a member of the wrong type."""
     if isinstance(value, dict):
         return "Start of structure or map found where not expected"

@@ -38,6 +38,7 @@ from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.common.replica_ids import node_of
 from triplica.engine.catalogue import table_map_of
 from triplica.engine.database import Database
+from triplica.engine.operations.request_types import check_request
 from triplica.engine.operations.service import OPERATIONS, AfterCommit, Service
 from triplica.errors import DynamoError, ResourceNotFoundException, UnknownOperationException
 from triplica.transport.base import Message
@@ -59,16 +60,18 @@ class NodeCalls:
     def handle(self, operation: str, parameters: dict[str, Any], region: str,
                host: str) -> Any:
         """Run one call (module docstring)."""
+        if operation == PARTITION_MAP_TARGET:
+            return self._partition_map(parameters)
+        handler = OPERATIONS.get(operation)
+        if handler is None and operation != DRAIN_TARGET:
+            raise UnknownOperationException(
+                f"The operation {operation} is not supported by this triplica release")
+        check_request(operation, parameters)  # members of the wrong JSON type
         if operation in CONTROL_OPERATIONS:
             if self.control is None:
                 raise NotLeaderError(None)
             return self.control(operation, parameters, region, host)
-        if operation == PARTITION_MAP_TARGET:
-            return self._partition_map(parameters)
-        handler = OPERATIONS.get(operation)
-        if handler is None:
-            raise UnknownOperationException(
-                f"The operation {operation} is not supported by this triplica release")
+        assert handler is not None
         service = self.service
         service.request_region = region
         service.request_host = host

@@ -20,31 +20,43 @@ from triplica.engine.operations.item_access import (checked_item_size, consumed_
 from triplica.engine.operations.service import AfterCommit, Service, register
 from triplica.engine.operations.validation import Violations, check_enum, expect_type
 from triplica.errors import ValidationException
-from triplica.model import limits
+from triplica.model import java_text, limits
 from triplica.model.values import validate_item
 from triplica.common.internal import validate_only
 
 
-def _request_items(request: dict[str, Any], violations: Violations) -> dict[str, Any]:
+def _request_items(request: dict[str, Any], violations: Violations,
+                   operation: str) -> dict[str, Any]:
     check_enum(request.get("ReturnConsumedCapacity"), ("INDEXES", "TOTAL", "NONE"),
                "returnConsumedCapacity", violations)
     items = expect_type(request.get("RequestItems"), dict, "RequestItems")
     if items is None:
         violations.add(None, "requestItems", "Member must not be null")
     elif not items:
-        violations.add(items, "requestItems", "Member must have length greater than or equal to 1")
+        raise ValidationException(f"The requestItems parameter is required for {operation}")
     return items or {}
 
 
 @register("BatchGetItem")
 def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = Violations()
-    request_items = _request_items(request, violations)
+    request_items = _request_items(request, violations, "BatchGetItem")
     violations.raise_if_any()
+    for table_name, spec in request_items.items():
+        if isinstance(spec, dict) and isinstance(spec.get("Keys"), list) \
+                and len(spec["Keys"]) > limits.BATCH_GET_KEYS_MAX:
+            raise ValidationException(
+                "1 validation error detected: Value at "
+                f"'RequestItems.{table_name}.member.Keys' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {limits.BATCH_GET_KEYS_MAX}")
     total_keys = sum(len(spec.get("Keys") or []) for spec in request_items.values()
                      if isinstance(spec, dict))
     if total_keys > limits.BATCH_GET_KEYS_MAX:
         raise ValidationException("Too many items requested for the BatchGetItem call")
+    for table_name, spec in request_items.items():
+        if spec is None:
+            violations.add(None, f"requestItems.{table_name}.member", "Member must not be null")
+    violations.raise_if_any()
     plans = []
     for table_name, spec in request_items.items():
         expect_type(spec, dict, "KeysAndAttributes")
@@ -55,7 +67,7 @@ def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
                 "1 validation error detected: Value null at "
                 f"'requestItems.{table_name}.member.keys' failed to satisfy constraint: "
                 "Member must have length greater than or equal to 1")
-        ctx = params.context_for(spec)
+        ctx = params.context_for(spec, "BatchGetItem")
         projection = params.read_projection(spec, ctx)
         ctx.check_unused()
         located = []
@@ -126,13 +138,23 @@ def _one_write(table: Any, table_name: str, write: Any) -> tuple[Any, bytes, byt
 @register("BatchWriteItem")
 def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
     violations = Violations()
-    request_items = _request_items(request, violations)
+    request_items = _request_items(request, violations, "BatchWriteItem")
     check_enum(request.get("ReturnItemCollectionMetrics"), ("SIZE", "NONE"),
                "returnItemCollectionMetrics", violations)
     for table_name, writes in request_items.items():
         expect_type(writes, list, "WriteRequests")
+        if writes is None:
+            violations.add(None, f"requestItems.{table_name}.member", "Member must not be null")
+            break
+        for position, write in enumerate(writes, 1):
+            if write is None:
+                violations.add(None, f"requestItems.{table_name}.member.{position}.member",
+                               "Member must not be null")
         if not 1 <= len(writes) <= limits.BATCH_WRITE_REQUESTS_MAX:
-            violations.add(request_items, "requestItems",
+            shown = {name: [java_text.Opaque("WriteRequest", write) for write in table_writes]
+                     if isinstance(table_writes, list) else table_writes
+                     for name, table_writes in request_items.items()}
+            violations.add(shown, "requestItems",
                            "Map value must satisfy constraint: [Member must have length less "
                            "than or equal to 25, Member must have length greater than or "
                            "equal to 1]")

@@ -68,6 +68,22 @@ def _answer_after_queued(partition: Any, key: bytes, error: Exception) -> Any:
     return _fail_after(queued, error)
 
 
+def _reply_after_queued(partition: Any, key: bytes, response: dict[str, Any]) -> Any:
+    """`response` now, or once the queued write to `key` it was derived from is durable."""
+    queued = partition.pending_write(key)
+    if queued is None:
+        return response
+    return _reply_after(queued, response)
+
+
+async def _reply_after(queued: Any, response: dict[str, Any]) -> Any:
+    try:
+        await asyncio.shield(queued)
+    except Exception:
+        raise InternalServerError("Internal server error") from None
+    return response
+
+
 async def _fail_after(queued: Any, error: Exception) -> Any:
     try:
         await asyncio.shield(queued)
@@ -96,7 +112,7 @@ def put_item(service: Service, request: dict[str, Any]) -> Any:
     item = validate_item(request["Item"])
     pk, sk = key_from_item(table, item)
     size = checked_item_size(item)
-    ctx = params.context_for(request)
+    ctx = params.context_for(request, "PutItem")
     condition = params.write_condition(request, ctx)
     ctx.check_unused()
     partition, key = locate(table, pk, sk)
@@ -124,7 +140,7 @@ def get_item(service: Service, request: dict[str, Any]) -> Any:
                "returnConsumedCapacity", violations)
     table = table_of(service, request, violations)
     pk, sk = key_from_request(table, request.get("Key"))
-    ctx = params.context_for(request)
+    ctx = params.context_for(request, "GetItem")
     projection = params.read_projection(request, ctx)
     ctx.check_unused()
     consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
@@ -151,7 +167,7 @@ def delete_item(service: Service, request: dict[str, Any]) -> Any:
     if return_values not in ("NONE", "ALL_OLD"):
         raise ValidationException("Return values set to invalid value")
     pk, sk = key_from_request(table, request.get("Key"))
-    ctx = params.context_for(request)
+    ctx = params.context_for(request, "DeleteItem")
     condition = params.write_condition(request, ctx)
     ctx.check_unused()
     partition, key = locate(table, pk, sk)
@@ -201,7 +217,7 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     table = table_of(service, request, violations)
     return_values = request.get("ReturnValues") or "NONE"
     pk, sk = key_from_request(table, request.get("Key"))
-    ctx = params.context_for(request)
+    ctx = params.context_for(request, "UpdateItem")
     plan = params.update_plan(request, ctx)
     condition = params.write_condition(request, ctx)
     ctx.check_unused()
@@ -219,13 +235,19 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     if failure is not None:
         return failure
     base = old if old is not None else key_attributes(table, pk, sk)
+    if old is None and plan is not None and plan.removes_only():
+        # DynamoDB creates no item when an update of a missing one only removes.
+        response: dict[str, Any] = {}
+        _add_capacity(response, request, info.name, write_units(item_size_bytes(base)),
+                      WRITE_UNITS)
+        return _reply_after_queued(partition, key, response)
     try:  # errors that depend on the item's current (possibly queued) state
         new = plan.apply(base) if plan is not None else base
         size = _updated_size(old, stored, new, written)
     except ValidationException as error:
         return _answer_after_queued(partition, key, error)
     future = partition.propose([(key, encode_image(new, size))])
-    response: dict[str, Any] = {}
+    response = {}
     if return_values == "ALL_OLD" and old is not None:
         response["Attributes"] = old
     elif return_values == "ALL_NEW":

@@ -19,7 +19,8 @@ from triplica.engine.operations import expression_params as params
 from triplica.engine.operations.item_access import (consumed_capacity, decode_image, image_size,
                                       key_from_request, read_units, table_of)
 from triplica.engine.operations.service import Service, register
-from triplica.engine.operations.validation import SELECT_VALUES, Violations, check_enum, expect_type
+from triplica.engine.operations.validation import (SELECT_VALUES, Violations, check_enum,
+                                                   check_table_name, expect_type)
 from triplica.engine.catalogue import HASH_SPACE_END
 from triplica.engine.database import Table
 from triplica.errors import ValidationException
@@ -27,7 +28,7 @@ from triplica.expressions import parse_key_condition
 from triplica.expressions import legacy
 from triplica.model import limits
 from triplica.model.keys import (encode_key_value, encode_partition_prefix, encode_storage_key,
-                                 partition_hash)
+                                 partition_hash, validate_key_value)
 from triplica.common.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, scan_slice
 
 PARTITION_END = b"\xff"   # above every encoded sort key (type tags are below 0xff)
@@ -66,7 +67,16 @@ class _Page:
             self.full = True
 
 
-def _read_violations(request: dict[str, Any]) -> Violations:
+def _check_query_limit(request: dict[str, Any]) -> None:
+    """Query reports a Limit below 1 in its own words (after the model's checks)."""
+    limit = request.get("Limit")
+    if type(limit) is int and limit < 1:
+        raise ValidationException(
+            "1 validation error detected: Value at 'Limit' failed to satisfy constraint: "
+            "Member must have value greater than or equal to 1")
+
+
+def _read_violations(request: dict[str, Any], operation: str = "Scan") -> Violations:
     violations = Violations()
     check_enum(request.get("Select"), SELECT_VALUES, "select", violations)
     check_enum(request.get("ReturnConsumedCapacity"), ("INDEXES", "TOTAL", "NONE"),
@@ -74,7 +84,7 @@ def _read_violations(request: dict[str, Any]) -> Violations:
     check_enum(request.get("ConditionalOperator"), ("AND", "OR"), "conditionalOperator",
                violations)
     limit = expect_type(request.get("Limit"), int, "Limit")
-    if limit is not None and limit < 1:
+    if limit is not None and limit < 1 and operation == "Scan":
         violations.add(limit, "limit", "Member must have value greater than or equal to 1")
     return violations
 
@@ -154,6 +164,11 @@ def _key_condition(table: Table, request: dict[str, Any], ctx: Any) -> Any:
             raise ValidationException(
                 "One or more parameter values were invalid: Condition parameter type does not "
                 "match schema type")
+    # Key values beyond DynamoDB's key sizes match no item and would make storage
+    # keys the store refuses (found by the fuzz run): the same errors as GetItem's.
+    validate_key_value(info.hash_key, condition.partition_value, True)
+    for value in condition.sort_values:
+        validate_key_value(info.range_key, value, False)
     return condition
 
 
@@ -207,9 +222,12 @@ def _prefix_successor(key: bytes) -> bytes:
 
 @register("Query")
 def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
-    violations = _read_violations(request)
-    table = table_of(service, request, violations)
-    ctx = params.context_for(request)
+    violations = _read_violations(request, "Query")
+    check_table_name(request.get("TableName"), violations)
+    violations.raise_if_any()
+    _check_query_limit(request)
+    table = table_of(service, request)
+    ctx = params.context_for(request, "Query")
     condition = _key_condition(table, request, ctx)
     filter_condition = params.read_filter(request, ctx, "QueryFilter")
     _check_filter_keys(table, request, filter_condition)
@@ -300,6 +318,7 @@ def _hash_key_bytes(value: int) -> bytes | None:
 def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = _read_violations(request)
     hash_start, hash_end = _segment_bounds(request, violations)
+    segment_start, segment_end = hash_start, hash_end
     table = table_of(service, request, violations)
     # A router's sub-request covers one partition of its map (router/internal.py).
     restriction = scan_slice(request)
@@ -308,13 +327,17 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         hash_start = max(hash_start, restriction.hash_start)
         hash_end = min(hash_end, restriction.hash_end)
         bytes_max = restriction.bytes_max
-    ctx = params.context_for(request)
+    ctx = params.context_for(request, "Scan")
     filter_condition = params.read_filter(request, ctx, "ScanFilter")
     projection = params.read_projection(request, ctx)
     count_only = _select(request, projection)
     ctx.check_unused()
     consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
     start_key = _start_key(table, request)
+    if start_key is not None and request.get("TotalSegments") is not None \
+            and not segment_start <= int.from_bytes(start_key[:8], "big") < segment_end:
+        raise ValidationException(
+            "The provided Exclusive start key does not map to the provided segment")
     page = _Page(request.get("Limit"), filter_condition, projection, count_only, bytes_max)
     for partition_info, partition in zip(table.info.partitions, table.partitions):
         low = max(hash_start, partition_info.hash_start)

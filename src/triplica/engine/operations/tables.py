@@ -11,14 +11,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from triplica.engine.operations.tag_rules import TAG_PATTERN, tag_text_allowed
 from triplica.engine.operations.service import Service, register
 from triplica.engine.operations.validation import (Violations, check_enum, check_table_name, expect_type,
                                      table_name_only)
-from triplica.engine.catalogue import TableInfo
+from triplica.engine.catalogue import ACCOUNT_ID, TableInfo
 from triplica.engine.database import Table
-from triplica.errors import (LimitExceededException, ResourceInUseException,
+from triplica.errors import (AccessDeniedException, LimitExceededException, ResourceInUseException,
                              ResourceNotFoundException, ValidationException)
-from triplica.model import limits
+from triplica.model import java_text, limits
 
 KEY_TYPES = ("HASH", "RANGE")
 ATTRIBUTE_TYPES = ("B", "N", "S")
@@ -26,7 +27,10 @@ BILLING_MODES = ("PROVISIONED", "PAY_PER_REQUEST")
 TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
 THROUGHPUT_UNITS_MAX = 40000
 TAG_KEY_LENGTH_MAX = 128
+KEY_NAME_LENGTH_MAX = 255
 TAG_VALUE_LENGTH_MAX = 256
+MESSAGE_TOO_MANY_TAGS = ("One or more parameter values were invalid: The number of tags exceeds "
+                         "the limit of 50")
 MESSAGE_THROUGHPUT_ON_DEMAND = (
     "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
     "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
@@ -87,31 +91,44 @@ def _validate_key_schema(request: dict[str, Any], violations: Violations) -> Non
             if name is None:
                 violations.add(None, f"keySchema.{position}.member.attributeName",
                                "Member must not be null")
-            elif len(name) > 255:
-                violations.add(name, f"keySchema.{position}.member.attributeName",
-                               "Member must have length less than or equal to 255")
+            else:
+                _check_key_name_length(name, f"keySchema.{position}.member.attributeName",
+                                       violations)
             if element.get("KeyType") is None:
                 violations.add(None, f"keySchema.{position}.member.keyType",
                                "Member must not be null")
             check_enum(element.get("KeyType"), KEY_TYPES,
                        f"keySchema.{position}.member.keyType", violations)
+        shown = java_text.structures("KeySchemaElement", schema)
         if not schema:
-            violations.add(schema, "keySchema", "Member must have length greater than or equal to 1")
+            violations.add(shown, "keySchema", "Member must have length greater than or equal to 1")
         if len(schema) > 2:
-            violations.add(schema, "keySchema", "Member must have length less than or equal to 2")
+            violations.add(shown, "keySchema", "Member must have length less than or equal to 2")
     if definitions is None:
         violations.add(None, "attributeDefinitions", "Member must not be null")
     else:
         for position, definition in enumerate(definitions, 1):
             expect_type(definition, dict, "AttributeDefinition")
-            if definition.get("AttributeName") is None:
+            name = definition.get("AttributeName")
+            if name is None:
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeName",
                                "Member must not be null")
+            else:
+                _check_key_name_length(name, f"attributeDefinitions.{position}.member.attributeName",
+                                       violations)
             if definition.get("AttributeType") is None:
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeType",
                                "Member must not be null")
             check_enum(definition.get("AttributeType"), ATTRIBUTE_TYPES,
                        f"attributeDefinitions.{position}.member.attributeType", violations)
+
+
+def _check_key_name_length(name: str, path: str, violations: Violations) -> None:
+    """KeySchemaAttributeName: 1 to 255 characters, reported before any schema rule."""
+    if not name:
+        violations.add(name, path, "Member must have length greater than or equal to 1")
+    elif len(name) > KEY_NAME_LENGTH_MAX:
+        violations.add(name, path, "Member must have length less than or equal to 255")
 
 
 def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
@@ -123,7 +140,8 @@ def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str 
         name = definition["AttributeName"]
         if name in types:
             raise ValidationException(
-                "Cannot have two attributes with the same name: " + name)
+                "One or more parameter values were invalid: Duplicate AttributeName found in "
+                "AttributeDefinitions: " + name)
         types[name] = definition["AttributeType"]
     if request.get("GlobalSecondaryIndexes") or request.get("LocalSecondaryIndexes"):
         raise ValidationException(
@@ -136,6 +154,9 @@ def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str 
             raise ValidationException(
                 "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
         if schema[0]["AttributeName"] == schema[1]["AttributeName"]:
+            if len(types) < 2:   # the range element finds no definition of its own
+                raise ValidationException(
+                    "Invalid KeySchema: Some index key attribute have no definition")
             raise ValidationException(
                 "Both the Hash Key and the Range Key element in the KeySchema have the same name")
     key_names = [element["AttributeName"] for element in schema]
@@ -185,14 +206,23 @@ def _validate_tags(tags: Any, violations: Violations, path: str = "tags") -> dic
         key, value = tag.get("Key"), tag.get("Value")
         if key is None:
             violations.add(None, f"{path}.{position}.member.key", "Member must not be null")
-        elif not 1 <= len(key) <= TAG_KEY_LENGTH_MAX:
+        elif not key:
+            violations.add(key, f"{path}.{position}.member.key",
+                           "Member must have length greater than or equal to 1")
+        elif len(key) > TAG_KEY_LENGTH_MAX:
             violations.add(key, f"{path}.{position}.member.key",
                            "Member must have length less than or equal to 128")
+        if key and not tag_text_allowed(key):
+            violations.add(key, f"{path}.{position}.member.key",
+                           f"Member must satisfy regular expression pattern: {TAG_PATTERN}")
         if value is None:
             violations.add(None, f"{path}.{position}.member.value", "Member must not be null")
         elif len(value) > TAG_VALUE_LENGTH_MAX:
             violations.add(value, f"{path}.{position}.member.value",
                            "Member must have length less than or equal to 256")
+        if value and not tag_text_allowed(value):
+            violations.add(value, f"{path}.{position}.member.value",
+                           f"Member must satisfy regular expression pattern: {TAG_PATTERN}")
         if key is not None and value is not None:
             result[key] = value
     return result
@@ -202,6 +232,9 @@ def _validate_tags(tags: Any, violations: Violations, path: str = "tags") -> dic
 def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = Violations()
     name = request.get("TableName")
+    if name is None:
+        raise ValidationException(
+            "The parameter 'TableName' is required but was not present in the request")
     check_table_name(name, violations)
     _validate_key_schema(request, violations)
     check_enum(request.get("BillingMode"), BILLING_MODES, "billingMode", violations)
@@ -210,6 +243,8 @@ def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         _check_throughput(request["ProvisionedThroughput"], violations, "provisionedThroughput")
     tags = _validate_tags(request.get("Tags"), violations)
     violations.raise_if_any()
+    if len(request.get("Tags") or ()) > limits.TAGS_PER_RESOURCE_MAX:
+        raise ValidationException(MESSAGE_TOO_MANY_TAGS)
     hash_key, hash_type, range_key, range_type = _key_attributes(request)
     mode, read, write = _billing(request)
     stream = request.get("StreamSpecification")
@@ -257,9 +292,28 @@ async def delete_table(service: Service, request: dict[str, Any]) -> dict[str, A
         raise ValidationException(
             "Resource cannot be deleted as it is currently protected against deletion. "
             "Disable deletion protection first.")
-    description = describe(table, status="DELETING")
+    description = describe_deleting(table)
     await service.db.delete_table(name)
     return {"TableDescription": description}
+
+
+def describe_deleting(table: Table) -> dict[str, Any]:
+    """DeleteTable's answer: DynamoDB leaves out the schema, the creation time and
+    the counts, and reports the table's throughput with no decreases today."""
+    info = table.info
+    billing: dict[str, Any] = {"BillingMode": info.billing_mode}
+    if info.billing_mode == "PAY_PER_REQUEST":
+        billing["LastUpdateToPayPerRequestDateTime"] = info.pay_per_request_since
+    return {
+        "TableName": info.name,
+        "TableStatus": "DELETING",
+        "TableId": info.table_id,
+        "TableArn": info.arn,
+        "BillingModeSummary": billing,
+        "ProvisionedThroughput": {"NumberOfDecreasesToday": 0,
+                                  "ReadCapacityUnits": info.read_units,
+                                  "WriteCapacityUnits": info.write_units},
+    }
 
 
 @register("ListTables")
@@ -312,6 +366,7 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         raise ValidationException(
             "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
             "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
+    _check_changes_something(info, request)
     new_mode = mode or info.billing_mode
     now = service.now()
     if new_mode == "PAY_PER_REQUEST":
@@ -328,16 +383,6 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         if throughput is not None:
             read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
             _check_throughput_ceiling(read, write)
-            if info.billing_mode == "PROVISIONED" and mode is None and protection is None \
-                    and read == info.read_units and write == info.write_units:
-                raise ValidationException(
-                    "The provisioned throughput for the table will not change. The requested "
-                    "value equals the current value. Current ReadCapacityUnits provisioned for "
-                    f"the table: {info.read_units}. Requested ReadCapacityUnits: {read}. Current "
-                    "WriteCapacityUnits provisioned for the table: "
-                    f"{info.write_units}. Requested WriteCapacityUnits: {write}. Refer to the "
-                    "Amazon DynamoDB Developer Guide for current limits and how to request "
-                    "higher limits.")
             if read > info.read_units or write > info.write_units:
                 info.throughput_increased_at = now
             if read < info.read_units or write < info.write_units:
@@ -352,16 +397,51 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     return {"TableDescription": describe(table, status="UPDATING")}
 
 
-def _table_for_arn(service: Service, arn: Any) -> Table:
+def _check_changes_something(info: TableInfo, request: dict[str, Any]) -> None:
+    """A provisioned table asked for the throughput (and mode) it has, with every
+    other setting given equal to the current one too: DynamoDB refuses it."""
+    if info.billing_mode != "PROVISIONED" or request.get("BillingMode") not in (None, "PROVISIONED"):
+        return
+    throughput = request.get("ProvisionedThroughput")
+    if throughput is None and request.get("BillingMode") is None:
+        return   # no throughput asked for: other settings only
+    read, write = info.read_units, info.write_units
+    if throughput is not None:
+        read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
+    protection = request.get("DeletionProtectionEnabled")
+    table_class = request.get("TableClass")
+    if (read, write) != (info.read_units, info.write_units) \
+            or (protection is not None and bool(protection) != info.deletion_protection) \
+            or (table_class is not None and table_class != info.table_class) \
+            or request.get("StreamSpecification") is not None \
+            or request.get("SSESpecification") is not None:
+        return
+    raise ValidationException(
+        "The provisioned throughput for the table will not change. The requested "
+        "value equals the current value. Current ReadCapacityUnits provisioned for "
+        f"the table: {info.read_units}. Requested ReadCapacityUnits: {read}. Current "
+        "WriteCapacityUnits provisioned for the table: "
+        f"{info.write_units}. Requested WriteCapacityUnits: {write}. Refer to the "
+        "Amazon DynamoDB Developer Guide for current limits and how to request "
+        "higher limits.")
+
+
+def _table_for_arn(service: Service, arn: Any, operation: str) -> Table:
     violations = Violations()
     if arn is None:
         violations.add(None, "resourceArn", "Member must not be null")
     violations.raise_if_any()
     expect_type(arn, str, "ResourceArn")
+    if not arn.startswith("arn:"):
+        raise ValidationException("ARNs must start with 'arn:'")
     prefix, _, name = arn.partition(":table/")
     parts = prefix.split(":")
     if len(parts) != 5 or parts[0] != "arn" or parts[2] != "dynamodb" or not name:
         raise ValidationException(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    if parts[4] != ACCOUNT_ID:   # a table of another account: not ours to show or change
+        raise AccessDeniedException(
+            f"User: anonymous is not authorized to perform: dynamodb:{operation} on resource: "
+            f"{arn}")
     table = service.db.tables.get(name)
     if table is None:
         raise ResourceNotFoundException(f"Requested resource not found: ResourcArn: {arn} not found")
@@ -369,26 +449,27 @@ def _table_for_arn(service: Service, arn: Any) -> Table:
 
 
 @register("TagResource")
-def tag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
-    table = _table_for_arn(service, request.get("ResourceArn"))
+def tag_resource(service: Service, request: dict[str, Any]) -> bytes:
+    table = _table_for_arn(service, request.get("ResourceArn"), "TagResource")
     violations = Violations()
     if request.get("Tags") is None:
         violations.add(None, "tags", "Member must not be null")
     tags = _validate_tags(request.get("Tags"), violations)
     violations.raise_if_any()
+    if not tags:
+        raise ValidationException("Atleast one Tag needs to be provided as Input.")
     merged = dict(table.info.tags)
     merged.update(tags)
     if len(merged) > limits.TAGS_PER_RESOURCE_MAX:
-        raise ValidationException("One or more parameter values were invalid: The number of "
-                                  "tags exceeds the limit of 50")
+        raise ValidationException(MESSAGE_TOO_MANY_TAGS)
     table.info.tags = merged
     service.db.save_catalogue()
-    return {}
+    return b""   # DynamoDB answers TagResource and UntagResource with an empty body
 
 
 @register("UntagResource")
-def untag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
-    table = _table_for_arn(service, request.get("ResourceArn"))
+def untag_resource(service: Service, request: dict[str, Any]) -> bytes:
+    table = _table_for_arn(service, request.get("ResourceArn"), "UntagResource")
     keys = expect_type(request.get("TagKeys"), list, "TagKeys")
     if keys is None:
         violations = Violations()
@@ -397,12 +478,12 @@ def untag_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     for key in keys:
         table.info.tags.pop(key, None)
     service.db.save_catalogue()
-    return {}
+    return b""
 
 
 @register("ListTagsOfResource")
 def list_tags_of_resource(service: Service, request: dict[str, Any]) -> dict[str, Any]:
-    table = _table_for_arn(service, request.get("ResourceArn"))
+    table = _table_for_arn(service, request.get("ResourceArn"), "ListTagsOfResource")
     tags = [{"Key": k, "Value": v} for k, v in sorted(table.info.tags.items())]
     return {"Tags": tags}
 

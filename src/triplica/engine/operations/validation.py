@@ -11,19 +11,16 @@ import re
 from typing import Any
 
 from triplica.errors import SerializationException, ValidationException
-from triplica.model import limits
+from triplica.model import java_text, limits
 
 TABLE_NAME_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]+")
 
 
 def _show(value: Any) -> str:
+    """The value as DynamoDB quotes it: Java's text (model/java_text.py)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return "'" + str(value) + "'"
-    return "'" + str(value) + "'"
+    return "'" + java_text.render(value) + "'"
 
 
 class Violations:
@@ -50,6 +47,11 @@ def check_table_name(name: Any, violations: Violations, path: str = "tableName")
         return
     if not isinstance(name, str):
         raise SerializationException(f"Unexpected value type in payload for {path}")
+    if not name and path == "tableName":
+        # A TableName member that may also hold an ARN is 1 to 1024 characters in
+        # the model: empty is one violation, not a length and a pattern one.
+        violations.add(name, path, "Member must have length greater than or equal to 1")
+        return
     if len(name) < limits.TABLE_NAME_LENGTH_MIN:
         violations.add(name, path, "Member must have length greater than or equal to 3")
     if len(name) > limits.TABLE_NAME_LENGTH_MAX:
@@ -90,5 +92,6 @@ RETURN_CONSUMED_CAPACITY = ("INDEXES", "TOTAL", "NONE")
 RETURN_ITEM_COLLECTION_METRICS = ("SIZE", "NONE")
 RETURN_VALUES = ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW")
 RETURN_VALUES_ON_CONDITION_CHECK_FAILURE = ("ALL_OLD", "NONE")
-SELECT_VALUES = ("ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "SPECIFIC_ATTRIBUTES", "COUNT")
+# In the order DynamoDB lists them in its enum constraint message.
+SELECT_VALUES = ("SPECIFIC_ATTRIBUTES", "COUNT", "ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES")
 CONDITIONAL_OPERATORS = ("AND", "OR")
