@@ -93,6 +93,7 @@ log = logging.getLogger(__name__)
 GROUP_ID = 1
 DRAIN_S_MAX = 10.0
 DRAIN_POLL_S = 0.005
+DECIDED_POLL_S = 0.01
 
 
 
@@ -303,6 +304,12 @@ class NodePartition:
 
     def propose(self, writes: list[Write]) -> asyncio.Future:
         """Replicate writes as one log entry; resolves once committed and applied here."""
+        return self.propose_indexed(writes)[1]
+
+    def propose_indexed(self, writes: list[Write]) -> tuple[int, asyncio.Future]:
+        """`propose`, also giving the log index the entry was proposed at: once this
+        replica's `applied_index` reaches it, the slot is decided either way (how a
+        writer that lost its leadership learns whether its entry was committed)."""
         assert writes, "empty log entry"
         driver = self._leader()
         if self._splitting:  # nothing may follow the split entry (engine/group_split.py)
@@ -312,7 +319,22 @@ class NodePartition:
                 self.meter.write(key, len(value) if value is not None else 0)
         return self._propose_on(driver, writes)
 
-    def _propose_on(self, driver: ReplicaDriver, writes: list[Write]) -> asyncio.Future:
+    def applied_index(self) -> int:
+        """The last log index applied to this replica's store (0 while healing)."""
+        return 0 if self.driver is None else self.driver.store.applied_index()
+
+    async def decided(self, index: int, wait_s: float) -> bool:
+        """Wait (at most `wait_s`) until log `index` is applied here, whoever led when
+        it was decided; False if it was not in time."""
+        deadline = self._loop.time() + wait_s
+        while self.applied_index() < index:
+            if self._loop.time() >= deadline or self._closed:
+                return False
+            await asyncio.sleep(DECIDED_POLL_S)
+        return True
+
+    def _propose_on(self, driver: ReplicaDriver,
+                    writes: list[Write]) -> tuple[int, asyncio.Future]:
         self._queued.check_capacity()
         self._own_leadership(driver)
         payload = encode_entry(writes)
@@ -321,7 +343,7 @@ class NodePartition:
             raise NotLeaderError(self.leader_hint())
         future = self._loop.create_future()
         self._queued.add(index, writes, payload, future)
-        return future
+        return index, future
 
     async def split(self, marker: SplitMarker, wait_s: float) -> int:
         """Split this group (engine/group_split.py); the split entry's index once applied
@@ -334,7 +356,7 @@ class NodePartition:
         if not self._splitting:
             self._splitting = True
             try:
-                future = self._propose_on(driver, split_writes(marker))
+                future = self._propose_on(driver, split_writes(marker))[1]
             except BaseException:
                 self._splitting = False
                 raise

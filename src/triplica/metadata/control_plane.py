@@ -64,13 +64,14 @@ from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import put_table, set_draining, set_metadata_members
 from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica
 from triplica.metadata.planning import Placement, PlanningDatabase
-from triplica.errors import ServiceUnavailable
+from triplica.errors import InternalServerError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 CONTROL_OPERATIONS = frozenset({"CreateTable", "UpdateTable", "DeleteTable", "TagResource",
                                 "UntagResource"})
-ANSWER_BY_S = 9.0  # + one commit and publish stays within the router's CONTROL_DEADLINE_S
+ANSWER_BY_S = 7.0  # + one commit (metadata_replica.OUTCOME_WAIT_S at most) and publish
+                   # stays within the router's CONTROL_DEADLINE_S
 ACTIVATE_POLL_S = 0.02
 RECONCILE_S = 1.0
 SPLIT_CHECK_S = 1.0
@@ -163,8 +164,8 @@ class ControlPlane:
         info.status = "ACTIVE"
         try:
             await self._commit(put_table(info))
-        except NotLeaderError:
-            return False
+        except (NotLeaderError, InternalServerError):
+            return False  # `reconcile` activates it on whichever node leads
         return True
 
     async def _commit(self, change: dict[str, Any]) -> int:

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from triplica.common.redirects import NotLeaderError
+from triplica.errors import InternalServerError
 from triplica.engine.node_partition import NodePartition
 from triplica.engine.catalogue import METADATA_GROUP
 from triplica.replication.options import ReplicaOptions
@@ -34,6 +35,9 @@ from triplica.metadata.catalogue_log import (LOG_PREFIX, Change, decode_change, 
 METADATA_DIRECTORY = "metadata"
 MARKER_FILE = "group.json"
 CHANGES_PER_READ_MAX = 256
+# A record in flight when leadership was lost: how long to wait for its slot's fate
+# (an election on a loaded machine, then the new leader's first commit).
+OUTCOME_WAIT_S = 4.0
 _LOG_END = LOG_PREFIX[:-1] + bytes((LOG_PREFIX[-1] + 1,))
 
 
@@ -134,12 +138,34 @@ class MetadataReplica:
 
     async def append(self, change: Change) -> int:
         """Commit `change` as the next epoch; returns it. Leader only (NotLeaderError);
-        the caller serialises appends."""
+        the caller serialises appends.
+
+        Leadership lost with the record in flight is an unknown outcome for the
+        proposer, but not for long: the next leader decides the slot (recovers the
+        record, or fills the slot with its own entry) and this replica applies that
+        decision. So `append` waits (bounded by OUTCOME_WAIT_S) until its slot is
+        applied here and answers the epoch if the record is there, NotLeaderError
+        (nothing happened: the router retries at the new leader) if it is not; only
+        past the bound does the caller see the InternalServerError."""
         self.require_leader()
         epoch = self.last_epoch() + 1
-        future = self.partition.propose([(log_key(epoch), encode_change(change))])
-        await future
+        encoded = encode_change(change)
+        index, future = self.partition.propose_indexed([(log_key(epoch), encoded)])
+        try:
+            await future
+        except InternalServerError:
+            if not await self._recorded(epoch, encoded, index):
+                raise NotLeaderError(self.leader_hint()) from None
         return epoch
+
+    async def _recorded(self, epoch: int, encoded: bytes, index: int) -> bool:
+        """Whether the record proposed at log `index` for `epoch` was committed (see
+        `append`); InternalServerError if its slot is not decided here in time."""
+        if not await self.partition.decided(index, OUTCOME_WAIT_S):
+            raise InternalServerError("Internal server error")
+        for _, stored in self.partition.scan(log_key(epoch), log_key(epoch + 1)):
+            return stored == encoded
+        return False
 
     async def aclose(self) -> None:
         await self.partition.drain()
