@@ -4,9 +4,8 @@ A router splits one client request (a Scan, a batch) into sub-requests, each
 of which must run on one partition; the node needs a little more than the
 DynamoDB parameters for that. They travel in the JSON body under
 INTERNAL_KEY, a name no DynamoDB parameter has. Only a storage node honours
-them (NodeApp builds its TriplicaApp with `accepts_internal=True`): the
-embedded server (`triplica serve`) and the router itself drop the key from a
-client's body, so a client can never restrict a Scan or skip a batch's
+them (node/calls.py): the DynamoDB front (api/app.py, in front of the router
+in every shape) drops the key from a client's body, so a client can never restrict a Scan or skip a batch's
 writes by sending it.
 
 Request fields:
@@ -38,7 +37,7 @@ BYTES_MAX = "BytesMax"
 VALIDATE_ONLY = "ValidateOnly"
 LAST_KEY = "LastKey"
 BYTES_READ = "BytesRead"
-# X-Amz-Target of the router's partition map request to a node (cluster/node.py).
+# X-Amz-Target of the router's partition map request to a node (node/calls.py).
 PARTITION_MAP_TARGET = "Triplica.PartitionMap"
 # Router administration (operators and benchmarks; not DynamoDB operations):
 # the map cache's counters, and wiping the cache (bench/memds.py).

@@ -1,10 +1,12 @@
 """The table catalogue of one server: table definitions and their partitions.
 
-Each table is cut into hash ranges of the 64-bit partition-key hash space; for
-now a table has one partition covering the whole space, but the layout is the
-one splits will need (ordered, contiguous, non-overlapping ranges).
+Each table is cut into hash ranges of the 64-bit partition-key hash space
+(ordered, contiguous, non-overlapping), one replication group each; splits
+cut a range in two (engine/group_split.py). Every node's catalogue is the
+metadata log folded up to an epoch (metadata/catalogue_log.py).
 
-The catalogue is small and changes rarely, so it is one JSON document written
+The catalogue is small and changes rarely, so each node saves it as one JSON
+document (`catalog.json`, its name since the first release) written
 atomically (temporary file, fsync, rename, fsync of the directory). A table is
 visible only after its catalogue entry is durable.
 """
@@ -64,7 +66,7 @@ class TableInfo:
     throughput_increased_at: float | None = None
     throughput_decreased_at: float | None = None
     partitions: list[PartitionInfo] = field(default_factory=list)
-    # The two children of a split under way (engine/table_splits.py), else empty.
+    # The two children of a split under way (metadata/control_plane.py), else empty.
     split_intent: list[PartitionInfo] = field(default_factory=list)
 
     @property

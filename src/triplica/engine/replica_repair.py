@@ -1,17 +1,17 @@
 """Put a damaged replica aside and an empty, repairing one in its place.
 
-Used when a replica's files fail their checks at open (ReplicaDamagedError):
-by `ReplicatedPartition` (all replicas in this process, so the healthy ones'
-logs are read directly) and by a cluster node (the healthy replicas are in
-other processes; their numbers come over the network). Either way the caller
-supplies `RepairBound`: the highest promise any healthy replica made and the
+Used when a replica's files fail their checks at open (ReplicaDamagedError),
+by the replica's node (engine/node_partition.py): the healthy replicas are
+on other nodes, in this process (`triplica serve`) or others, and their
+numbers come through the node's peer requests. The caller supplies
+`RepairBound`: the highest promise any healthy replica made and the
 highest log index any healthy replica holds or knows committed. The new
 replica's log holds only that promise and a REPAIR marker up to that index
-(storage/paxos_log.py); the core's repair mode (replica.py, "Repair") keeps
+(replication/paxos_log.py); the core's repair mode (replica.py, "Repair") keeps
 it from promising or counting as an acceptor until it has learned every
 index up to the marker, which is what makes reusing the node id safe.
 
-A cluster node asks its peers with `collect_bound`: EVERY other member must
+A node asks its peers with `collect_bound`: EVERY other member must
 answer with its own bound, as a healthy voter (not repairing, not healing
 itself), before anything is moved. Every member, not just a majority: a
 slot chosen with the damaged replica's vote may have been accepted by only

@@ -13,7 +13,7 @@ between two records resumes at the next one; a node that was down when a
 table was created or deleted catches up when it comes back.
 
 It runs every POLL_S and whenever the control plane asks the node to apply
-an epoch at once (cluster/node_metadata.py); a lock keeps records applied
+an epoch at once (metadata/role.py); a lock keeps records applied
 one at a time.
 """
 from __future__ import annotations

@@ -7,8 +7,9 @@ change's epoch is its position in that log (1, 2, 3, ...), so every copy of
 the catalogue (each storage node's, each MemDS server's) is "the log up to
 epoch E" and two copies at the same epoch are equal.
 
-Two kinds of change, both whole-table documents so that applying one never
-depends on reading anything but the previous state:
+Four kinds of change, each a whole document (a table's, or a list of nodes)
+so that applying one never depends on reading anything but the previous
+state:
 - `{"op": "put_table", "info": TableInfo.to_json()}`: the table's full
   definition (create, update, status change, tags);
 - `{"op": "delete_table", "name": name}`;

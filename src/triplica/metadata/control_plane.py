@@ -6,7 +6,7 @@ UntagResource reaches (through the router, which follows redirects) the node
 whose metadata replica leads. There, one operation at a time:
 
 1. the node's catalogue is brought up to the metadata log's last epoch;
-2. DynamoDB's own handler (api/ops_tables.py) runs against a
+2. DynamoDB's own handler (engine/operations/tables.py) runs against a
    PlanningDatabase (planning.py): same checks, same errors, same answer,
    and placement of a new table's partitions (three nodes in three AZs);
 3. the changes it recorded are committed to the metadata log one by one

@@ -57,7 +57,7 @@ class MetadataReplica:
         empty and learns the configuration and the log from the leader."""
         self.directory = os.path.join(data_dir, METADATA_DIRECTORY)
         marker = os.path.join(self.directory, MARKER_FILE)
-        # As for table partitions (cluster/node.py): the group is new only if its marker,
+        # As for table partitions (node/storage_node.py): the group is new only if its marker,
         # written durably before the replica's first byte, is absent.
         fresh = not os.path.exists(marker) and not joining
         if joining and not os.path.exists(marker):

@@ -2,7 +2,7 @@
 
 The control-plane operations (CreateTable, UpdateTable, DeleteTable,
 TagResource, UntagResource) keep one implementation of DynamoDB's checks,
-messages and answers: the handlers of api/ops_tables.py. On the metadata
+messages and answers: the handlers of engine/operations/tables.py. On the metadata
 leader they run against a `PlanningDatabase` built from the node's catalogue
 (which is the metadata log folded up to its last epoch): it looks like a
 Database to the handlers, but records what they would change instead of

@@ -2,7 +2,7 @@
 
 Paper: "When a storage replica is unhealthy, the leader adds a log replica
 so the write quorum holds", then a full replica is rebuilt and the log
-replica removed. The plan is replication/healing.py's `ControlPlane` (the
+replica removed. The plan is replication/replacement.py's `ReplacementPlanner` (the
 same decisions the simulator checks under crashes, partitions and churn),
 run here by the metadata leader for one group at a time, with node ids as
 replica ids:
@@ -30,8 +30,8 @@ change forgets the plan in flight; the next leader starts again from the
 group's committed configuration (every step is a configuration change
 committed in the group's own log). The metadata group is moved the same
 way, first: its members start as the placement rule's and, once moved, are
-a `set_metadata_members` record that every node follows (cluster/
-node_metadata.py: a node added opens a joining metadata replica, a node
+a `set_metadata_members` record that every node follows (metadata/
+role.py: a node added opens a joining metadata replica, a node
 removed closes its own once the record reaches it).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any, Awaitable, Callable
 from triplica.engine.database import Database
 from triplica.metadata.metadata_replica import METADATA_GROUP
 from triplica.replication.membership import Membership
-from triplica.replication.healing import Action, ControlPlane, Observation
+from triplica.replication.replacement import Action, Observation, ReplacementPlanner
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class ReplicaMover:
         self._down_since: dict[int, float] = {}
         self._pinger: asyncio.Task | None = None
         self._pinged = False
-        self._planes: dict[str, ControlPlane] = {}  # group key -> its plan in flight
+        self._planes: dict[str, ReplacementPlanner] = {}  # group key -> its plan in flight
         self._observed: Observation | None = None
         self.moves_done = 0
 
@@ -131,7 +131,7 @@ class ReplicaMover:
             return False  # no leader answers: try again next step
         plane = self._planes.get(group)
         if plane is None:
-            plane = ControlPlane(random.Random(0), first_new_id=0,
+            plane = ReplacementPlanner(random.Random(0), first_new_id=0,
                                  unhealthy_after_ms=int(self.replace_after_s * 1000),
                                  replacements_max=REPLACEMENTS_MAX,
                                  choose_spare=self._choose_spare)

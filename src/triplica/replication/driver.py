@@ -594,7 +594,7 @@ class ReplicaDriver:
         empty LMDB holding only the snapshot's index, a few KB) instead of a
         copy: a log replica added for an unhealthy member is caught up in
         milliseconds, which is what lets the group count it as a voter at once
-        (healing.py). Roles come from the newest configuration this leader
+        (replacement.py). Roles come from the newest configuration this leader
         knows; a stub store refuses to act as a full replica (`_apply`).
         """
         config = self.replica.pending_config or self.replica.committed_config

@@ -20,7 +20,7 @@ skip a record we can't verify. A payload is a msgpack list:
                                                      have forgotten acceptances <= until
 
 REPAIR marks a replica rebuilt after its files were quarantined
-(ReplicatedPartition): `state()` reports `until` as a lost index, so the core
+(engine/replica_repair.py): `state()` reports `until` as a lost index, so the core
 keeps the replica out of every quorum (replica.py, "Repair") until its commit
 index covers it; from then on (the commit index is persisted) or once a
 snapshot covers it, the marker is moot. It is written in the same append as

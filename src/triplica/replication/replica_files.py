@@ -34,9 +34,9 @@ LOG_DIRECTORY = "log"
 class ReplicaDamagedError(Exception):
     """A replica's files fail their checks at open (its log or its store).
 
-    Raised with nothing left open; the owner decides (ReplicatedPartition
-    quarantines and rebuilds it while a majority of healthy replicas remains;
-    a cluster node asks its peers first, engine/replica_repair.py).
+    Raised with nothing left open; the owner decides (its node asks the
+    peers for a repair bound, then quarantines and rebuilds it while the other
+    members are healthy voters: engine/replica_repair.py).
     """
 
     def __init__(self, directory: str, reason: str) -> None:

@@ -16,7 +16,7 @@ Continuous checks (recorded in `violations`, never raised mid-run):
 - a log replica (a node in `log_replica_ids`, set by whoever adds it; ids
   are never reused) leads, applies an entry or a snapshot, or serves a read;
 - a committed configuration has fewer than 3 members or fewer than 2 full
-  ones (the control plane only ever goes 3 -> 4 -> 3, see replication/healing.py).
+  ones (the control plane only ever goes 3 -> 4 -> 3, see replication/replacement.py).
 
 Membership churn: `add_node` + `start` a node with no bootstrap membership
 (it learns it through the log or a snapshot); `retire` stops a removed node

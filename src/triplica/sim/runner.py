@@ -21,7 +21,7 @@ no more loss) and the run checks:
 - the linearizability checker (triplica.sim.linearizability), when present.
 
 Membership churn (about one seed in three, `_churn`): a control plane
-(triplica.replication.healing, a pure decision) polls the group every
+(triplica.replication.replacement, a pure decision) polls the group every
 CONTROL_PERIOD_MS and replaces unhealthy members (and, at scheduled
 "maintenance" times, any member, the leader included) through a log
 replica, then rebuilds a fresh full replica and removes the log replica,
@@ -41,7 +41,7 @@ from typing import Any
 from triplica.replication.options import ReplicaOptions
 from triplica.replication.membership import Membership
 from triplica.sim.cluster import SimCluster
-from triplica.replication.healing import Action, ControlPlane, Observation
+from triplica.replication.replacement import Action, ReplacementPlanner, Observation
 from triplica.sim.network import NetworkSettings, SimNetwork
 from triplica.sim.workload import SimClient, Workload, WorkloadSettings
 
@@ -124,12 +124,12 @@ def _restart(cluster: SimCluster, node_id: int) -> None:
 
 
 class _Churn:
-    """Wires a ControlPlane to the cluster: observe, decide, act."""
+    """Wires a ReplacementPlanner to the cluster: observe, decide, act."""
 
     def __init__(self, cluster: SimCluster, rng: random.Random, window_ms: int) -> None:
         self.cluster = cluster
         self.rng = rng
-        self.control = ControlPlane(
+        self.control = ReplacementPlanner(
             random.Random(rng.getrandbits(64)), first_new_id=max(NODES) + 1,
             unhealthy_after_ms=rng.choice([400, 800, 1500]), replacements_max=rng.choice([1, 1, 2, 3]),
             maintenance_at_ms=sorted(rng.randrange(200, window_ms) for _ in range(rng.randint(0, 2))))

@@ -1,13 +1,15 @@
-"""Healing a replication group: decides membership changes, sans-I/O.
+"""Replacing a replication group's members: decides membership changes, sans-I/O.
 
 One decision core for the simulator (sim/runner.py, with crashes,
-partitions and scheduled maintenance) and for the real drivers
-(engine/group_healer.py, which turns the actions into replica processes,
-proposals on the leader and retired directories).
+partitions and scheduled maintenance) and for the metadata leader's mover
+(metadata/replica_mover.py, which turns the actions into new replicas,
+proposals on the group's leader and retired directories). "Replace" is
+this: a member swapped for a new replica. Rebuilding a damaged replica in
+place from its peers is "repair" (engine/replica_repair.py).
 
 Paper: "When a storage replica is unhealthy, the leader adds a log replica so
 the write quorum holds"; then a full replica is rebuilt (B-tree + log) and
-the log replica is removed. The control plane here is a pure decision
+the log replica is removed. The planner here is a pure decision
 function over an `Observation` of the group (taken by the runner from the
 current leader and a health monitor); it returns `Action`s that the runner
 executes (spawn a node, propose a configuration on the leader, retire a
@@ -76,7 +78,7 @@ ChooseSpare = Callable[[bool, int, frozenset[int]], "int | None"]
 
 
 @dataclass
-class ControlPlane:
+class ReplacementPlanner:
     rng: random.Random
     first_new_id: int
     unhealthy_after_ms: int = 800

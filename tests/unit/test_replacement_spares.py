@@ -1,10 +1,10 @@
-"""The healing plan with spares chosen by the cluster and members drained (replication/healing.py)."""
+"""The replacement plan with spares chosen by the cluster and members drained (replication/replacement.py)."""
 from __future__ import annotations
 
 import random
 
 from triplica.replication.membership import Membership
-from triplica.replication.healing import ControlPlane, Observation
+from triplica.replication.replacement import ReplacementPlanner, Observation
 
 
 def _observe(members: list[int], log_replicas: list[int] = (), leader: int = 1,
@@ -22,7 +22,7 @@ def test_a_drained_member_is_replaced_through_a_log_replica_on_chosen_nodes() ->
         asked.append((log_replica, replaces, used))
         return 5 if log_replica else 4
 
-    plane = ControlPlane(random.Random(0), first_new_id=0, choose_spare=choose,
+    plane = ReplacementPlanner(random.Random(0), first_new_id=0, choose_spare=choose,
                          draining=frozenset({3}))
     spawn, propose = plane.decide(_observe([1, 2, 3]))
     assert (spawn.kind, spawn.node, spawn.log_replica, spawn.replaces) == ("spawn", 5, True, 3)
@@ -44,7 +44,7 @@ def test_a_drained_member_is_replaced_through_a_log_replica_on_chosen_nodes() ->
 
 
 def test_no_spare_means_waiting_not_a_half_step() -> None:
-    plane = ControlPlane(random.Random(0), first_new_id=0,
+    plane = ReplacementPlanner(random.Random(0), first_new_id=0,
                          choose_spare=lambda log_replica, replaces, used: None,
                          draining=frozenset({2}))
     assert plane.decide(_observe([1, 2, 3])) == []
@@ -52,7 +52,7 @@ def test_no_spare_means_waiting_not_a_half_step() -> None:
 
 
 def test_a_draining_leader_is_moved_too() -> None:
-    plane = ControlPlane(random.Random(0), first_new_id=0,
+    plane = ReplacementPlanner(random.Random(0), first_new_id=0,
                          choose_spare=lambda log_replica, replaces, used: 7,
                          draining=frozenset({1}))
     spawn, propose = plane.decide(_observe([1, 2, 3], leader=1))
