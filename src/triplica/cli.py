@@ -58,6 +58,15 @@ def _serve(args: argparse.Namespace) -> int:
     return code
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from triplica.hosting.migrate import run_migrate
+
+    code = run_migrate(args.data_dir, replicas=args.replicas,
+                       out=lambda line: print(line, flush=True))
+    sys.stdout.flush()
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triplica",
                                      description="A DynamoDB-compatible database.")
@@ -86,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="file of 'ACCESS_KEY_ID SECRET' lines; enables SigV4 verification")
     serve.add_argument("--log-level", default="WARNING")
     serve.set_defaults(run=_serve)
+    migrate = commands.add_parser(
+        "migrate", help="convert a data directory of the earlier release (one catalog.json "
+                        "for the server) to the current layout, in place")
+    migrate.add_argument("--data-dir", required=True)
+    migrate.add_argument("--replicas", type=int, choices=(1, 3), default=None,
+                         help="copies of each partition in the new layout (default: as the "
+                              "old directory had them)")
+    migrate.add_argument("--log-level", default="WARNING")
+    migrate.set_defaults(run=_migrate)
     _add_cluster_commands(commands)
     return parser
 

@@ -54,7 +54,7 @@ import uuid
 from typing import Any, Awaitable, Callable
 
 from triplica.engine.operations.service import OPERATIONS, Service
-from triplica.engine.catalogue import PartitionInfo
+from triplica.engine.catalogue import PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.group_split import SplitMarker
 from triplica.common.redirects import NotLeaderError
@@ -105,8 +105,11 @@ class ControlPlane:
         self.operations = 0
 
     async def handle(self, operation: str, parameters: dict[str, Any], region: str,
-                     host: str) -> dict[str, Any]:
+                     host: str, restore: TableInfo | None = None) -> dict[str, Any]:
+        """`restore`: a CreateTable that brings back a table of an earlier data
+        directory keeps its identity (planning.py; hosting/migrate.py)."""
         assert operation in CONTROL_OPERATIONS, operation
+        assert restore is None or operation == "CreateTable", operation
         self.metadata.require_leader()
         loop = asyncio.get_running_loop()
         answer_by = loop.time() + ANSWER_BY_S
@@ -119,7 +122,7 @@ class ControlPlane:
         try:
             self.metadata.require_leader()
             await self.follower.catch_up(self.metadata.last_epoch())
-            planning = PlanningDatabase(self.db, self.placement)
+            planning = PlanningDatabase(self.db, self.placement, restore)
             service = Service(planning)  # type: ignore[arg-type]
             service.request_region, service.request_host = region, host
             result = OPERATIONS[operation](service, parameters)

@@ -12,6 +12,12 @@ metadata log; every node (this one included) applies them from there.
 Placement happens here: a new table's partitions get hash ranges
 (engine/partition_plan.py), a fresh group key each, and members by the
 cluster's placement rule (three nodes in three AZs).
+
+Restoring a table (`restore`, hosting/migrate.py converting a data directory
+of an earlier release): the CreateTable handler runs as for any client, with
+every check, and the new table then takes the identity the table already had
+(table id, creation time, billing and throughput history) instead of a fresh
+one, so DescribeTable answers as before the conversion.
 """
 from __future__ import annotations
 
@@ -43,8 +49,12 @@ class PlannedTable:
 class PlanningDatabase:
     """Database-shaped recorder of catalogue changes (see the module docstring)."""
 
-    def __init__(self, db: Database, placement: Placement) -> None:
+    def __init__(self, db: Database, placement: Placement,
+                 restore: TableInfo | None = None) -> None:
+        """`restore`: the earlier definition whose identity a created table of the
+        same name keeps (see the module docstring)."""
         self._placement = placement
+        self._restore = restore
         self._originals = {name: table.info.to_json() for name, table in db.tables.items()}
         self.tables: dict[str, PlannedTable] = {
             name: PlannedTable(copy.deepcopy(table.info), table.stats)
@@ -54,6 +64,8 @@ class PlanningDatabase:
 
     def create_table(self, info: TableInfo) -> PlannedTable:
         assert info.name not in self.tables
+        if self._restore is not None and self._restore.name == info.name:
+            _keep_identity(info, self._restore)
         count = initial_partition_count(info.billing_mode, info.read_units, info.write_units)
         info.partitions = []
         for start, end in hash_ranges(count):
@@ -87,3 +99,13 @@ class PlanningDatabase:
 
     def created(self) -> set[str]:
         return set(self._created)
+
+
+def _keep_identity(info: TableInfo, earlier: TableInfo) -> None:
+    """What a restored table keeps of its earlier self; the rest is the request's."""
+    info.table_id = earlier.table_id
+    info.creation_time = earlier.creation_time
+    if info.billing_mode == earlier.billing_mode:
+        info.pay_per_request_since = earlier.pay_per_request_since
+    info.throughput_increased_at = earlier.throughput_increased_at
+    info.throughput_decreased_at = earlier.throughput_decreased_at
