@@ -37,6 +37,7 @@ import json
 import os
 import random
 import socket
+import shutil
 import statistics
 import sys
 import tempfile
@@ -122,6 +123,7 @@ def run_phase(label: str, splits: SplitLimits, args: argparse.Namespace,
         return rows
     finally:
         cluster_down(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main() -> int:
