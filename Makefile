@@ -22,6 +22,21 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run.py
 
+# The one-engine table: serve, serve --replicas 1, cluster, dynalite, moto; Get/Put/Query at 64
+# connections, 3 interleaved rounds, medians (~12 min): make bench-table
+.PHONY: bench-table bench-profile
+bench-table: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/run.py --servers triplica,triplica-r1,triplica-cluster,dynalite,moto \
+		--workloads get,put,query --concurrency 64 --seconds 10 --repeat 3
+
+# py-spy profiles of serve (3 and 1 replicas) and of the cluster under Put and Get (~5 min)
+bench-profile: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]' py-spy
+	$(PY) bench/profile.py --servers triplica,triplica-r1 --workloads put,get
+	$(PY) bench/profile.py --servers triplica-cluster --workloads put,get --rate 25 --seconds 20 \
+		--out profile-cluster.md
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info
 

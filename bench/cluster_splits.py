@@ -37,6 +37,7 @@ import json
 import os
 import random
 import socket
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,11 +48,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from loadgen import SigV4, build_request, new_loop, percentile, run_closed_loop  # noqa: E402
-from splits import zipf_sampler  # noqa: E402
+from splits import partition_count, zipf_sampler  # noqa: E402
 
 from triplica.engine.node_config import SplitLimits  # noqa: E402
 from triplica.cluster.local import cluster_down, cluster_up  # noqa: E402
-from triplica.common.internal import PARTITION_MAP_TARGET  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 SECONDS_MAX = 3600
@@ -70,16 +70,6 @@ def _free_base_port() -> int:
             continue
         return base
     raise RuntimeError("no free port range")
-
-
-def partition_count(node_url: str) -> int:
-    request = urllib.request.Request(node_url + "/", data=json.dumps({"TableName": TABLE}).encode(),
-                                     method="POST", headers={"X-Amz-Target": PARTITION_MAP_TARGET})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as answer:
-            return len(json.loads(answer.read())["partitions"])
-    except (OSError, ValueError, KeyError):
-        return -1
 
 
 def run_phase(label: str, splits: SplitLimits, args: argparse.Namespace,
@@ -127,12 +117,13 @@ def run_phase(label: str, splits: SplitLimits, args: argparse.Namespace,
                          "errors": result.errors,
                          "p50_ms": percentile(latencies, 50) * 1000 if latencies else 0.0,
                          "p99_ms": percentile(latencies, 99) * 1000 if latencies else 0.0,
-                         "partitions": partition_count(node_url)})
+                         "partitions": partition_count(node_url, TABLE)})
             print(json.dumps(rows[-1]), flush=True)
         loop.close()
         return rows
     finally:
         cluster_down(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main() -> int:

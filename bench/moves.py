@@ -41,6 +41,7 @@ RUNS_MAX = 20
 
 def _client(endpoint: str):
     return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="bench", aws_secret_access_key="bench",
                         config=Config(retries={"max_attempts": 1}, read_timeout=10))
 
 

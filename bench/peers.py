@@ -1,12 +1,13 @@
 """Starting, pinning, probing and stopping the servers under test.
 
-Servers: triplica-r1 (`serve --replicas 1`), triplica (`serve --replicas 3`:
-a Paxos group of three replicas in one process), triplica-cluster (`triplica
-cluster up --nodes 3 --azs 3`: three node processes plus a router, the load
-goes to the router), moto (server mode), dynalite (npm, installed into
+Servers: triplica-r1 (`serve --replicas 1`: one storage node, groups of one),
+triplica (`serve`, default 3 replicas: three storage nodes, the metadata
+group, MemDS and the router in one process over the in-process transport),
+triplica-cluster (`triplica cluster up --nodes 3 --azs 3`: three node
+processes, two MemDS servers and a router, the load goes to the router), moto (server mode), dynalite (npm, installed into
 bench/.peers/, in-memory), and `trivial` -- a fixed-response uvloop server
 used to measure the load generator's own ceiling.
-Every server runs pinned to SERVER_CPU (the cluster: all four processes);
+Every server runs pinned to SERVER_CPU (the cluster: all six processes);
 processes are stopped by PID (the cluster: `triplica cluster down`, which
 signals the pids of its pid files).
 """
@@ -215,13 +216,15 @@ def start(name: str, sync: str | None = None, log=print) -> Server:
 
 
 # --------------------------------------------------------------------------
-# The 3-process cluster (router + 3 nodes), started with `triplica cluster up`
+# The local cluster (3 nodes + 2 MemDS servers + router), `triplica cluster up`
 # --------------------------------------------------------------------------
-CLUSTER_PORTS = (0, 1, 2, 3, 101, 102, 103)   # router, node HTTP, node peers (offsets from base)
+# router, node HTTP, node peers, MemDS servers (offsets from base; cluster/local.py)
+CLUSTER_PORTS = (0, 1, 2, 3, 101, 102, 103, 301, 302)
+CLUSTER_PROCESSES = ("memds-1", "memds-2", "node-1", "node-2", "node-3", "router")
 
 
 def free_base_port(tries: int = 50) -> int:
-    """A base port N with N, N+1..3 and N+101..103 all bindable on 127.0.0.1."""
+    """A base port N with every CLUSTER_PORTS offset bindable on 127.0.0.1."""
     import random
     rng = random.Random()
     for _ in range(tries):
@@ -274,7 +277,7 @@ def cluster_cmd(*args: str) -> list[str]:
 
 
 class ClusterServer(Server):
-    """Router + 3 node processes; `proc` is unused (the cluster is detached)."""
+    """Router, 3 node and 2 MemDS processes; `proc` is unused (the cluster is detached)."""
 
     def __init__(self, host, port, data_dir, log_path, cleanup):
         super().__init__("triplica-cluster", host, port, None, log_path, cleanup)
@@ -327,9 +330,9 @@ def start_cluster(sync: str | None = None, log=print, data_dir: str | None = Non
     if r is None or r.returncode != 0:
         srv.stop()
         raise Missing(f"triplica cluster up failed: {log_path.read_text()[-400:]}")
-    if len(srv.pids) != 4:
+    if sorted(srv.pids) != sorted(CLUSTER_PROCESSES):
         srv.stop()
-        raise Missing(f"triplica cluster up: expected 4 processes, found {sorted(srv.pids)}")
+        raise Missing(f"triplica cluster up: expected {CLUSTER_PROCESSES}, found {sorted(srv.pids)}")
     for pid in srv.pids.values():
         pin_pid_tree(pid, SERVER_CPU)
     return srv

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COLS = ["server", "workload", "conc", "req/s", "p50 ms", "p99 ms", "errors", "CPU µs/req"]
+COLS = ["server", "workload", "conc", "req/s", "p50 ms", "p99 ms", "errors", "CPU µs/req", "server core %"]
 
 
 def _fmt(v, nd=0):
@@ -18,7 +18,8 @@ def _fmt(v, nd=0):
 def rows(results):
     for r in results:
         yield [r["server"], r["workload"], str(r["concurrency"]), _fmt(r["rps"]),
-               _fmt(r["p50_ms"], 2), _fmt(r["p99_ms"], 2), str(r["errors"]), _fmt(r["cpu_us_per_req"])]
+               _fmt(r["p50_ms"], 2), _fmt(r["p99_ms"], 2), str(r["errors"]), _fmt(r["cpu_us_per_req"]),
+               _fmt(100 * r["server_cpu_util"] if r.get("server_cpu_util") is not None else None)]
 
 
 def ratios(results, base="triplica"):
@@ -97,8 +98,14 @@ def to_markdown(doc) -> str:
         out += ["", "Error samples:", ""]
         for r in errs:
             out.append(f"- {r['server']} {r['workload']} c={r['concurrency']}: `{r['error_samples'][0][:200]}`")
+    if doc.get("runs"):
+        out += ["", f"Each cell is the median of {len({r['round'] for r in doc['runs']})} rounds "
+                "(servers interleaved; every round starts and loads each server afresh); "
+                "the rounds' values are in latest.json."]
     out += ["", "CPU µs/req = (utime+stime of the server process tree, from /proc, over the "
-            "measured window) / successful requests. Quote medians of several runs; see bench/README.md.", ""]
+            "measured window) / successful requests; server core % = that CPU time / the window "
+            "(well under 100% at 64 connections means the server was waiting, or shared its core). "
+            "Quote medians of several runs; see bench/README.md.", ""]
     return "\n".join(out)
 
 

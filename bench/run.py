@@ -1,9 +1,13 @@
-"""triplica benchmark: triplica (1 replica, 3 replicas in one process, 3-process
-cluster) vs moto vs dynalite over DynamoDB JSON 1.0.
+"""triplica benchmark: triplica (`serve --replicas 1`, `serve` with 3 replicas in
+one process, the multi-process local cluster) vs moto vs dynalite over DynamoDB JSON 1.0.
 
     .venv/bin/python bench/run.py [--servers triplica-r1,triplica,triplica-cluster,moto,dynalite]
         [--seconds 10] [--concurrency 1,64]
-        [--workloads get,get_strong,put,update,query,ycsb_a,ycsb_b] [--quick]
+        [--workloads get,get_strong,put,update,query,ycsb_a,ycsb_b] [--quick] [--repeat N]
+
+With --repeat N every server is started, loaded and measured N times, the
+rounds interleaved (server A, B, C, A, B, C, ...) so a noisy stretch on the
+shared machine hits all servers alike; the tables quote each cell's median.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import datetime as dt
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +44,8 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="2 s per workload, 0.5 s warm-up (smoke run)")
     ap.add_argument("--sync", default=None, help="pass --sync VALUE to triplica serve / cluster up (default batch)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the load generator ceiling run")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds over all servers (fresh start each); tables quote medians")
     a = ap.parse_args(argv)
     if a.quick:
         a.seconds = 2.0
@@ -120,6 +127,68 @@ def run_ceiling(loop, args, log) -> dict:
         srv.stop()
 
 
+def run_server(loop, args, doc, name, round_index, log) -> None:
+    """Start `name`, load the tables, measure every workload, stop it."""
+    try:
+        srv = peers.start(name, sync=args.sync, log=log)
+    except peers.Missing as e:
+        log(f"{name}: missing ({e})")
+        doc["missing"][name] = str(e)
+        return
+    doc["versions"][name] = peers.version_of(name)
+    try:
+        t = time.monotonic()
+        log(f"{name}: listening on {srv.endpoint}; creating tables and loading data ...")
+        try:
+            workloads.setup(srv.endpoint)
+        except Exception as e:  # a peer that cannot even load data is reported, not fatal
+            log(f"{name}: setup failed: {e!r}")
+            doc["missing"][name] = f"setup failed: {e!r}"[:300]
+            return
+        pools = workloads.build_pools(f"{srv.host}:{srv.port}")
+        log(f"{name}: setup done in {time.monotonic() - t:.1f} s")
+        for wl in args.workloads:
+            for conc in args.concurrency:
+                why = srv.dead()
+                if why is not None:
+                    raise RuntimeError(f"{name} died ({why}); see {srv.log_path}")
+                m = measure(loop, srv, workloads.make_picker(wl, pools), conc, args.warmup, args.seconds)
+                m.update(server=name, workload=wl, concurrency=conc, round=round_index)
+                doc["results"].append(m)
+                log(f"  {name:16s} {wl:10s} c={conc:<3d} {m['rps']:9,.0f} req/s  p50 "
+                    f"{(m['p50_ms'] or 0):7.2f} ms  p99 {(m['p99_ms'] or 0):7.2f} ms  "
+                    f"err {m['errors']}  cpu {(m['cpu_us_per_req'] or 0):,.0f} µs/req  "
+                    f"(server busy {m['server_cpu_util']:.0%} of a core)")
+    except RuntimeError as e:
+        log(str(e))
+        doc["missing"].setdefault(name, str(e))
+    finally:
+        srv.stop()
+
+
+MEDIAN_FIELDS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu_util")
+
+
+def median_rows(runs: list[dict]) -> list[dict]:
+    """One row per (server, workload, concurrency): the median of each field over
+    the rounds, errors summed, the per-round values kept under `rounds`."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in runs:
+        cells.setdefault((r["server"], r["workload"], r["concurrency"]), []).append(r)
+    out = []
+    for (server, wl, conc), rows in cells.items():
+        row = {"server": server, "workload": wl, "concurrency": conc,
+               "errors": sum(r["errors"] for r in rows),
+               "completed": sum(r["completed"] for r in rows),
+               "error_samples": [s for r in rows for s in r.get("error_samples", [])][:3],
+               "rounds": {f: [r.get(f) for r in rows] for f in MEDIAN_FIELDS}}
+        for f in MEDIAN_FIELDS:
+            values = [r[f] for r in rows if r.get(f) is not None]
+            row[f] = statistics.median(values) if values else None
+        out.append(row)
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     client_cpu = pin_self()
@@ -138,41 +207,16 @@ def main(argv=None) -> int:
         log("measuring load generator ceiling against a fixed-response server ...")
         doc["ceiling"] = run_ceiling(loop, args, log)
         log(f"  ceiling: {doc['ceiling'].get('rps', 0):,.0f} req/s")
-    for name in args.servers:
-        try:
-            srv = peers.start(name, sync=args.sync, log=log)
-        except peers.Missing as e:
-            log(f"{name}: missing ({e})")
-            doc["missing"][name] = str(e)
-            continue
-        doc["versions"][name] = peers.version_of(name)
-        try:
-            t = time.monotonic()
-            log(f"{name}: listening on {srv.endpoint}; creating tables and loading data ...")
-            try:
-                workloads.setup(srv.endpoint)
-            except Exception as e:  # a peer that cannot even load data is reported, not fatal
-                log(f"{name}: setup failed: {e!r}")
-                doc["missing"][name] = f"setup failed: {e!r}"[:300]
+    for round_index in range(args.repeat):
+        for name in args.servers:
+            if name in doc["missing"]:
                 continue
-            pools = workloads.build_pools(f"{srv.host}:{srv.port}")
-            log(f"{name}: setup done in {time.monotonic() - t:.1f} s")
-            for wl in args.workloads:
-                for conc in args.concurrency:
-                    why = srv.dead()
-                    if why is not None:
-                        raise RuntimeError(f"{name} died ({why}); see {srv.log_path}")
-                    m = measure(loop, srv, workloads.make_picker(wl, pools), conc, args.warmup, args.seconds)
-                    m.update(server=name, workload=wl, concurrency=conc)
-                    doc["results"].append(m)
-                    log(f"  {name:16s} {wl:10s} c={conc:<3d} {m['rps']:9,.0f} req/s  p50 "
-                        f"{(m['p50_ms'] or 0):7.2f} ms  p99 {(m['p99_ms'] or 0):7.2f} ms  "
-                        f"err {m['errors']}  cpu {(m['cpu_us_per_req'] or 0):,.0f} µs/req")
-        except RuntimeError as e:
-            log(str(e))
-            doc["missing"].setdefault(name, str(e))
-        finally:
-            srv.stop()
+            if args.repeat > 1:
+                log(f"round {round_index + 1}/{args.repeat}: {name}")
+            run_server(loop, args, doc, name, round_index, log)
+    if args.repeat > 1:
+        doc["runs"] = doc["results"]
+        doc["results"] = median_rows(doc["runs"])
     loop.close()
     report.write_all(doc)
     return 0

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/splits.py [--seconds 60] [--connections 32] [--keys 100000] [--zipf 1.1]
 
-Starts `triplica serve --split-for-traffic` (three replicas per partition,
+Starts `triplica serve --split-for-traffic` (three storage nodes in one process,
+three replicas per partition,
 DynamoDB's default per-partition limits: 1,000 WCU) in a temporary directory, creates one
 on-demand table (one partition) and drives PutItem of ~1 KB items (1 WCU
 each) over raw keep-alive connections, keys drawn from a Zipf distribution
@@ -16,8 +17,9 @@ fails during a split (p99 shows the pause while a split holds writes). It
 also shows why `serve` leaves consumption splits off by default: in one
 process every partition shares the same two cores and each extra group adds
 its own log, fsyncs and messages, so throughput falls with each split. The
-gain needs the children's leaders on different nodes (the multi-process
-cluster, issue 4, not built yet). Writes bench/results/splits.md and splits.png.
+gain needs the children's leaders on different machines (bench/cluster_splits.py
+runs the same load on the multi-process cluster). The partition count comes
+from the server's partition map (Triplica.PartitionMap). Writes bench/results/splits.md and splits.png.
 """
 from __future__ import annotations
 
@@ -32,14 +34,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from loadgen import SigV4, build_request, new_loop, percentile, run_closed_loop  # noqa: E402
 
+from triplica.common.internal import PARTITION_MAP_TARGET  # noqa: E402
+
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 STARTUP_S_MAX = 30.0
+# serve parses (without verifying, unless started with --credentials) the Authorization header
+UNSIGNED_AUTHORIZATION = ("AWS4-HMAC-SHA256 Credential=bench/20240101/us-east-1/dynamodb/aws4_request, "
+                          "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
 
 
 def zipf_sampler(keys: int, exponent: float, rng: random.Random):
@@ -56,12 +64,19 @@ def zipf_sampler(keys: int, exponent: float, rng: random.Random):
     return sample
 
 
-def partitions(data_dir: str) -> int:
+def partition_count(url: str, table: str) -> int:
+    """The table's partitions, from the server's partition map (the internal
+    Triplica.PartitionMap request that routers use; serve and the nodes answer it);
+    -1 if it cannot be had."""
+    request = urllib.request.Request(url + "/", data=json.dumps({"TableName": table}).encode(),
+                                     method="POST", headers={
+                                         "X-Amz-Target": PARTITION_MAP_TARGET,
+                                         "Content-Type": "application/x-amz-json-1.0",
+                                         "Authorization": UNSIGNED_AUTHORIZATION})
     try:
-        with open(os.path.join(data_dir, "catalog.json")) as file:
-            tables = json.load(file)["tables"]
-        return len(tables[0]["partitions"]) if tables else 0
-    except (OSError, ValueError, IndexError, KeyError):
+        with urllib.request.urlopen(request, timeout=2) as answer:
+            return len(json.loads(answer.read())["partitions"])
+    except (OSError, ValueError, KeyError):
         return -1
 
 
@@ -77,6 +92,7 @@ def main() -> int:
     server = subprocess.Popen([sys.executable, "-m", "triplica.cli", "serve", "--host", "127.0.0.1",
                                "--port", str(args.port), "--data-dir", data_dir, "--split-for-traffic"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = f"http://127.0.0.1:{args.port}"
     try:
         if "listening" not in (server.stdout.readline() if server.stdout else ""):
             raise RuntimeError("server did not start")
@@ -89,7 +105,7 @@ def main() -> int:
         result = loop.run_until_complete(run_closed_loop(
             "127.0.0.1", args.port, lambda: (build_request(signer, "CreateTable", create.encode()), None),
             1, 0.0, 0.5, max_requests=1))
-        assert result.completed == 1 or partitions(data_dir) == 1, result.error_samples
+        assert result.completed == 1 or partition_count(url, "zipf") == 1, result.error_samples
         rng = random.Random(7)
         sample = zipf_sampler(args.keys, args.zipf, rng)
         pad = "x" * 900
@@ -109,7 +125,7 @@ def main() -> int:
             latencies = sorted(result.latencies)
             rows.append({"second": second + 1, "requests": result.completed, "errors": result.errors,
                          "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-                         "partitions": partitions(data_dir)})
+                         "partitions": partition_count(url, "zipf")})
             print(json.dumps(rows[-1]), flush=True)
         write_results(args, rows)
     finally:
