@@ -11,7 +11,8 @@ rules:
 - the split entry: its record (`split_writes`), whether an applied entry is
   one (`marker_in`), and which one counts when a retried proposal put two in
   the log (`first_marker`: the first; storage/lmdb_store.py keeps the first
-  record for the same reason);
+  record for the same reason); after it, no write changes the state
+  (`applies_writes`);
 - a replica's part (`ReplicaSplit`): once it applied the marker it serves
   nothing (MOVED); the leadership that proposed a split entry refuses every
   write after it, so no write can follow A in the log; a split entry in
@@ -117,6 +118,16 @@ def marker_in(writes: Sequence[Write], index: int) -> SplitMarker | None:
 def first_marker(current: SplitMarker | None, applied: SplitMarker) -> SplitMarker:
     """Only the first applied split entry counts (a later one is a retried proposal)."""
     return current if current is not None else applied
+
+
+def applies_writes(moved: SplitMarker | None) -> bool:
+    """Does a replica apply an entry's writes? Not once it applied the marker: its state
+    stays as at A. The leadership that proposed the split entry proposes nothing after
+    it, but a later leader may still commit, after A, writes an earlier ballot's leader
+    had accepted at higher indexes (Paxos lets it re-propose them, and it must); a
+    replica applying them before cutting its children would start them from another
+    state than one that had not (storage/lmdb_store.py keeps the same rule)."""
+    return moved is None
 
 
 # ---------------------------------------------------------------- a replica

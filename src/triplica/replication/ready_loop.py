@@ -42,17 +42,20 @@ class ReadyLoop:
 
     def __init__(self, replica: Replica, *, send: Send, install: Install, apply: Apply,
                  durable_hard_state: Callable[[], HardState],
-                 finished: Callable[[Ready], None] | None = None) -> None:
+                 finished: Callable[[Ready], None] | None = None,
+                 defer_commit_index: bool = True) -> None:
         """The I/O, all synchronous: `send` a Ready's messages, `install` its snapshot into
         the state machine, `apply` its committed entries; `durable_hard_state`: the hard
         state on disk now (what a restart would read); `finished`: told after each
-        Ready's `advance`."""
+        Ready's `advance`; `defer_commit_index`: False writes every hard state at once
+        (the split simulation, see sim/split_cluster.py)."""
         self.replica = replica
         self.send = send
         self.install = install
         self.apply = apply
         self.durable_hard_state = durable_hard_state
         self.finished = finished
+        self.defer_commit_index = defer_commit_index
         self.deferred: HardState | None = None  # a commit-index-only hard state not yet written
 
     def take(self) -> Ready | None:
@@ -64,6 +67,8 @@ class ReadyLoop:
         if ready.entries or ready.snapshot is not None:
             return True
         hard_state = ready.hard_state
+        if hard_state is not None and not self.defer_commit_index:
+            return True
         return hard_state is not None and hard_state.promised != self.durable_hard_state().promised
 
     def to_persist(self, ready: Ready) -> tuple[HardState | None, tuple[LogEntry, ...], Snapshot | None]:
