@@ -114,7 +114,7 @@ class PartitionState:
     def apply(self, index: int, data: bytes, writes_after_moved: bool = False) -> "tuple[Command | SplitMarker, Any]":
         """Apply one command entry, as production does: writes are applied
         until the marker, none after it (`applies_writes`; `writes_after_moved`
-        is the self-test's moved_accepts_writes fault)."""
+        is for the self-test's faults, SplitFaults.unfrozen)."""
         decoded = decode_command(index, data)
         if isinstance(decoded, SplitMarker):
             self.moved = first_marker(self.moved, decoded)
@@ -151,6 +151,12 @@ class SplitFaults:
     moved_accepts_writes: bool = False    # a split parent's leader keeps taking writes
     child_from_unapplied: bool = False    # a lagging node cuts its child from state before A
     write_before_fence: bool = False      # a new leader takes writes before applying its predecessors' entries
+
+    @property
+    def unfrozen(self) -> bool:
+        """A split parent applies writes after A (`applies_writes` would make the two
+        write faults harmless: the self-test shows the checks catch what they do)."""
+        return self.moved_accepts_writes or self.write_before_fence
 
 
 @dataclass
@@ -276,7 +282,7 @@ class SplitCluster(EventQueue):
         for switch in self.switches[node.switches_applied:node.switches_known]:
             parent = node.groups.get(switch.parent)
             if parent is not None:
-                self._build_children(node, parent, _recovered_state(parent.disk, self.faults.moved_accepts_writes), switch)
+                self._build_children(node, parent, _recovered_state(parent.disk, self.faults.unfrozen), switch)
         node.switches_applied = node.switches_known
         for group in sorted(node.groups):
             if node.groups[group].replica is None:
@@ -366,7 +372,7 @@ class SplitCluster(EventQueue):
             self.violation(f"group {gr.group} index {entry.index}: node {node.node_id} applied a different value")
         decoded, result = (None, None)
         if entry.kind == EntryKind.COMMAND:
-            decoded, result = state.apply(entry.index, entry.data, self.faults.moved_accepts_writes)
+            decoded, result = state.apply(entry.index, entry.data, self.faults.unfrozen)
             if isinstance(decoded, SplitMarker) and state.moved is not None:
                 first = self.split_index.setdefault(gr.group, state.moved.index)
                 if first != state.moved.index:
