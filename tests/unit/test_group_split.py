@@ -110,3 +110,14 @@ def test_children_get_fresh_keys_and_first_campaigners_on_different_nodes() -> N
         assert left.members == right.members == [1, 2, 3]
         assert len({left.group, right.group, "g"}) == 3
         assert first_campaigner(left.group, [1, 2, 3]) != first_campaigner(right.group, [1, 2, 3])
+
+
+def test_no_write_changes_a_split_parent(tmp_path) -> None:
+    """Writes an earlier ballot accepted past the split index may still commit after it:
+    every replica's parent state stays as at A, so all children start alike."""
+    store = _parent(tmp_path)
+    before = (store.stats(), list(store.scan(b"", None)))
+    store.apply_batch([(9, [(_key(2, b"late"), _value("after the split"))]),
+                       (10, [(_key(1, b"k0"), None)])])
+    assert (store.stats(), list(store.scan(b"", None))) == before
+    assert store.applied_index() == 10 and marker_of(store).index == 7

@@ -25,46 +25,31 @@ through the parent group's own log, so every replica cuts its own copy:
 A replica that lags (its parent replica never applied the marker, or is
 gone) opens its child replica as a damaged one, and the child's healing
 rebuilds it from its peers (engine/node_partition.py).
+
+The decisions (the marker and its record, which replica refuses what, what a
+child starts from, the control plane's steps) are engine/split_protocol.py,
+which the split simulation drives too; this module does the files.
 """
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
-
-import msgpack
 
 from triplica.engine.catalogue import HASH_SPACE_END
-from triplica.engine.log_entries import Write, stored_item_size
+from triplica.engine.log_entries import stored_item_size
+from triplica.engine.split_protocol import (SPLIT_RECORD_KEY, SplitMarker, child_seed,
+                                            marker_from_record, split_writes)
 from triplica.replication.membership import Membership
 from triplica.replication.driver import snapshot_token
 from triplica.replication.log import HardState, Snapshot
 from triplica.storage.files import fsync_directory
-from triplica.storage.lmdb_store import PartitionStore, RecordKey
+from triplica.storage.lmdb_store import PartitionStore
 from triplica.replication.paxos_log import PaxosLog
 
-SPLIT_RECORD_KEY = RecordKey(b"split")
+__all__ = ["SPLIT_RECORD_KEY", "SplitMarker", "split_writes", "marker_of", "build_child"]
+
 REPLICA_DIRECTORY = "replica"
 BUILDING_SUFFIX = ".building"
-
-
-@dataclass(frozen=True)
-class SplitMarker:
-    """A parent group's split, as its replicas store it."""
-    boundary: int      # the left child gets [start, boundary), the right [boundary, end)
-    left_group: str
-    right_group: str
-    index: int = 0     # the split entry's log index (0 until applied)
-
-    def same_split(self, other: "SplitMarker") -> bool:
-        return (self.boundary, self.left_group, self.right_group) == \
-            (other.boundary, other.left_group, other.right_group)
-
-
-def split_writes(marker: SplitMarker) -> list[Write]:
-    """The split entry's writes: one partition record, no item."""
-    value = msgpack.packb([str(marker.boundary), marker.left_group, marker.right_group])
-    return [(SPLIT_RECORD_KEY, value)]
 
 
 def marker_of(store: PartitionStore) -> SplitMarker | None:
@@ -72,8 +57,7 @@ def marker_of(store: PartitionStore) -> SplitMarker | None:
     if found is None:
         return None
     index, value = found
-    boundary, left_group, right_group = msgpack.unpackb(value, raw=False)
-    return SplitMarker(int(boundary), left_group, right_group, index)
+    return marker_from_record(index, value)
 
 
 def build_child(parent_store: PartitionStore, child_directory: str, hash_start: int,
@@ -84,8 +68,8 @@ def build_child(parent_store: PartitionStore, child_directory: str, hash_start: 
     into this range. The child appears whole or not at all: it is built
     beside its final place and renamed.
     """
-    marker = marker_of(parent_store)
-    if marker is None or not (hash_start == marker.boundary or hash_end == marker.boundary):
+    seed = child_seed(marker_of(parent_store), hash_start, hash_end, members)
+    if seed is None:
         return False
     assert 0 <= hash_start < hash_end <= HASH_SPACE_END
     building = child_directory.rstrip("/") + BUILDING_SUFFIX
@@ -97,11 +81,11 @@ def build_child(parent_store: PartitionStore, child_directory: str, hash_start: 
     with PartitionStore(items, value_size=stored_item_size) as store:
         low = hash_start.to_bytes(8, "big")
         high = None if hash_end == HASH_SPACE_END else hash_end.to_bytes(8, "big")
-        store.become_child(low, high, marker.index)
+        store.become_child(low, high, seed.index)
         store.checkpoint()
     with PaxosLog(os.path.join(replica, "log"), sync_mode=sync_mode) as paxos_log:
-        paxos_log.persist(HardState(), (), Snapshot(marker.index, Membership.of(sorted(members)),
-                                                    snapshot_token(marker.index)))
+        paxos_log.persist(HardState(), (), Snapshot(seed.index, Membership.of(seed.members),
+                                                    snapshot_token(seed.index)))
     fsync_directory(replica)
     fsync_directory(building)
     os.rename(building, child_directory)

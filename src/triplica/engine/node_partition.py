@@ -61,7 +61,6 @@ cancellation can land between them).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -69,7 +68,10 @@ from typing import Any, Iterator
 
 from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.engine.access_meter import AccessMeter
-from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, marker_of, split_writes
+from triplica.engine.group_split import REPLICA_DIRECTORY, marker_of
+from triplica.engine.split_protocol import (ASK_DONE, ASK_MISMATCH, ASK_PROPOSE, MOVED, ReplicaSplit,
+                                            SplitMarker, first_campaigner, split_writes,
+                                            start_back_ms)
 from triplica.engine.log_entries import Write, decode_entry, encode_entry, stored_item_size
 from triplica.engine.queued_writes import QueuedWrites
 from triplica.engine.replica_repair import (
@@ -95,12 +97,7 @@ DRAIN_S_MAX = 10.0
 DRAIN_POLL_S = 0.005
 DECIDED_POLL_S = 0.01
 
-
-
-def first_campaigner(group_key: str, members: list[int]) -> int:
-    """The member of a brand-new group that campaigns first (see the module docstring)."""
-    digest = hashlib.blake2b(group_key.encode("utf-8"), digest_size=8).digest()
-    return sorted(members)[int.from_bytes(digest, "big") % len(members)]
+__all__ = ["NodePartition", "UnhostedPartition", "first_campaigner"]
 
 
 class NodePartition:
@@ -137,17 +134,15 @@ class NodePartition:
         self.damaged: str | None = None  # why the replica was found damaged at open
         self.failure: str | None = None  # why it could not be rebuilt (stays unopened)
         self._healer: asyncio.Task | None = None
-        # Split (engine/group_split.py): the marker once applied here; `_splitting`
-        # while this leader's split entry is in flight (no write may follow it).
-        self.moved: SplitMarker | None = None
-        self._splitting = False
+        # Split (engine/split_protocol.py): the marker once applied here, and the
+        # split entry this leadership has in flight (no write may follow it).
+        self.split_state = ReplicaSplit()
         # Reads and writes this replica served while leading (split for consumption).
         self.meter: AccessMeter | None = None
         start_ms = None
         if fresh:  # see the module docstring: only a group with no state at all
-            back_ms = options.election_timeout_base_ms
-            if node_id == first_campaigner(group_key, members):
-                back_ms += options.election_timeout_jitter_ms
+            back_ms = start_back_ms(node_id, group_key, members, options.election_timeout_base_ms,
+                                    options.election_timeout_jitter_ms)
             start_ms = int(self._loop.time() * 1000) - back_ms
         else:
             discard_interrupted(directory)
@@ -168,6 +163,11 @@ class NodePartition:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def moved(self) -> SplitMarker | None:
+        """The group's split, once this replica applied it (it serves nothing then)."""
+        return self.split_state.moved
 
     @property
     def members(self) -> list[int]:
@@ -244,11 +244,13 @@ class NodePartition:
         self._usable_cache = (now_ms, usable)
         return usable
 
-    def _leader(self) -> ReplicaDriver:
+    def _leader(self, write: bool = False) -> ReplicaDriver:
         driver = self.driver
-        if self.moved is not None:
+        usable = not self._closed and driver is not None and self._usable(driver)
+        refusal = self.split_state.refusal(usable, write)
+        if refusal == MOVED:
             raise PartitionMovedError()
-        if self._closed or driver is None or not self._usable(driver):
+        if refusal is not None or driver is None:
             raise NotLeaderError(self.leader_hint())
         return driver
 
@@ -311,9 +313,7 @@ class NodePartition:
         replica's `applied_index` reaches it, the slot is decided either way (how a
         writer that lost its leadership learns whether its entry was committed)."""
         assert writes, "empty log entry"
-        driver = self._leader()
-        if self._splitting:  # nothing may follow the split entry (engine/group_split.py)
-            raise PartitionMovedError()
+        driver = self._leader(write=True)  # refused after this leadership's split entry
         if self.meter is not None:
             for key, value in writes:
                 self.meter.write(key, len(value) if value is not None else 0)
@@ -348,17 +348,19 @@ class NodePartition:
     async def split(self, marker: SplitMarker, wait_s: float) -> int:
         """Split this group (engine/group_split.py); the split entry's index once applied
         here. Idempotent: a group already split the same way answers at once."""
-        if self.moved is not None:
-            if not self.moved.same_split(marker):
-                raise ValueError(f"group {self.group_key} was split differently: {self.moved}")
+        decision = self.split_state.on_ask(marker)
+        if decision == ASK_MISMATCH:
+            raise ValueError(f"group {self.group_key} was split differently: {self.moved}")
+        if decision == ASK_DONE:
+            assert self.moved is not None
             return self.moved.index
         driver = self._leader()
-        if not self._splitting:
-            self._splitting = True
+        if decision == ASK_PROPOSE:
+            self.split_state.proposed(driver.replica.ballot)
             try:
                 future = self._propose_on(driver, split_writes(marker))[1]
             except BaseException:
-                self._splitting = False
+                self.split_state.proposal_failed()
                 raise
             try:
                 await asyncio.wait_for(asyncio.shield(future), wait_s)
@@ -366,7 +368,8 @@ class NodePartition:
                 raise NotLeaderError(self.leader_hint()) from None
         else:  # a split already in flight: wait for it to land
             deadline = self._loop.time() + wait_s
-            while self.moved is None and self._splitting and self._loop.time() < deadline:
+            while (self.moved is None and self.split_state.proposing is not None
+                   and self._loop.time() < deadline):
                 await asyncio.sleep(DRAIN_POLL_S)
         self._refresh_moved()
         if self.moved is None:
@@ -384,9 +387,9 @@ class NodePartition:
     def _refresh_moved(self) -> None:
         driver = self.driver
         if self.moved is None and driver is not None and not self._closed:
-            self.moved = marker_of(driver.store)
-            if self.moved is not None:
-                self._splitting = False
+            marker = marker_of(driver.store)
+            if marker is not None:
+                self.split_state.applied(marker)
 
     def _own_leadership(self, driver: ReplicaDriver) -> None:
         """Queued writes and the overlay belong to one ballot of this replica."""
@@ -445,8 +448,8 @@ class NodePartition:
     def role_changed(self, driver: ReplicaDriver) -> None:
         self._usable_cache = None
         self._reach_members(driver)
-        if not driver.is_leader:
-            self._splitting = False  # a split entry in flight is the next leader's to decide
+        # A split entry in flight is the next leader's to decide (split_protocol.py).
+        self.split_state.leadership(driver.is_leader, driver.replica.ballot)
         self._refresh_moved()
         owner = self._queued.owner
         if owner is None:

@@ -56,9 +56,9 @@ from typing import Any, Awaitable, Callable
 from triplica.engine.operations.service import OPERATIONS, Service
 from triplica.engine.catalogue import PartitionInfo, TableInfo
 from triplica.engine.database import Database
-from triplica.engine.group_split import SplitMarker
+from triplica.engine.split_protocol import (ACTION_ASK, ACTION_SWITCH, SplitMarker, SplitProgress,
+                                            first_campaigner, split_refusal)
 from triplica.common.redirects import NotLeaderError
-from triplica.engine.node_partition import first_campaigner
 from triplica.metadata.split_reports import SplitSuggestion
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import put_table, set_draining, set_metadata_members
@@ -80,8 +80,9 @@ CHILD_KEY_TRIES = 16
 
 # (group key, member node ids) -> does the group have a leader that may serve now?
 GroupReady = Callable[[str, list[int]], Awaitable[bool]]
-# (parent partition, marker) -> did the parent group's leader apply the split?
-AskSplit = Callable[[PartitionInfo, SplitMarker], Awaitable[bool]]
+# (parent partition, its split at step 2) -> did the parent group's leader apply the split?
+# (it takes the progress through `SplitProgress.after_answer`, metadata/role.py)
+AskSplit = Callable[[PartitionInfo, SplitProgress], Awaitable[bool]]
 # -> every reachable node's split suggestions
 Suggestions = Callable[[], Awaitable[list[SplitSuggestion]]]
 
@@ -188,13 +189,17 @@ class ControlPlane:
             self.metadata.require_leader()
             await self.follower.catch_up(self.metadata.last_epoch())
             table = self.db.tables.get(table_name)
-            if table is None or table.info.status != "ACTIVE" or table.info.split_intent:
+            if table is None:
                 return False
             parent = next((p for p in table.info.partitions if p.group == group), None)
-            if parent is None or not parent.hash_start < boundary < parent.hash_end:
+            # One change to a group at a time: a move finishes first.
+            refusal = split_refusal(
+                None if parent is None else (parent.hash_start, parent.hash_end), boundary,
+                intent_pending=bool(table.info.split_intent),
+                table_active=table.info.status == "ACTIVE",
+                moving=self.mover is not None and self.mover.moving(group))
+            if refusal is not None or parent is None:
                 return False
-            if self.mover is not None and self.mover.moving(group):
-                return False  # one change to a group at a time: the move finishes first
             info = copy.deepcopy(table.info)
             info.split_intent = list(_children(parent, boundary))
             await self._commit(put_table(info))
@@ -206,7 +211,8 @@ class ControlPlane:
             return done
 
     async def _finish_split(self, table_name: str) -> bool:
-        """Steps 2 and 3 of a split whose intent is in the log (lock held)."""
+        """Steps 2 and 3 of a split whose intent is in the log (lock held); reconcile
+        calls it too, so the steps are engine/split_protocol.py's `SplitProgress`."""
         assert self.ask_split is not None
         table = self.db.tables.get(table_name)
         if table is None or len(table.info.split_intent) != 2:
@@ -215,13 +221,17 @@ class ControlPlane:
         position = next(i for i, p in enumerate(table.info.partitions)
                         if p.partition_id == left.split_from)
         parent = table.info.partitions[position]
-        marker = SplitMarker(left.hash_end, str(left.group), str(right.group))
-        if not await self.ask_split(parent, marker):
+        progress = SplitProgress(str(parent.group),
+                                 SplitMarker(left.hash_end, str(left.group), str(right.group)),
+                                 list(parent.members or ()))
+        if progress.action == ACTION_ASK and not await self.ask_split(parent, progress):
             return False  # reconcile tries again
+        assert progress.action == ACTION_SWITCH, progress.step
         info = copy.deepcopy(table.info)
         info.partitions[position:position + 1] = [copy.deepcopy(left), copy.deepcopy(right)]
         info.split_intent = []
         await self._commit(put_table(info))
+        progress.switched()
         return True
 
     async def split_suggested(self) -> bool:

@@ -28,8 +28,9 @@ requests of node/storage_node.py):
 The control plane also asks nodes (answered in node/storage_node.py)
 `{"split_reports": 1}` -> `{"reports": [GroupReport, ...]}` (merged into
 split decisions here, metadata/split_reports.py) and `{"split_group": key, "boundary", "left", "right"}` ->
-`{"index": A}` once the split entry is applied there, or `{"not_leader":
-hint}`, then `{"split_applied": key}` -> `{"applied": bool}` of the other
+`{"index": A}` once the split entry is applied there, `{"proposed": true}`
+(it leads and its split entry is still in flight: ask it again) or
+`{"not_leader": hint}` (whom to ask next: engine/split_protocol.py), then `{"split_applied": key}` -> `{"applied": bool}` of the other
 members (each waits a bounded time for its replica to apply it).
 
 Every LEADER_REPORT_S the node also tells each MemDS server which groups it
@@ -48,7 +49,9 @@ from triplica.common.redirects import NotLeaderError
 from triplica.engine.catalogue import METADATA_GROUP, PartitionInfo
 from triplica.engine.database import Database
 from triplica.engine.group_report import GroupReport
-from triplica.engine.group_split import SplitMarker
+from triplica.engine.split_protocol import (ACTION_ASK, ANSWER_APPLIED, ANSWER_NONE,
+                                            ANSWER_NOT_LEADER, ANSWER_PROPOSED, SplitAnswer,
+                                            SplitProgress)
 from triplica.engine.node_config import NodeConfig
 from triplica.errors import ValidationException
 from triplica.metadata.catalogue_follower import CatalogueFollower
@@ -320,16 +323,17 @@ class MetadataRole:
 
     # ----------------------------------------------------------------- splits
 
-    async def _ask_split(self, parent: PartitionInfo, marker: SplitMarker) -> bool:
-        """Ask the parent group's leader to split it (following its members' hints,
-        bounded by SPLIT_ASK_S); True once the split entry is applied there."""
-        members = list(parent.members or ())
+    async def _ask_split(self, parent: PartitionInfo, progress: SplitProgress) -> bool:
+        """Ask the parent group's leader to split it (whom to ask next after each answer is
+        `progress.after_answer`; bounded by SPLIT_ASK_S); True once the split entry is
+        applied there."""
+        marker = progress.marker
         request = {"split_group": parent.group, "boundary": str(marker.boundary),
                    "left": marker.left_group, "right": marker.right_group}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SPLIT_ASK_S
-        target = members[0]
-        while loop.time() < deadline:
+        while progress.action == ACTION_ASK and loop.time() < deadline:
+            target = progress.target
             try:
                 if target == self.config.node_id:
                     answer = await self.node.split_group(request)
@@ -337,16 +341,13 @@ class MetadataRole:
                     answer = await self.network.request(target, request, SPLIT_ASK_S / 2)
             except (TransportError, RemoteError) as error:
                 log.info("split of %s: node %s: %s", parent.group, target, error)
-                answer = {"not_leader": None}
-            if isinstance(answer, dict) and "index" in answer:
+                answer = None
+            decision = progress.after_answer(_split_answer(answer))
+            if decision.done:
                 await self._wait_applied(parent, target)
                 return True
-            hint = answer.get("not_leader") if isinstance(answer, dict) else None
-            if isinstance(hint, int) and hint in members and hint != target:
-                target = hint
-                continue
-            target = members[(members.index(target) + 1) % len(members)]
-            await asyncio.sleep(SPLIT_RETRY_S)
+            if decision.wait:
+                await asyncio.sleep(SPLIT_RETRY_S)
         log.warning("split of group %s: no leader applied it in %.0f s", parent.group,
                     SPLIT_ASK_S)
         return False
@@ -432,3 +433,15 @@ class MetadataRole:
         for client in self._memds:
             await client.close()
         await self._close_replica()
+
+
+def _split_answer(answer: Any) -> SplitAnswer:
+    """A node's answer to `split_group` (node/storage_node.py) for SplitProgress."""
+    if not isinstance(answer, dict):
+        return SplitAnswer(ANSWER_NONE)
+    if "index" in answer:
+        return SplitAnswer(ANSWER_APPLIED, index=int(answer["index"]))
+    if answer.get("proposed"):
+        return SplitAnswer(ANSWER_PROPOSED)
+    hint = answer.get("not_leader")
+    return SplitAnswer(ANSWER_NOT_LEADER, hint=hint if isinstance(hint, int) else None)

@@ -32,8 +32,8 @@ repairing it (engine/node_partition.py, "Damaged replica").
 
 Splits (engine/group_split.py): the control plane asks
 `{"split_group": key, "boundary", "left", "right"}` (this node's replica
-proposes the split entry if it leads: `{"index": A}`, else `{"not_leader":
-hint}`), `{"split_applied": key}` (has this replica applied it, after a
+proposes the split entry if it leads: `{"index": A}` once applied, `{"proposed":
+true}` while it is in flight, else `{"not_leader": hint}`), `{"split_applied": key}` (has this replica applied it, after a
 bounded wait) and `{"split_reports": 1}` (what this node's SplitAdvisor
 saw of each replica it hosts). When the catalogue switches to a split's
 children, `prepare_child` builds this node's child replicas from its parent
@@ -56,7 +56,8 @@ from typing import Any, Awaitable, Callable
 from triplica.common.redirects import NotLeaderError
 from triplica.engine.catalogue import METADATA_GROUP, PartitionInfo, TableInfo
 from triplica.engine.database import Database
-from triplica.engine.group_split import REPLICA_DIRECTORY, SplitMarker, build_child
+from triplica.engine.group_split import REPLICA_DIRECTORY, build_child
+from triplica.engine.split_protocol import SplitMarker
 from triplica.engine.node_config import NodeConfig
 from triplica.engine.node_partition import NodePartition, UnhostedPartition
 from triplica.engine.log_entries import stored_item_size
@@ -238,6 +239,8 @@ class StorageNode:
         try:
             index = await replica.split(marker, SPLIT_PROPOSE_WAIT_S)
         except NotLeaderError as error:
+            if replica.split_state.proposing is not None:
+                return {"proposed": True}  # it still leads, its split entry in flight: ask again
             return {"not_leader": error.leader_id}
         return {"index": index}
 

@@ -1,11 +1,12 @@
 """The asyncio driver of one replica: clock, disk, network and state machine.
 
 It runs the sans-I/O `Replica` core exactly as the simulator does
-(sim/cluster.py): tick before step, then loop over `ready()`:
+(sim/cluster.py), through the same Ready processing (ready_loop.py): tick
+before step, then loop over `ready()`:
 
     persist hard state / snapshot / entries   (PaxosLog, one fsync, worker thread;
                                                a commit-index-only hard state waits
-                                               for the next append, see _needs_disk)
+                                               for the next append, see ready_loop.py)
     send messages                             (in-process peer inboxes, or per-peer
                                                bounded outboxes on the transport)
     install the snapshot if asked             (swap the LMDB environment)
@@ -79,6 +80,7 @@ from triplica.replication.image_transfer import ImageReceiver, ImageSender, remo
 from triplica.replication.log import HardState, LogEntry, Snapshot
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
+from triplica.replication.ready_loop import ReadyLoop
 from triplica.replication.replica import Ready, Replica
 from triplica.replication.snapshot_stream import ACK_KIND, DRIVER_KINDS, ChunkAck, SnapshotChunk, StreamFormatError
 from triplica.replication.replica_files import ReplicaFiles, write_stub
@@ -150,6 +152,9 @@ class ReplicaDriver:
                                     and not persisted.entries)
         self.replica = Replica(node_id, group, membership, random.Random(),
                                now_ms if start_ms is None else start_ms, options, persisted)
+        self._ready_loop = ReadyLoop(self.replica, send=self._send, install=self._install,
+                                     apply=self._apply, durable_hard_state=self._durable_hard_state,
+                                     finished=self._after_ready)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"paxos-{node_id}")
         self._server = network.server(self._address, self._on_batch, self._deliver_local)
         self._clients = {peer: network.client(address) for peer, address in addresses.items()
@@ -163,7 +168,6 @@ class ReplicaDriver:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_due_ms = 0
         self._inbox: deque[Message] = deque()
-        self._hard_state_deferred: HardState | None = None  # see _needs_disk
         self._inbox_scheduled = False
         self._role_seen = (False, None)
         remove_interrupted(directory)
@@ -241,26 +245,6 @@ class ReplicaDriver:
         self._executor.shutdown(wait=True)
         self.files.close()
 
-    def drive_sync(self, deliver: Callable[[Message], None]) -> None:
-        """Process Readies inline (fsync in this thread), before `start()` only.
-
-        Used to elect the first leader of a brand-new group synchronously, so a
-        table is writable the moment CreateTable returns. `deliver` hands each
-        message straight to its recipient's core.
-        """
-        assert not self.running
-        for _ in range(READY_ROUNDS_MAX):
-            ready = self.replica.ready()
-            if ready.empty:
-                return
-            if ready.must_persist:
-                self.log.persist(ready.hard_state, ready.entries, ready.snapshot)
-            for message in ready.messages:
-                deliver(message)
-            if ready.committed_entries:
-                self.files.apply(ready.committed_entries, self._decode)
-            self.replica.advance(ready)
-
     def lease_read_allowed(self) -> bool:
         """read_allowed for a driver that is not started yet (bootstrap)."""
         return self.replica.read_allowed(self.now_ms())
@@ -302,23 +286,15 @@ class ReplicaDriver:
         if self._busy or self._wake.is_set() or self._parked is not None:
             self._wake.set()
         else:
-            for _ in range(READY_ROUNDS_MAX):
-                ready = self.replica.ready()
-                if ready.empty:
-                    break
-                if self._needs_disk(ready) or ready.install_snapshot:
-                    self._parked = ready
-                    self._wake.set()
-                    break
-                if ready.hard_state is not None:
-                    self._hard_state_deferred = ready.hard_state
-                try:
-                    self._finish(ready)
-                except Exception as error:  # a disk failure or a bug: stop this replica
-                    self._fail(error)
-                    return
-                if not ready.committed_entries:
-                    break  # advance() of a Ready that applied nothing creates no output
+            try:
+                parked = self._ready_loop.settle(READY_ROUNDS_MAX, stop_at_install=True,
+                                                 stop_when_idle=True, strict=False)
+            except Exception as error:  # a disk failure or a bug: stop this replica
+                self._fail(error)
+                return
+            if parked is not None:
+                self._parked = parked
+                self._wake.set()
             if self._compaction_due():
                 self._wake.set()
         self._notify_role()
@@ -548,41 +524,29 @@ class ReplicaDriver:
         self._notify_role()
 
     async def _process(self, ready: Ready) -> None:
-        if self._needs_disk(ready):
-            hard_state = ready.hard_state or self._hard_state_deferred
-            self._hard_state_deferred = None
+        loop = self._ready_loop
+        if loop.needs_disk(ready):
+            hard_state, entries, snapshot = loop.to_persist(ready)
             if self._sync_mode == "none":
-                self.log.persist(hard_state, ready.entries, ready.snapshot)
+                self.log.persist(hard_state, entries, snapshot)
             else:
                 await self._loop.run_in_executor(self._executor, self.log.persist,
-                                                 hard_state, ready.entries, ready.snapshot)
-        elif ready.hard_state is not None:
-            self._hard_state_deferred = ready.hard_state
-        self._finish(ready)
+                                                 hard_state, entries, snapshot)
+        else:
+            loop.skip_disk(ready)
+        loop.finish(ready)
 
-    def _needs_disk(self, ready: Ready) -> bool:
-        """Must this Ready be written (and fsynced) before its messages go out?
+    def _durable_hard_state(self) -> HardState:
+        return self.log.hard_state
 
-        Not when its only durable change is a higher commit index under the
-        same promise: the commit index is a restart optimisation (log.py); a
-        replica that restarts with an older one just learns the rest again
-        from the leader, exactly as after a crash before that fsync. Such a
-        hard state waits for the next append (entries, a snapshot or a new
-        promise), which writes it after everything it covers.
-        """
-        if ready.entries or ready.snapshot is not None:
-            return True
-        hard_state = ready.hard_state
-        return hard_state is not None and hard_state.promised != self.log.hard_state.promised
+    def _install(self, snapshot: Snapshot) -> None:
+        self.files.install_image(snapshot.index)
 
-    def _finish(self, ready: Ready) -> None:
-        """Everything after persisting: send, install, apply, advance, tell the owner."""
-        self._send(ready.messages)
-        if ready.install_snapshot and ready.snapshot is not None:
-            self.files.install_image(ready.snapshot.index)
-        if ready.committed_entries:
-            self.files.apply(ready.committed_entries, self._decode)
-        self.replica.advance(ready)
+    def _apply(self, entries: tuple[LogEntry, ...]) -> None:
+        self.files.apply(entries, self._decode)
+
+    def _after_ready(self, ready: Ready) -> None:
+        """After each Ready's advance: tell the owner."""
         self._notify_role()
         if ready.committed_entries and self._listener is not None:
             self._listener.applied(self, ready.committed_entries)

@@ -1,7 +1,7 @@
 """What a router does after each attempt at a partition: the retry decisions, sans-I/O.
 
 The router (router/router.py) and the split simulation's routers
-(sim/split_workload.py) send an attempt, classify what came back as an
+(sim/split_router.py) send an attempt, classify what came back as an
 `Outcome`, and ask `Attempts.after` what next. The rules:
 
 - ANSWERED (a success, or an error that is the answer): done.

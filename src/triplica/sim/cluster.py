@@ -2,10 +2,11 @@
 
 `SimCluster` owns the event queue (virtual real time, integer ms), the
 network, each node's disk, clock and key/value state machine, and drives
-each Replica exactly as a production driver would: tick before step, then
-ready -> fsync (after the disk's latency) -> send -> apply -> advance. A
-crash drops the Ready whose fsync has not completed, the in-memory replica
-and the state machine; a restart rebuilds them from the disk.
+each Replica with the production driver's Ready processing
+(replication/ready_loop.py): tick before step, then ready -> fsync (after
+the disk's latency) -> send -> apply -> advance. A crash drops the Ready
+whose fsync has not completed, the in-memory replica and the state machine;
+a restart rebuilds them from the disk.
 
 Continuous checks (recorded in `violations`, never raised mid-run):
 - two replicas chose different values for one index (seen at apply time);
@@ -36,6 +37,8 @@ from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
+from triplica.replication.log import HardState, LogEntry, Snapshot
+from triplica.replication.ready_loop import ReadyLoop
 from triplica.replication.replica import Ready, Replica
 from triplica.sim.disk import SimDisk
 from triplica.sim.events import EventQueue
@@ -45,6 +48,7 @@ from triplica.common.checksum import crc32c
 
 TICK_MS = 10
 GROUP = 1
+READY_LOOP_MAX = 1000
 
 
 @dataclass
@@ -57,6 +61,7 @@ class SimNode:
     disk_latency_ms: Callable[[], int]
     bootstrap: "Membership | None"
     replica: "Replica | None" = None
+    ready_loop: "ReadyLoop | None" = None
     kv: "KeyValueStateMachine | None" = None
     up: bool = False
     incarnation: int = 0
@@ -128,6 +133,10 @@ class SimCluster(EventQueue):
         node.pending_writes = {}
         node.replica = Replica(node_id, GROUP, node.bootstrap, node.rng, node.local_ms(self.now_ms),
                                self.options, persisted)
+        node.ready_loop = ReadyLoop(
+            node.replica, send=self._send_all, install=lambda snapshot: self._install(node, snapshot),
+            apply=lambda entries: self._apply_all(node, entries),
+            durable_hard_state=lambda: node.disk.hard_state, finished=lambda ready: self._finished(node))
         snapshot = persisted.snapshot
         node.kv = KeyValueStateMachine.restore(snapshot.data) if snapshot else KeyValueStateMachine()
         self._trace("start", node_id, "lost", persisted.lost_indexes)
@@ -140,6 +149,7 @@ class SimCluster(EventQueue):
         self._trace("crash", node_id)
         node.up = False
         node.replica = None
+        node.ready_loop = None
         node.kv = None
         node.pending_writes = {}
         node.fsync_in_flight = False
@@ -164,39 +174,39 @@ class SimCluster(EventQueue):
 
     def _drive(self, node: SimNode) -> None:
         """Process Readies until one needs an fsync or there is nothing to do."""
-        for _ in range(1000):
-            if not node.up or node.fsync_in_flight:
-                return
-            assert node.replica is not None
-            ready = node.replica.ready()
-            if ready.empty:
-                return
-            if ready.must_persist:
-                node.fsync_in_flight = True
-                self.at(node.disk_latency_ms(), lambda i=node.incarnation, r=ready: self._fsynced(node, i, r))
-                return
-            self._finish(node, ready)
-        raise AssertionError(f"node {node.node_id}: Ready loop does not settle")
+        if not node.up or node.fsync_in_flight:
+            return
+        assert node.ready_loop is not None
+        ready = node.ready_loop.settle(READY_LOOP_MAX)
+        if ready is None:
+            return
+        node.fsync_in_flight = True
+        durable = node.ready_loop.to_persist(ready)
+        self.at(node.disk_latency_ms(), lambda i=node.incarnation: self._fsynced(node, i, ready, durable))
 
-    def _fsynced(self, node: SimNode, incarnation: int, ready: Ready) -> None:
+    def _fsynced(self, node: SimNode, incarnation: int, ready: Ready,
+                 durable: "tuple[HardState | None, tuple[LogEntry, ...], Snapshot | None]") -> None:
         if node.up and node.incarnation == incarnation:
-            node.disk.write(ready)
-            self._finish(node, ready)
+            assert node.ready_loop is not None
+            node.disk.write(*durable)
+            node.ready_loop.finish(ready)
             self._drive(node)
 
-    def _finish(self, node: SimNode, ready: Ready) -> None:
+    def _install(self, node: SimNode, snapshot: Snapshot) -> None:
+        if node.node_id in self.log_replica_ids:
+            self._violation(f"t={self.now_ms}: log replica {node.node_id} installed a snapshot into a state machine")
+        node.kv = KeyValueStateMachine.restore(snapshot.data)
+        self._check_state(node, snapshot.index, node.kv)
+
+    def _apply_all(self, node: SimNode, entries: "tuple[LogEntry, ...]") -> None:
+        assert node.kv is not None
+        for entry in entries:
+            self._apply(node, node.kv, entry)
+
+    def _finished(self, node: SimNode) -> None:
+        """After a Ready's advance: the next fsync may start; compact now and then."""
         replica, kv = node.replica, node.kv
         assert replica is not None and kv is not None
-        for message in ready.messages:
-            self._send(message)
-        if ready.install_snapshot and ready.snapshot is not None:
-            if node.node_id in self.log_replica_ids:
-                self._violation(f"t={self.now_ms}: log replica {node.node_id} installed a snapshot into a state machine")
-            node.kv = kv = KeyValueStateMachine.restore(ready.snapshot.data)
-            self._check_state(node, ready.snapshot.index, kv)
-        for entry in ready.committed_entries:
-            self._apply(node, kv, entry)
-        replica.advance(ready)
         node.fsync_in_flight = False
         if replica.applied_index - replica.log.snapshot_index >= self.compact_every_entries and not replica.is_log_replica:
             replica.compact(replica.applied_index, kv.snapshot())
@@ -232,6 +242,10 @@ class SimCluster(EventQueue):
         first = self.state_checksums.setdefault(index, checksum)
         if first != checksum:
             self.violations.append(f"index {index}: node {node.node_id} state checksum differs")
+
+    def _send_all(self, messages: "tuple[Message, ...]") -> None:
+        for message in messages:
+            self._send(message)
 
     def _send(self, message: Message) -> None:
         if self.wire_roundtrip:

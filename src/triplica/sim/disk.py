@@ -19,7 +19,6 @@ import struct
 import msgpack
 
 from triplica.replication.log import HardState, LogEntry, PersistedState, Snapshot
-from triplica.replication.replica import Ready
 from triplica.common.checksum import crc32c
 
 _CRC = struct.Struct(">I")
@@ -39,17 +38,21 @@ class SimDisk:
         self.hard_state_copies: list["bytes | None"] = [None, None]
         self.entries: dict[int, bytes] = {}
         self.snapshot: "bytes | None" = None
+        self.hard_state = HardState()  # what the copies hold (never flipped), for ReadyLoop
         self.bit_flips = 0
 
-    def write(self, ready: Ready) -> None:
-        if ready.hard_state is not None:
-            record = _seal(msgpack.packb(ready.hard_state.to_wire()))
+    def write(self, hard_state: "HardState | None", entries: "tuple[LogEntry, ...]",
+              snapshot: "Snapshot | None") -> None:
+        """One fsync of what ReadyLoop.to_persist says (PaxosLog.persist's arguments)."""
+        if hard_state is not None:
+            record = _seal(msgpack.packb(hard_state.to_wire()))
             self.hard_state_copies = [record, record]
-        if ready.snapshot is not None:
-            self.snapshot = _seal(msgpack.packb(ready.snapshot.to_wire()))
-            for index in [i for i in self.entries if i <= ready.snapshot.index]:
+            self.hard_state = hard_state
+        if snapshot is not None:
+            self.snapshot = _seal(msgpack.packb(snapshot.to_wire()))
+            for index in [i for i in self.entries if i <= snapshot.index]:
                 del self.entries[index]
-        for entry in ready.entries:
+        for entry in entries:
             self.entries[entry.index] = _seal(msgpack.packb(entry.to_wire()))
 
     def flip_bit(self, rng: random.Random) -> "int | None":

@@ -2,25 +2,45 @@
 
 `SplitCluster` is SimCluster's multi-group sibling, for the split simulation
 (split_sim.py): every node hosts one replica of each live group, all driven
-exactly as a production driver drives the real `Replica` (tick before step,
-ready -> fsync -> send -> apply -> advance). A crash takes down every replica
+with the production driver's Ready processing (replication/ready_loop.py:
+tick before step, ready -> fsync -> send -> apply -> advance). A crash takes down every replica
 on the node and drops what was not fsynced; a restart rebuilds each one from
 its own disk.
 
-The partition protocol it models is the production one (engine/group_split.py,
-engine/node_partition.py):
-- a group's state (`PartitionState`) is the key/value map plus the split
-  marker: the first split entry applied records "moved at index A", after
-  which the replica serves nothing;
-- writes and strong reads only on a leader that may serve (lease held, read
-  fence applied); the leader that proposed a split entry refuses every write
-  of the same leadership (ballot) after it;
-- a switch (`publish`) builds this node's replicas of the two children
-  from its own replica of the parent: the state cut to each child's range,
-  as a log holding only a snapshot at A with the parent's members; a node
-  whose parent replica never applied the split starts its child replica
-  empty and catches up from the child's leader by InstallSnapshot. Then the
-  node drops its parent replica.
+The partition protocol's decisions are the production ones, called here
+as engine/node_partition.py and node/storage_node.py call them
+(engine/split_protocol.py); this module does only what the sim stands in
+for (the state machine, disks, messages):
+- the split entry is production's (`split_writes`, `marker_in`); a group's
+  state (`PartitionState`) is the key/value map plus the split marker, the
+  first split entry applied (`first_marker`), after which the replica serves
+  nothing;
+- who refuses what (`ReplicaSplit`): writes and strong reads only on a
+  leader that may serve (lease held, read fence applied); the leadership
+  (ballot) that proposed a split entry refuses every write after it; what a
+  replica asked to split does (`on_ask`);
+- a switch (`publish`) builds this node's replicas of the two children from
+  its own replica of the parent (`child_seed`): the state cut to each
+  child's range, as a log holding only a snapshot at A with the parent's
+  members; a node whose parent replica never applied the split starts its
+  child replica empty and catches up from the child's leader by
+  InstallSnapshot. Then the node drops its parent replica. A child's first
+  campaigner is production's (`start_back_ms`).
+Group ids are ints here (the Replica core's `group`); their keys, as in
+markers and maps, are `group_key(id)`.
+
+Commit index: every hard state is written at once here, unlike production
+(ready_loop.py defers one whose only change is the commit index). A node's
+children are cut from the state its disk recovers to, the snapshot plus
+the log up to the durable commit index (production's LMDB store is not
+synced per apply either). With the deferral, 44 of seeds 0..999 fail on
+liveness: the one member that applied a split entry answers "done", loses
+power before its commit index reaches the disk, and every node then builds
+the children empty (the others had not applied the entry when they
+switched). Production's switch waits for the parent replica to apply the
+split (StorageNode.prepare_child) and the control plane gives the other
+members a moment (metadata/role.py `_wait_applied`), neither modelled here,
+so whether production can lose a split this way is an open question.
 
 Continuous checks (recorded in `violations`): one chosen value per
 (group, index); equal state checksums at equal (group, index); at most one
@@ -38,10 +58,16 @@ from typing import Any, Callable
 
 import msgpack
 
+from triplica.engine.log_entries import decode_entry, encode_entry
+from triplica.engine.split_protocol import (ASK_DONE, ASK_MISMATCH, ASK_PROPOSE, NOT_LEADER, ChildSeed,
+                                            ReplicaSplit, SplitMarker, applies_writes, child_seed, first_marker,
+                                            marker_in,
+                                            split_writes, start_back_ms)
 from triplica.replication.membership import Membership
 from triplica.replication.log import EntryKind, HardState, LogEntry, PersistedState, Snapshot
 from triplica.replication.messages import Message, message_from_wire, message_to_wire
 from triplica.replication.options import ReplicaOptions
+from triplica.replication.ready_loop import ReadyLoop
 from triplica.replication.replica import Ready, Replica
 from triplica.sim.disk import SimDisk
 from triplica.sim.events import EventQueue
@@ -59,25 +85,23 @@ def key_position(key: str) -> int:
     return int(key[1:])
 
 
-@dataclass(frozen=True)
-class SplitMarker:
-    boundary: int  # the left child owns [start, boundary), the right [boundary, end)
-    left: int      # child group ids
-    right: int
-    index: int = 0  # the first applied split entry's index (0 in a proposal)
-
-    def encode(self) -> bytes:
-        return msgpack.packb(["split", self.boundary, self.left, self.right])
-
-    def same_split(self, other: "SplitMarker") -> bool:
-        return (self.boundary, self.left, self.right) == (other.boundary, other.left, other.right)
+def group_key(group: int) -> str:
+    """A sim group id as production names groups (markers, maps)."""
+    return str(group)
 
 
-def decode_entry(data: bytes) -> "Command | SplitMarker":
-    fields = msgpack.unpackb(data)
-    if fields[0] == "split":
-        return SplitMarker(fields[1], fields[2], fields[3])
-    return Command(*fields)
+def split_entry(marker: SplitMarker) -> bytes:
+    """The split entry's bytes: production's (engine/split_protocol.py, log_entries.py)."""
+    return encode_entry(split_writes(marker))
+
+
+def decode_command(index: int, data: bytes) -> "Command | SplitMarker":
+    """A sim command, or production's split entry (a msgpack map, where commands are arrays)."""
+    if type(msgpack.unpackb(data)) is dict:
+        marker = marker_in(decode_entry(data), index)
+        assert marker is not None, data
+        return marker
+    return Command.decode(data)
 
 
 class PartitionState:
@@ -87,14 +111,16 @@ class PartitionState:
         self.kv = kv or KeyValueStateMachine()
         self.moved = moved
 
-    def apply(self, index: int, data: bytes) -> "tuple[Command | SplitMarker, Any]":
+    def apply(self, index: int, data: bytes, writes_after_moved: bool = False) -> "tuple[Command | SplitMarker, Any]":
         """Apply one command entry, as production does: writes are applied
-        whatever their position (the protocol guarantees none follows A)."""
-        decoded = decode_entry(data)
+        until the marker, none after it (`applies_writes`; `writes_after_moved`
+        is for the self-test's faults, SplitFaults.unfrozen)."""
+        decoded = decode_command(index, data)
         if isinstance(decoded, SplitMarker):
-            if self.moved is None:  # only the first split entry counts
-                self.moved = SplitMarker(decoded.boundary, decoded.left, decoded.right, index)
+            self.moved = first_marker(self.moved, decoded)
             return decoded, None
+        if not (applies_writes(self.moved) or writes_after_moved):
+            return decoded, None  # frozen at A: no answer, the client's outcome is unknown
         return decoded, self.kv.apply(decoded)
 
     def cut(self, start: int, end: int) -> "PartitionState":
@@ -106,7 +132,8 @@ class PartitionState:
         return PartitionState(kv)
 
     def snapshot(self) -> bytes:
-        moved = None if self.moved is None else [self.moved.boundary, self.moved.left, self.moved.right, self.moved.index]
+        moved = None if self.moved is None else [self.moved.boundary, self.moved.left_group, self.moved.right_group,
+                                                 self.moved.index]
         return msgpack.packb([self.kv.snapshot(), moved])
 
     @classmethod
@@ -125,6 +152,12 @@ class SplitFaults:
     child_from_unapplied: bool = False    # a lagging node cuts its child from state before A
     write_before_fence: bool = False      # a new leader takes writes before applying its predecessors' entries
 
+    @property
+    def unfrozen(self) -> bool:
+        """A split parent applies writes after A (`applies_writes` would make the two
+        write faults harmless: the self-test shows the checks catch what they do)."""
+        return self.moved_accepts_writes or self.write_before_fence
+
 
 @dataclass
 class GroupReplica:
@@ -135,18 +168,25 @@ class GroupReplica:
     disk: SimDisk
     bootstrap: "Membership | None"
     replica: "Replica | None" = None
+    ready_loop: "ReadyLoop | None" = None
     state: "PartitionState | None" = None
     fsync_in_flight: bool = False
     pending_writes: dict[int, tuple[Command, Callable[[Any], None]]] = field(default_factory=dict)
-    splitting_ballot: Any = None  # the leadership that proposed a split entry: no write after it
+    split: ReplicaSplit = field(default_factory=ReplicaSplit)  # production's split decisions
     back_date_ms: int = 0  # a brand-new group's first start: may promise (and campaign) at once
 
     def stop(self) -> None:
         self.replica = None
+        self.ready_loop = None
         self.state = None
         self.fsync_in_flight = False
         self.pending_writes = {}
-        self.splitting_ballot = None
+        self.split = ReplicaSplit()
+
+    def refresh_moved(self) -> None:
+        """The applied marker, as NodePartition._refresh_moved reads it from its store."""
+        if self.state is not None and self.state.moved is not None:
+            self.split.applied(self.state.moved)
 
 
 @dataclass(frozen=True)
@@ -154,8 +194,7 @@ class Switch:
     """A committed split, as every node applies it from the metadata."""
     parent: int
     marker: SplitMarker  # with the split index A the control plane learned
-    left_range: tuple[int, int]
-    right_range: tuple[int, int]
+    parent_range: tuple[int, int]
     members: tuple[int, ...]
 
 
@@ -243,7 +282,7 @@ class SplitCluster(EventQueue):
         for switch in self.switches[node.switches_applied:node.switches_known]:
             parent = node.groups.get(switch.parent)
             if parent is not None:
-                self._build_children(node, parent, _recovered_state(parent.disk), switch)
+                self._build_children(node, parent, _recovered_state(parent.disk, self.faults.unfrozen), switch)
         node.switches_applied = node.switches_known
         for group in sorted(node.groups):
             if node.groups[group].replica is None:
@@ -257,7 +296,14 @@ class SplitCluster(EventQueue):
         gr.replica = Replica(node.node_id, gr.group, gr.bootstrap, node.rng, local_ms - gr.back_date_ms,
                              self.options, persisted)
         gr.back_date_ms = 0  # a restart never back-dates
+        gr.ready_loop = ReadyLoop(
+            gr.replica, send=self._send_all, install=lambda snapshot: self._install(node, gr, snapshot),
+            apply=lambda entries: self._apply_all(node, gr, entries),
+            durable_hard_state=lambda: gr.disk.hard_state, finished=lambda ready: self._finished(gr),
+            defer_commit_index=False)  # see the module docstring, "Commit index"
         gr.state = PartitionState.restore(persisted.snapshot.data) if persisted.snapshot else PartitionState()
+        gr.split = ReplicaSplit()
+        gr.refresh_moved()
         gr.replica.tick(local_ms)
 
     def crash(self, node_id: int) -> None:
@@ -283,36 +329,39 @@ class SplitCluster(EventQueue):
     # -------------------------------------------------------------- drive
 
     def _drive(self, node: SplitNode, gr: GroupReplica) -> None:
-        for _ in range(READY_LOOP_MAX):
-            if not node.up or gr.fsync_in_flight or gr.replica is None or node.groups.get(gr.group) is not gr:
-                return
-            ready = gr.replica.ready()
-            if ready.empty:
-                return
-            if ready.must_persist:
-                gr.fsync_in_flight = True
-                self.at(node.disk_latency_ms(), lambda i=node.incarnation, r=ready: self._fsynced(node, gr, i, r))
-                return
-            self._finish(node, gr, ready)
-        raise AssertionError(f"node {node.node_id} group {gr.group}: Ready loop does not settle")
+        """Process Readies until one needs an fsync or there is nothing to do."""
+        if not node.up or gr.fsync_in_flight or gr.ready_loop is None or node.groups.get(gr.group) is not gr:
+            return
+        ready = gr.ready_loop.settle(READY_LOOP_MAX)
+        if ready is None:
+            return
+        gr.fsync_in_flight = True
+        durable = gr.ready_loop.to_persist(ready)
+        self.at(node.disk_latency_ms(), lambda i=node.incarnation: self._fsynced(node, gr, i, ready, durable))
 
-    def _fsynced(self, node: SplitNode, gr: GroupReplica, incarnation: int, ready: Ready) -> None:
-        if node.up and node.incarnation == incarnation and gr.replica is not None and node.groups.get(gr.group) is gr:
-            gr.disk.write(ready)
-            self._finish(node, gr, ready)
+    def _fsynced(self, node: SplitNode, gr: GroupReplica, incarnation: int, ready: Ready,
+                 durable: "tuple[HardState | None, tuple[LogEntry, ...], Snapshot | None]") -> None:
+        if node.up and node.incarnation == incarnation and gr.ready_loop is not None \
+                and node.groups.get(gr.group) is gr:
+            gr.disk.write(*durable)
+            gr.ready_loop.finish(ready)
             self._drive(node, gr)
 
-    def _finish(self, node: SplitNode, gr: GroupReplica, ready: Ready) -> None:
+    def _install(self, node: SplitNode, gr: GroupReplica, snapshot: Snapshot) -> None:
+        gr.state = PartitionState.restore(snapshot.data)
+        self._check_state(node, gr.group, snapshot.index, gr.state)
+        gr.refresh_moved()
+
+    def _apply_all(self, node: SplitNode, gr: GroupReplica, entries: "tuple[LogEntry, ...]") -> None:
+        assert gr.state is not None
+        for entry in entries:
+            self._apply(node, gr, gr.state, entry)
+        gr.refresh_moved()
+
+    def _finished(self, gr: GroupReplica) -> None:
+        """After a Ready's advance: the next fsync may start; compact now and then."""
         replica, state = gr.replica, gr.state
         assert replica is not None and state is not None
-        for message in ready.messages:
-            self._send(message)
-        if ready.install_snapshot and ready.snapshot is not None:
-            gr.state = state = PartitionState.restore(ready.snapshot.data)
-            self._check_state(node, gr.group, ready.snapshot.index, state)
-        for entry in ready.committed_entries:
-            self._apply(node, gr, state, entry)
-        replica.advance(ready)
         gr.fsync_in_flight = False
         if replica.applied_index - replica.log.snapshot_index >= self.compact_every_entries:
             replica.compact(replica.applied_index, state.snapshot())
@@ -323,7 +372,7 @@ class SplitCluster(EventQueue):
             self.violation(f"group {gr.group} index {entry.index}: node {node.node_id} applied a different value")
         decoded, result = (None, None)
         if entry.kind == EntryKind.COMMAND:
-            decoded, result = state.apply(entry.index, entry.data)
+            decoded, result = state.apply(entry.index, entry.data, self.faults.unfrozen)
             if isinstance(decoded, SplitMarker) and state.moved is not None:
                 first = self.split_index.setdefault(gr.group, state.moved.index)
                 if first != state.moved.index:
@@ -341,6 +390,10 @@ class SplitCluster(EventQueue):
         checksum = state.checksum()
         if self.state_checksums.setdefault((group, index), checksum) != checksum:
             self.violation(f"group {group} index {index}: node {node.node_id} state checksum differs")
+
+    def _send_all(self, messages: "tuple[Message, ...]") -> None:
+        for message in messages:
+            self._send(message)
 
     def _send(self, message: Message) -> None:
         message = message_from_wire(msgpack.unpackb(msgpack.packb(message_to_wire(message)), use_list=False))
@@ -374,7 +427,8 @@ class SplitCluster(EventQueue):
     # ---------------------------------------------------------- serving
 
     def _serving(self, node_id: int, group: int, write: bool = False) -> "tuple[GroupReplica | None, tuple | None]":
-        """The replica if it may serve as leader now, else the refusal to send."""
+        """The replica if it may serve as leader now, else the refusal to send
+        (production's decision: ReplicaSplit.refusal, as NodePartition._leader)."""
         node = self.nodes.get(node_id)
         if node is None or not node.up:
             return None, None  # silence: the caller times out
@@ -383,13 +437,16 @@ class SplitCluster(EventQueue):
             return None, ("unknown_group", None)
         replica = gr.replica
         replica.tick(node.local_ms(self.now_ms))
-        if gr.splitting_ballot is not None and (not replica.is_leader or replica.ballot != gr.splitting_ballot):
-            gr.splitting_ballot = None  # a split entry in flight is the next leader's to decide
-        if gr.state.moved is not None and not self.faults.moved_accepts_writes:
-            return None, ("moved", None)
+        gr.split.leadership(replica.is_leader, replica.ballot)  # as NodePartition.role_changed
         early = write and self.faults.write_before_fence and replica.is_leader
-        if not (replica.read_allowed(node.local_ms(self.now_ms)) or early):
+        may_serve = replica.read_allowed(node.local_ms(self.now_ms)) or early
+        refusal = gr.split.refusal(may_serve, write)
+        if self.faults.moved_accepts_writes:
+            refusal = None if may_serve else NOT_LEADER
+        if refusal == NOT_LEADER:
             return None, ("not_leader", replica.leader_id)
+        if refusal is not None:
+            return None, ("moved", None)
         return gr, None
 
     def handle_client(self, node_id: int, group: int, request: tuple, reply: Callable[[Any], None]) -> None:
@@ -406,9 +463,6 @@ class SplitCluster(EventQueue):
         if request[0] == "strong_get":
             reply(("ok", gr.state.kv.get(key)))
             return
-        if gr.splitting_ballot is not None and not self.faults.moved_accepts_writes:
-            reply(("moved", None))
-            return
         command: Command = request[1]
         index = gr.replica.propose(command.encode())
         if index is None:
@@ -418,13 +472,14 @@ class SplitCluster(EventQueue):
         self._drive(self.nodes[node_id], gr)
 
     def handle_split(self, node_id: int, group: int, marker: SplitMarker, reply: Callable[[Any], None]) -> None:
-        """The control plane asks a member to split `group` (idempotent, as NodePartition.split)."""
+        """The control plane asks a member to split `group` (NodePartition.split, with no
+        wait: ('done', A), ('pending', None) while its entry is in flight, or a refusal)."""
         node = self.nodes.get(node_id)
         gr = node.groups.get(group) if node is not None and node.up else None
-        if gr is not None and gr.state is not None and gr.state.moved is not None:
-            if not gr.state.moved.same_split(marker):
-                self.violation(f"group {group} was split as {gr.state.moved}, asked {marker}")
-            reply(("done", gr.state.moved.index))
+        if gr is not None and gr.state is not None and gr.split.moved is not None:
+            if gr.split.on_ask(marker) == ASK_MISMATCH:
+                self.violation(f"group {group} was split as {gr.split.moved}, asked {marker}")
+            reply(("done", gr.split.moved.index))
             return
         gr, refusal = self._serving(node_id, group)
         if gr is None:
@@ -432,11 +487,13 @@ class SplitCluster(EventQueue):
                 reply(refusal)
             return
         assert gr.replica is not None
-        if gr.splitting_ballot is None:
-            if gr.replica.propose(marker.encode()) is None:
+        decision = gr.split.on_ask(marker)
+        assert decision != ASK_DONE, decision
+        if decision == ASK_PROPOSE:
+            if gr.replica.propose(split_entry(marker)) is None:
                 reply(("not_leader", gr.replica.leader_id))
                 return
-            gr.splitting_ballot = gr.replica.ballot
+            gr.split.proposed(gr.replica.ballot)
             self.split_proposals.setdefault(group, []).append(node_id)
             self.trace("split-entry", node_id, group, marker.boundary)
             self._drive(self.nodes[node_id], gr)
@@ -459,44 +516,41 @@ class SplitCluster(EventQueue):
             parent = node.groups.get(switch.parent)
             assert parent is not None and parent.state is not None, (node_id, switch)
             self._build_children(node, parent, parent.state, switch)
-            for child in (switch.marker.left, switch.marker.right):
-                self._start_group(node, node.groups[child])
+            for child in (switch.marker.left_group, switch.marker.right_group):
+                self._start_group(node, node.groups[int(child)])
         node.switches_applied = node.switches_known
 
     def caught_up(self) -> bool:
         return all(n.switches_applied == len(self.switches) for n in self.nodes.values())
 
     def _build_children(self, node: SplitNode, parent: GroupReplica, state: PartitionState, switch: Switch) -> None:
-        members = Membership.of(list(switch.members))
-        applied = state.moved is not None or self.faults.child_from_unapplied
-        index = state.moved.index if state.moved is not None else switch.marker.index
-        for child, (start, end) in ((switch.marker.left, switch.left_range), (switch.marker.right, switch.right_range)):
+        marker = switch.marker
+        built_any = False
+        for key, start, end in marker.child_ranges(*switch.parent_range):
+            child = int(key)
+            seed = child_seed(state.moved, start, end, switch.members)
+            if seed is None and self.faults.child_from_unapplied:
+                seed = ChildSeed(marker.index, start, end, tuple(sorted(switch.members)))
             disk = SimDisk()
             # No bootstrap configuration: a built child learns it from its
             # snapshot; an empty one must not campaign with nothing in its log.
             gr = GroupReplica(child, start, end, disk, None)
-            if applied:
-                cut = state.cut(start, end)
-                disk.write(Ready(HardState(), (), Snapshot(index, members, cut.snapshot()), False, (), ()))
-                self.child_starts.setdefault(child, []).append(ChildStart(node.node_id, index, cut.checksum()))
+            if seed is not None:
+                cut = state.cut(seed.hash_start, seed.hash_end)
+                disk.write(HardState(), (), Snapshot(seed.index, Membership.of(seed.members), cut.snapshot()))
+                self.child_starts.setdefault(child, []).append(ChildStart(node.node_id, seed.index, cut.checksum()))
+                built_any = True
             else:
                 # Nothing to cut from: an empty replica that learns everything
                 # (configuration included) from the child's leader.
                 self.child_starts.setdefault(child, []).append(ChildStart(node.node_id, 0, None))
-            gr.back_date_ms = self._back_date_ms(node.node_id, child, switch.members)
+            gr.back_date_ms = start_back_ms(node.node_id, key, switch.members, self.options.election_timeout_base_ms,
+                                            self.options.election_timeout_jitter_ms)
             node.groups[child] = gr
         del node.groups[parent.group]
         parent.stop()
-        self.trace("switch", node.node_id, parent.group, "->", switch.marker.left, switch.marker.right,
-                   "at", index if applied else "empty")
-
-    def _back_date_ms(self, node_id: int, group: int, members: tuple[int, ...]) -> int:
-        """A brand-new group may elect at once; one member (picked by the group id,
-        as production's first_campaigner) campaigns at its first tick."""
-        back = self.options.election_timeout_base_ms
-        if sorted(members)[group % len(members)] == node_id:
-            back += self.options.election_timeout_jitter_ms
-        return back
+        self.trace("switch", node.node_id, parent.group, "->", marker.left_group, marker.right_group,
+                   "at", marker.index if built_any else "empty")
 
     # ------------------------------------------------------------ views
 
@@ -511,7 +565,7 @@ class SplitCluster(EventQueue):
         return None if best is None else best[1]
 
 
-def _recovered_state(disk: SimDisk) -> PartitionState:
+def _recovered_state(disk: SimDisk, writes_after_moved: bool) -> PartitionState:
     """The applied state a restart recovers: the snapshot plus the log up to the durable commit index."""
     persisted: PersistedState = disk.load()
     state = PartitionState.restore(persisted.snapshot.data) if persisted.snapshot else PartitionState()
@@ -520,5 +574,5 @@ def _recovered_state(disk: SimDisk) -> PartitionState:
     while index + 1 <= persisted.hard_state.commit_index and index + 1 in entries:
         index += 1
         if entries[index].kind == EntryKind.COMMAND:
-            state.apply(index, entries[index].data)
+            state.apply(index, entries[index].data, writes_after_moved)
     return state

@@ -1,18 +1,27 @@
 """Routers with stale partition maps, and the clients behind them, for the split simulation.
 
-The metadata (`PartitionMaps`) is the list of committed maps; a map's epoch
-is its position. `MemDS` answers a router's refresh with the latest map or,
-sometimes, one a few epochs behind (its copy lags the metadata). A `Router`
-keeps its cached map until a node tells it otherwise, as
-cluster/router.py does:
+The metadata (`PartitionMaps`) is the list of committed maps, each one
+production's compact map (model/partition_map.py `TableMap`; a key's
+number stands for its hash); a map's epoch is its position. `MemDS`
+answers a router's refresh with the latest map or, sometimes, one a few
+epochs behind (its copy lags the metadata). A `Router` keeps its cached map
+until a node tells it otherwise, and decides as router/router.py does,
+with the same code: the route is `TableMap.route_for_hash`, the first
+target the group's believed leader (learned from answers) else its first
+member, and every decision after an attempt is router/retries.py
+(`Attempts.after`):
 - "moved" (the group was split) or "unknown group" (the node dropped it or
-  has not built it yet): nothing ran; refresh the map, back off, retry;
-- "not leader" with a hint: follow it at once; the node itself as the hint
-  (lease pending): back off and ask it again; no hint: back off and try the
-  next member;
-- no answer: a read is retried at the next member; a write's outcome is
-  unknown, so the router gives up on it at once (production answers 500),
-  as running it again could apply it after a newer write.
+  has not built it yet; a production node would say moved: its catalogue
+  routes the key to the split parent): nothing ran; refresh the map, back
+  off (BACKOFF_S_MAP_MIN doubling to BACKOFF_S_MAP_MAX, router.py's), route
+  again;
+- "not leader": follow a hint naming another member at once; the node
+  itself as the hint (lease pending): back off and ask it again; no hint:
+  back off and try the next member;
+- no answer in `attempt_timeout_ms`: a read backs off and tries the next
+  member; a write's outcome is unknown, so the router gives up on it at once
+  (production answers 500), as running it again could apply it after a
+  newer write.
 Every operation has a deadline (`operation_deadline_ms`); the client never
 sees "moved".
 
@@ -27,16 +36,21 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from triplica.model.partition_map import Route, TableMap
+from triplica.router.retries import ANSWERED, MOVED, NOT_LEADER, TIMEOUT, Attempts, Outcome
+from triplica.router.router import BACKOFF_S_MAP_MAX, BACKOFF_S_MAP_MIN
 from triplica.sim.history import HistoryEvent
 from triplica.sim.kv import Command
-from triplica.sim.split_cluster import SplitCluster, key_position
+from triplica.sim.split_cluster import SplitCluster, group_key, key_position
 
-BACKOFF_MS_MIN = 5
-BACKOFF_MS_MAX = 80
+TABLE = "t"
+MAP_BACKOFF_MS_MIN = int(BACKOFF_S_MAP_MIN * 1000)
+MAP_BACKOFF_MS_MAX = int(BACKOFF_S_MAP_MAX * 1000)
 
 
 @dataclass(frozen=True)
 class Partition:
+    """A partition of the sim's key space [0, key_count): the control plane's and checks' view."""
     group: int
     start: int
     end: int
@@ -45,31 +59,33 @@ class Partition:
 class PartitionMaps:
     """The committed maps of the one table (the metadata log's view of it)."""
 
-    def __init__(self, key_count: int) -> None:
-        self.maps: list[tuple[Partition, ...]] = [(Partition(1, 0, key_count),)]
+    def __init__(self, key_count: int, members: tuple[int, ...]) -> None:
+        self.key_count = key_count
+        self.maps: list[TableMap] = [TableMap(TABLE, 0, "k", "S", None, None, (0,), (group_key(1),),
+                                              (tuple(members),))]
 
     @property
     def latest_epoch(self) -> int:
         return len(self.maps) - 1
 
     def latest(self) -> tuple[Partition, ...]:
-        return self.maps[-1]
+        table_map = self.maps[-1]
+        return tuple(Partition(int(table_map.groups[i]), table_map.starts[i],
+                               min(table_map.end_of(i), self.key_count))
+                     for i in range(table_map.partition_count))
 
     def commit_split(self, parent: int, boundary: int, left: int, right: int) -> None:
-        old = self.latest()
-        found = [p for p in old if p.group == parent]
-        assert len(found) == 1 and found[0].start < boundary < found[0].end, (parent, boundary, old)
-        p = found[0]
-        rest = [q for q in old if q.group != parent]
-        self.maps.append(tuple(sorted(rest + [Partition(left, p.start, boundary), Partition(right, boundary, p.end)],
-                                      key=lambda q: q.start)))
+        old = self.maps[-1]
+        i = old.groups.index(group_key(parent))
+        assert old.starts[i] < boundary < min(old.end_of(i), self.key_count), (parent, boundary, old)
+        self.maps.append(TableMap(
+            TABLE, len(self.maps), old.hash_key, old.hash_type, None, None,
+            old.starts[:i + 1] + (boundary,) + old.starts[i + 1:],
+            old.groups[:i] + (group_key(left), group_key(right)) + old.groups[i + 1:],
+            old.members[:i] + (old.members[i], old.members[i]) + old.members[i + 1:]))
 
-    def route(self, epoch: int, key: str) -> Partition:
-        position = key_position(key)
-        for partition in self.maps[epoch]:
-            if partition.start <= position < partition.end:
-                return partition
-        raise AssertionError(f"key {key} outside the map at epoch {epoch}")
+    def route(self, epoch: int, key: str) -> Route:
+        return self.maps[epoch].route_for_hash(key_position(key))
 
 
 class MemDS:
@@ -93,15 +109,20 @@ class Router:
     router_id: int
     memds: MemDS
     epoch: int = 0  # the cached map; every router starts with the table's first map
-    hints: dict[int, int] = field(default_factory=dict)  # group -> believed leader
+    leaders: dict[str, int] = field(default_factory=dict)  # group key -> believed leader (router.py's)
     refreshes: int = 0
 
-    def route(self, key: str) -> Partition:
+    def route(self, key: str) -> Route:
         return self.memds.maps.route(self.epoch, key)
 
     def refresh(self) -> None:
         self.epoch = self.memds.fetch()
         self.refreshes += 1
+
+    def attempts(self, route: Route, read: bool) -> Attempts:
+        """A request's attempts at its partition, as Router._target and _forward start them."""
+        members = list(route.members)
+        return Attempts(members, self.leaders.get(route.group, members[0]), read, frozenset(members))
 
 
 @dataclass
@@ -124,7 +145,9 @@ class _Operation:
     seq: int
     done: Callable[[str, Any], None]
     attempt: int = 0
-    backoff_ms: int = BACKOFF_MS_MIN
+    route: "Route | None" = None
+    attempts: "Attempts | None" = None  # router/retries.py's decisions at `route`
+    map_backoff_ms: int = MAP_BACKOFF_MS_MIN
 
 
 @dataclass
@@ -180,73 +203,86 @@ class SplitWorkload:
         client.seq += 1
         value = f"c{client.client_id}s{client.seq}" if kind != "strong_get" else None
         client.operation = _Operation(kind, key, value, expected, self.cluster.now_ms, client.seq, done)
-        self._attempt(client)
+        self._route(client)
 
     # ---------------------------------------------------------- attempts
 
-    def _attempt(self, client: SplitClient) -> None:
+    def _route(self, client: SplitClient) -> None:
+        """Route (again) by the router's cached map; the attempts start at the believed leader."""
         op = client.operation
         assert op is not None
+        op.route = client.router.route(op.key)
+        op.attempts = client.router.attempts(op.route, op.kind == "strong_get")
+        self._attempt(client)
+
+    def _attempt(self, client: SplitClient) -> None:
+        op = client.operation
+        assert op is not None and op.route is not None and op.attempts is not None
         if self.cluster.now_ms - op.invoke_ms > self.settings.operation_deadline_ms:
             self._end(client, "failed", None)
             return
         op.attempt += 1
         attempt = op.attempt
-        router = client.router
-        partition = router.route(op.key)
-        target = router.hints.get(partition.group) or self.rng.choice(self.cluster.members)
+        group, target = int(op.route.group), op.attempts.target
         if op.kind == "strong_get":
             request: tuple = ("strong_get", op.key)
         else:
             request = ("write", Command(client.client_id, op.seq, op.kind, op.key, op.value, op.expected))
 
         def reply(answer: Any) -> None:
-            self.cluster.at(self._link_ms(), lambda: self._on_reply(client, op, attempt, partition.group, target, answer))
+            self.cluster.at(self._link_ms(), lambda: self._on_reply(client, op, attempt, answer))
 
-        self.cluster.at(self._link_ms(), lambda: self.cluster.handle_client(target, partition.group, request, reply))
-        self.cluster.at(self.settings.attempt_timeout_ms, lambda: self._on_timeout(client, op, attempt, partition.group, target))
+        self.cluster.at(self._link_ms(), lambda: self.cluster.handle_client(target, group, request, reply))
+        self.cluster.at(self.settings.attempt_timeout_ms, lambda: self._on_timeout(client, op, attempt))
 
     def _link_ms(self) -> int:
         return 1 + int(self.rng.expovariate(0.5))
 
-    def _on_timeout(self, client: SplitClient, op: _Operation, attempt: int, group: int, target: int) -> None:
+    def _on_timeout(self, client: SplitClient, op: _Operation, attempt: int) -> None:
         if client.operation is not op or op.attempt != attempt:
             return
-        if op.kind != "strong_get":
-            self._end(client, "unknown", None)  # it may have run: never run a write twice
-            return
-        client.router.hints[group] = self._next_member(target)
-        self._attempt(client)
+        self._after(client, op, Outcome(TIMEOUT), None)
 
-    def _on_reply(self, client: SplitClient, op: _Operation, attempt: int, group: int, target: int, answer: Any) -> None:
+    def _on_reply(self, client: SplitClient, op: _Operation, attempt: int, answer: Any) -> None:
         if client.operation is not op or op.attempt != attempt:
             return
         op.attempt += 1  # the pending timeout no longer counts
         status, payload = answer
+        self.moved_answers += status == "moved"
         if status == "ok":
+            outcome = Outcome(ANSWERED)
+        elif status == "not_leader":
+            outcome = Outcome(NOT_LEADER, payload)
+        else:
+            assert status in ("moved", "unknown_group"), status
+            outcome = Outcome(MOVED)
+        self._after(client, op, outcome, payload)
+
+    def _after(self, client: SplitClient, op: _Operation, outcome: Outcome, payload: Any) -> None:
+        """What Router._forward and _item_operation do with the decision."""
+        assert op.route is not None and op.attempts is not None
+        decision = op.attempts.after(outcome)
+        if decision.done:
+            client.router.leaders[op.route.group] = op.attempts.target
             self._complete(client, op, payload)
-            return
-        router = client.router
-        if status == "not_leader" and payload is not None and payload != target:
-            router.hints[group] = payload
+        elif decision.give_up:
+            self._end(client, "unknown", None)  # it may have run: never run a write twice
+        elif decision.refresh:
+            client.router.refresh()
+            delay = op.map_backoff_ms
+            op.map_backoff_ms = min(MAP_BACKOFF_MS_MAX, op.map_backoff_ms * 2)
+            self.cluster.at(delay, lambda: self._retry(client, op, route_again=True))
+        elif decision.wait_s:
+            self.cluster.at(int(decision.wait_s * 1000), lambda: self._retry(client, op))
+        else:
             self._attempt(client)
-            return
-        if status in ("moved", "unknown_group"):
-            self.moved_answers += status == "moved"
-            router.refresh()
-        # The node itself as the hint: elected, lease pending; try it again.
-        router.hints[group] = target if status == "not_leader" and payload == target else self._next_member(target)
-        delay = op.backoff_ms
-        op.backoff_ms = min(BACKOFF_MS_MAX, op.backoff_ms * 2)
-        self.cluster.at(delay, lambda: self._retry(client, op))
 
-    def _retry(self, client: SplitClient, op: _Operation) -> None:
+    def _retry(self, client: SplitClient, op: _Operation, route_again: bool = False) -> None:
         if client.operation is op:
-            self._attempt(client)
-
-    def _next_member(self, node: int) -> int:
-        members = self.cluster.members
-        return members[(members.index(node) + 1) % len(members)]
+            if route_again:
+                self._route(client)
+            else:
+                self._attempt(client)
 
     # --------------------------------------------------------- outcomes
 

@@ -3,7 +3,9 @@
 A table starts as one partition (group 1 on nodes 1, 2, 3, keys k0..k<n-1>,
 a key's number standing for its hash) and is split 2-4 times, at random
 times and boundaries, by a control plane that follows the production
-protocol (metadata/control_plane.py, engine/group_split.py):
+protocol, with production's decisions (engine/split_protocol.py:
+`split_refusal`, `SplitProgress`, as metadata/control_plane.py and
+metadata/role.py use them):
 1. intent: the parent, the boundary and the two new child group ids;
 2. ask a member of the parent (the hinted leader, else each in turn) to
    split; its leader proposes the split entry and refuses later writes; the
@@ -52,7 +54,10 @@ from triplica.replication.options import ReplicaOptions
 from triplica.sim.linearizability import check_history
 from triplica.sim.network import NetworkSettings, SimNetwork
 from triplica.sim.runner import SeedResult
-from triplica.sim.split_cluster import SplitCluster, SplitFaults, SplitMarker, Switch
+from triplica.engine.split_protocol import (ACTION_ASK, ACTION_SWITCH, ANSWER_APPLIED, ANSWER_NONE,
+                                            ANSWER_NOT_LEADER, ANSWER_PROPOSED, SplitAnswer, SplitMarker,
+                                            SplitProgress, split_refusal)
+from triplica.sim.split_cluster import SplitCluster, SplitFaults, Switch, group_key
 from triplica.sim.split_router import MemDS, PartitionMaps, Router, SplitClient, SplitWorkload, WorkloadSettings
 
 NODES = [1, 2, 3]
@@ -78,10 +83,9 @@ class SplitControlPlane:
         self.faults_mid_split = faults_mid_split
         self.planned = len(split_times_ms)
         self.done = 0
-        self.intent: "tuple[int, SplitMarker] | None" = None
+        self.progress: "SplitProgress | None" = None  # the split whose intent is in the log
         self.parent_of: dict[int, int] = {}
         self.next_group = 2
-        self.hint: "int | None" = None
         self.ask_seq = 0
         self.asked_seq = 0  # the ask whose answer we wait for (0: none)
         self.paused_until_ms = 0
@@ -93,7 +97,7 @@ class SplitControlPlane:
 
     @property
     def finished(self) -> bool:
-        return self.done == self.planned and self.intent is None
+        return self.done == self.planned and self.progress is None
 
     def pause(self, length_ms: int) -> None:
         """The metadata leader failed over: nothing moves, the intent stays in the log."""
@@ -105,7 +109,7 @@ class SplitControlPlane:
 
     def _start_split(self) -> None:
         cluster = self.cluster
-        if self.intent is not None or cluster.now_ms < self.paused_until_ms:
+        if self.progress is not None or cluster.now_ms < self.paused_until_ms:
             cluster.at(SPLIT_RETRY_MS, self._start_split)  # one operation at a time
             return
         splittable = [p for p in self.maps.latest() if p.end - p.start >= 2]
@@ -114,13 +118,16 @@ class SplitControlPlane:
             return
         parent = self.rng.choice(splittable)
         boundary = self.rng.randint(parent.start + 1, parent.end - 1)
-        marker = SplitMarker(boundary, self.next_group, self.next_group + 1)
+        refusal = split_refusal((parent.start, parent.end), boundary, intent_pending=False)
+        assert refusal is None, refusal
+        left, right = self.next_group, self.next_group + 1
         self.next_group += 2
-        self.parent_of[marker.left] = self.parent_of[marker.right] = parent.group
-        self.intent = (parent.group, marker)
-        self.hint = None
+        self.parent_of[left] = self.parent_of[right] = parent.group
+        marker = SplitMarker(boundary, group_key(left), group_key(right))
+        # The first member asked is drawn (production asks the first member first).
+        self.progress = SplitProgress(group_key(parent.group), marker, NODES, first_target=self.rng.choice(NODES))
         self.struck = False  # at most one strike at the proposer per split
-        cluster.trace("intent", parent.group, boundary, marker.left, marker.right)
+        cluster.trace("intent", parent.group, boundary, left, right)
         if self.faults_mid_split and self.rng.random() < 0.6:
             self._fault_mid_split(parent.group)
 
@@ -141,12 +148,16 @@ class SplitControlPlane:
         cluster.at(delay, fire)
 
     def _poll(self) -> None:
-        cluster = self.cluster
-        cluster.at(CONTROL_PERIOD_MS, self._poll)
-        if self.intent is None or cluster.now_ms < self.paused_until_ms or self.asked_seq:
+        self.cluster.at(CONTROL_PERIOD_MS, self._poll)
+        self._ask()
+
+    def _ask(self) -> None:
+        """Step 2: ask the member `progress` names (reconcile does the same after a pause)."""
+        cluster, progress = self.cluster, self.progress
+        if progress is None or progress.action != ACTION_ASK or cluster.now_ms < self.paused_until_ms \
+                or self.asked_seq:
             return
-        group, marker = self.intent
-        target = self.hint if self.hint is not None else self.rng.choice(NODES)
+        group, marker, target = int(progress.parent), progress.marker, progress.target
         self.ask_seq += 1
         seq = self.asked_seq = self.ask_seq
 
@@ -156,20 +167,19 @@ class SplitControlPlane:
         cluster.at(ASK_TIMEOUT_MS, lambda: self._on_answer(seq, target, ("timeout", None)))
 
     def _on_answer(self, seq: int, target: int, answer: Any) -> None:
-        if seq != self.asked_seq or self.intent is None:
+        progress = self.progress
+        if seq != self.asked_seq or progress is None:
             return
         self.asked_seq = 0
         status, payload = answer
-        if status == "done":
-            self._switch(payload)
-        elif status == "pending":
-            self.hint = target
-            if self.faults_mid_split and not self.struck and self.rng.random() < 0.4:
-                self._strike_proposer(target)
-        elif status == "not_leader" and payload is not None:
-            self.hint = payload
-        else:
-            self.hint = NODES[(NODES.index(target) + 1) % len(NODES)]
+        decision = progress.after_answer(_split_answer(status, payload))
+        if decision.done:
+            self._switch()
+            return
+        if status == "pending" and self.faults_mid_split and not self.struck and self.rng.random() < 0.4:
+            self._strike_proposer(target)
+        if not decision.wait:
+            self._ask()  # a hint: follow it at once
 
     def _strike_proposer(self, node_id: int) -> None:
         """Crash or cut off the leader that just proposed the split entry, while
@@ -183,17 +193,17 @@ class SplitControlPlane:
         else:
             self.cluster.at(delay, lambda: _cut(self.cluster, node_id, "partition", length))
 
-    def _switch(self, split_index: int) -> None:
-        cluster = self.cluster
-        assert self.intent is not None
-        group, marker = self.intent
+    def _switch(self) -> None:
+        """Step 3: the switch record (epoch + 1); the nodes learn it later (`_publish`)."""
+        cluster, progress = self.cluster, self.progress
+        assert progress is not None and progress.action == ACTION_SWITCH
+        group, marker = int(progress.parent), progress.marker
         parent = next(p for p in self.maps.latest() if p.group == group)
-        self.maps.commit_split(group, marker.boundary, marker.left, marker.right)
-        marker = SplitMarker(marker.boundary, marker.left, marker.right, split_index)
-        cluster.commit_switch(Switch(group, marker, (parent.start, marker.boundary), (marker.boundary, parent.end),
-                                     tuple(NODES)))
-        cluster.trace("switch-committed", group, split_index, "epoch", self.maps.latest_epoch)
-        self.intent = None
+        self.maps.commit_split(group, marker.boundary, int(marker.left_group), int(marker.right_group))
+        cluster.commit_switch(Switch(group, marker, (parent.start, parent.end), tuple(NODES)))
+        progress.switched()
+        cluster.trace("switch-committed", group, marker.index, "epoch", self.maps.latest_epoch)
+        self.progress = None
         self.done += 1
         for node in NODES:
             cluster.at(self.rng.randint(1, PUBLISH_DELAY_MS_MAX), lambda n=node: self._publish(n))
@@ -209,6 +219,17 @@ class SplitControlPlane:
             cluster.at(PUBLISH_RETRY_MS, lambda: self._publish(node_id))  # the catalogue follower retries
             return
         cluster.publish(node_id)
+
+
+def _split_answer(status: str, payload: Any) -> SplitAnswer:
+    """A sim node's answer (SplitCluster.handle_split) as production's (metadata/role.py)."""
+    if status == "done":
+        return SplitAnswer(ANSWER_APPLIED, index=payload)
+    if status == "pending":
+        return SplitAnswer(ANSWER_PROPOSED)
+    if status == "not_leader":
+        return SplitAnswer(ANSWER_NOT_LEADER, hint=payload)
+    return SplitAnswer(ANSWER_NONE)  # timeout, or the node does not host the group
 
 
 def _link_ms(rng: random.Random) -> int:
@@ -279,7 +300,7 @@ def run_split_seed(seed: int, operations: int = 200, trace: bool = False,
     for node in cluster.nodes.values():
         base, slow_ms = rng.randint(0, 2), (rng.randint(5, 60) if node.node_id == slow else 0)
         node.disk_latency_ms = lambda base=base, slow_ms=slow_ms: base + (rng.randint(0, slow_ms) if slow_ms else 0)
-    maps = PartitionMaps(key_count)
+    maps = PartitionMaps(key_count, tuple(NODES))
     memds = MemDS(maps, rng, stale_rate=rng.choice([0.0, 0.2, 0.5]), lag_epochs_max=2)
     routers = [Router(i, memds) for i in range(2)]
     keys = [f"k{i}" for i in range(key_count)]
@@ -297,7 +318,7 @@ def run_split_seed(seed: int, operations: int = 200, trace: bool = False,
     _heal(cluster)
     if not cluster.run_until(lambda: control.finished and cluster.caught_up(), SETTLE_MS + split_times[-1]):
         failures.append(f"splits did not finish after healing: {control.done} of {control.planned} done, "
-                        f"intent {control.intent}, nodes caught up {cluster.caught_up()}")
+                        f"intent {control.progress and control.progress.marker}, nodes caught up {cluster.caught_up()}")
     else:
         _check_liveness(cluster, workload, maps, heal_ms, failures)
     _check_children(cluster, control, failures)

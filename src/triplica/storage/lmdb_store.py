@@ -24,6 +24,13 @@ marker (engine/group_split.py). A record is written once: a later entry
 with the same record changes nothing, so every replica keeps the index of
 the first one in the log. It travels with the environment (an
 image a lagging replica installs holds it too) and never counts as an item.
+A record ends the partition's item history: once a store holds one, later
+entries' item writes change nothing (only the applied index moves). A split
+needs it: a later leader may commit, after the split entry at A, writes an
+earlier ballot's leader had accepted at higher indexes (Paxos lets it
+re-propose them), and a replica that applied them before cutting its
+children would start them from a different state than one that had not
+(engine/split_protocol.py `applies_writes`).
 
 Long keys: LMDB keys are limited to 511 bytes; ours reach ~3.1 KB. Keys of
 at most DIRECT_KEY_BYTES_MAX (480) bytes are stored as is. A longer key K is
@@ -51,7 +58,7 @@ longer than ~470 encoded bytes with many sort keys makes writes O(bucket).
 from __future__ import annotations
 
 import bisect
-from typing import Callable
+from typing import Any, Callable
 import os
 import struct
 from collections.abc import Iterator
@@ -178,6 +185,7 @@ class PartitionStore:
             applied = _meta_int(txn, self._meta, _META_APPLIED_INDEX)
             count = _meta_int(txn, self._meta, _META_ITEM_COUNT)
             value_bytes = _meta_int(txn, self._meta, _META_VALUE_BYTES)
+            frozen = self._holds_record(txn)
             for index, writes in batch:
                 assert index > applied, (index, applied)
                 assert len(writes) <= WRITES_PER_ENTRY_MAX, len(writes)
@@ -187,7 +195,10 @@ class PartitionStore:
                         assert value is not None and 1 <= len(key) <= RECORD_KEY_BYTES_MAX
                         txn.put(_META_RECORD_PREFIX + key, _U64.pack(index) + value,
                                 db=self._meta, overwrite=False)  # the first one stays
+                        frozen = True
                         continue
+                    if frozen:
+                        continue  # after a record: the item history is over (module docstring)
                     count_delta, bytes_delta = self._write_in(txn, key, value)
                     count += count_delta
                     value_bytes += bytes_delta
@@ -195,6 +206,11 @@ class PartitionStore:
             txn.put(_META_APPLIED_INDEX, _U64.pack(applied), db=self._meta)
             txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
             txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+
+    def _holds_record(self, txn: Any) -> bool:
+        with txn.cursor(db=self._meta) as cursor:
+            return cursor.set_range(_META_RECORD_PREFIX) and \
+                bytes(cursor.key()).startswith(_META_RECORD_PREFIX)
 
     def record(self, key: bytes) -> tuple[int, bytes] | None:
         """A partition record: (index of the entry that wrote it, value), or None."""
