@@ -27,6 +27,7 @@ import orjson
 
 from triplica.api import content_encoding, sigv4, wire
 from triplica.api.http_server import Request, Response
+from triplica.common.futures import when_all
 from triplica.common.internal import (DRAIN_TARGET, INTERNAL_KEY, PARTITION_MAP_TARGET,
                                       ROUTER_STATS_TARGET, WIPE_CACHE_TARGET)
 from triplica.router.node_client import Call
@@ -83,23 +84,12 @@ def respond(result: Any) -> Response | Awaitable[Response]:
 
 
 def _chain(pending: asyncio.Future) -> "asyncio.Future[Response]":
-    answer: asyncio.Future = asyncio.get_running_loop().create_future()
+    return when_all((pending,), _response_of)
 
-    def done(future: asyncio.Future) -> None:
-        if answer.done():
-            return
-        if future.cancelled():
-            answer.cancel()
-            return
-        error = future.exception()
-        if error is not None:
-            answer.set_exception(error)
-            return
-        result = future.result()
-        answer.set_result((200, result if type(result) is bytes else orjson.dumps(result), None))
 
-    pending.add_done_callback(done)
-    return answer
+def _response_of(future: asyncio.Future) -> Response:
+    result = future.result()
+    return 200, result if type(result) is bytes else orjson.dumps(result), None
 
 
 async def _finish_later(pending: Awaitable[Any]) -> Response:

@@ -11,6 +11,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from triplica.common.futures import when_all
+
 if TYPE_CHECKING:
     from triplica.engine.database import Database
 
@@ -44,27 +46,8 @@ class AfterCommit:
     def future(self) -> "asyncio.Future[dict[str, Any]]":
         """The answer, once every log entry is committed and applied (callbacks, no task);
         the first failure of an entry fails it."""
-        answer: asyncio.Future = asyncio.get_running_loop().create_future()
-        remaining = [len(self.futures)]
         response = self.response
-
-        def committed(future: asyncio.Future) -> None:
-            if answer.done():
-                return
-            if future.cancelled():
-                answer.cancel()
-                return
-            error = future.exception()
-            if error is not None:
-                answer.set_exception(error)
-                return
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                answer.set_result(response)
-
-        for future in self.futures:
-            future.add_done_callback(committed)
-        return answer
+        return when_all(self.futures, lambda _: response)
 
 
 class Service:
