@@ -4,34 +4,17 @@ consistent reads stay linearizable."""
 from __future__ import annotations
 
 import random
-import socket
 from typing import Any
 
-from triplica.cluster.local import MEMDS_PORT_OFFSET, PEER_PORT_OFFSET
+from tests.integration.ports import free_base_port
 from triplica.ops.chaos import run_chaos
 
 CHAOS_SECONDS = 30.0
 
 
-def _free_base_port() -> int:
-    for _ in range(200):
-        base = random.randrange(41_000, 60_000)
-        ports = [base] + [base + i for i in range(1, 4)] \
-            + [base + PEER_PORT_OFFSET + i for i in range(1, 4)] \
-            + [base + MEMDS_PORT_OFFSET + m for m in range(1, 3)]  # `cluster up`'s 2 MemDS
-        try:
-            for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
-
-
 def test_chaos_kill_nodes_under_load(tmp_path: Any) -> None:
     seed = random.randrange(100_000)
-    report = run_chaos(CHAOS_SECONDS, seed, str(tmp_path), _free_base_port())
+    report = run_chaos(CHAOS_SECONDS, seed, str(tmp_path), free_base_port(3))
     replay = f"replay: python -m triplica.ops.chaos --seconds {CHAOS_SECONDS:g} --seed {seed}"
     print(f"chaos seed {seed}: kills {report.kills}, {report.acknowledged_writes} acknowledged "
           f"writes, {report.unknown_writes} unknown, longest write-unavailability "

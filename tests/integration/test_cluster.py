@@ -9,9 +9,7 @@ leave no process behind.
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,8 +21,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from triplica.cluster.local import (MEMDS_PORT_OFFSET, PEER_PORT_OFFSET, ROUTER_PORT_OFFSET,
-                                    running_pids)
+from tests.integration.ports import free_base_port
+from triplica.cluster.local import ROUTER_PORT_OFFSET, running_pids
 
 NODES = 3
 ROUTERS_MAX_TESTED = 3
@@ -33,21 +31,8 @@ FAILOVER_S_MAX = 10.0
 CATCH_UP_S_MAX = 20.0
 
 
-def _free_base_port() -> int:
-    for _ in range(100):
-        base = random.randrange(20_000, 40_000)
-        ports = [base] + [base + i for i in range(1, NODES + 1)] \
-            + [base + PEER_PORT_OFFSET + i for i in range(1, NODES + 1)] \
-            + [base + ROUTER_PORT_OFFSET + r for r in range(2, ROUTERS_MAX_TESTED + 1)] \
-            + [base + MEMDS_PORT_OFFSET + m for m in range(1, MEMDS_SERVERS + 1)]
-        try:
-            for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
+def _free_base_port(nodes: int = NODES) -> int:
+    return free_base_port(nodes, ROUTERS_MAX_TESTED, MEMDS_SERVERS)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -50,7 +50,7 @@ REPLACE_AFTER_S = 2.0
 class MoveCluster:
     def __init__(self, data_dir: str) -> None:
         self.data_dir = data_dir
-        self.base_port = _free_base_port()
+        self.base_port = _free_base_port(NODES)
         self.endpoint = cluster_up(data_dir, nodes=NODES, azs=3, base_port=self.base_port,
                                    replace_after_s=REPLACE_AFTER_S)[0]
         self.ddb = _client(self.endpoint, attempts=3)
