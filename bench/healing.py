@@ -96,7 +96,7 @@ def table_group(deployment: Deployment) -> tuple[str, list[int]]:
 
 def group_leader(deployment: Deployment, group: str):
     for node_id, node in deployment.nodes.items():
-        replica = node.replicas.get(group)
+        replica = node.replica_for(group)
         if replica is not None and not replica.closed and replica.status() is not None:
             return node_id, replica
     return None, None

@@ -83,7 +83,7 @@ class LocalGroup:
 
     def _open(self, node: int, fresh: bool) -> NodePartition:
         assert self.replicas[node] is None, f"replica {node} is running"
-        replica = NodePartition(self.partition_directory(node), node_id=node,
+        replica = NodePartition(self.partition_directory(node), replica_id=node,
                                 group_key=GROUP_KEY, members=list(MEMBERS),
                                 network=self.meshes[node], fresh=fresh, options=self.options,
                                 compact_entries=self.compact_entries, ask_bound=self._ask_bound)

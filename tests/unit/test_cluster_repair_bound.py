@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from triplica.common.replica_ids import replica_id
 from triplica.common.topology import NodeSpec
 from triplica.engine.node_config import NodeConfig
 from triplica.node.storage_node import StorageNode
@@ -98,10 +99,15 @@ def test_a_node_answers_its_peers_repair_bound_requests(tmp_path: Any) -> None:
         for network in networks:
             await network.start()
         try:
-            nodes[1].replicas["g/healthy"] = _Replica(_bound(5, 3, 77))  # type: ignore[assignment]
-            nodes[1].replicas["g/repairing"] = _Replica("its replica is repairing")  # type: ignore[assignment]
+            nodes[1].replicas[("g/healthy", 2)] = _Replica(_bound(5, 3, 77))  # type: ignore[assignment]
+            nodes[1].replicas[("g/repairing", 2)] = _Replica("its replica is repairing")  # type: ignore[assignment]
+            # A second replica of a group on node 2 (one replacing another): asked by its id.
+            nodes[1].replicas[("g/healthy", replica_id(2, 1))] = _Replica(_bound(6, 1, 90))  # type: ignore[assignment]
             asker = nodes[0]
             assert await asker.ask_bound(2, "g/healthy") == _bound(5, 3, 77)
+            assert await asker.ask_bound(replica_id(2, 1), "g/healthy") == _bound(6, 1, 90)
+            assert await asker.ask_bound(replica_id(2, 2), "g/healthy") == \
+                "unavailable: it hosts no open replica of the group"
             assert await asker.ask_bound(2, "g/repairing") == \
                 "unavailable: its replica is repairing"
             assert await asker.ask_bound(2, "g/other") == \

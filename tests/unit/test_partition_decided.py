@@ -42,10 +42,10 @@ class _CuttableClient(InProcessClient):
         return False  # every message as wires through `send`, where the cut applies
 
     async def send(self, message, deadline_s=1.0):
-        group, wires = message
+        group, replica, wires = message
         kept = [w for w in wires if not self._network.drop(w[0], w[1], w[2])]
         if kept:
-            await super().send([group, kept], deadline_s)
+            await super().send([group, replica, kept], deadline_s)
 
 
 async def _fate(tmp_path, drop_while_cut) -> tuple[bool, bytes | None]:

@@ -121,7 +121,7 @@ def test_without_a_quorum_only_eventually_consistent_reads_are_served(tmp_path):
         try:
             await write(group, b"k", "v")
             leader = group.leading()
-            for node in [n for n in group.drivers if n != leader.node_id]:
+            for node in [n for n in group.drivers if n != leader.replica_id]:
                 await group.stop_replica(node)
             # The leader loses its lease within an election timeout, then steps down.
             await until(lambda: group.usable_leader() is None)

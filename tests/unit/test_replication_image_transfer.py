@@ -110,7 +110,7 @@ class FaultyNetwork(InProcessNetwork):
     """An in-process network whose clients pass every batch through `fault` first.
 
     `fault(wire)` sees each message wire leaving a driver (a node mesh sends
-    `[group, wires]`) and returns the wire to deliver instead, or None to
+    `[group, replica, wires]`) and returns the wire to deliver instead, or None to
     drop it (a lost or mangled frame).
     """
 
@@ -122,10 +122,10 @@ class FaultyNetwork(InProcessNetwork):
 
 class _FaultyClient(InProcessClient):
     async def send(self, message, deadline_s=1.0):
-        group, wires = message
+        group, replica, wires = message
         kept = [w for w in (self._network.fault(wire) for wire in wires) if w is not None]
         if kept:
-            await super().send([group, kept], deadline_s)
+            await super().send([group, replica, kept], deadline_s)
 
 
 class ChunkFaults:

@@ -28,13 +28,13 @@ import orjson
 from triplica.api import content_encoding, sigv4, wire
 from triplica.api.http_server import Request, Response
 from triplica.common.futures import when_all
-from triplica.common.internal import (DRAIN_TARGET, INTERNAL_KEY, PARTITION_MAP_TARGET,
+from triplica.common.internal import (INTERNAL_KEY, OPERATOR_TARGETS, PARTITION_MAP_TARGET,
                                       ROUTER_STATS_TARGET, WIPE_CACHE_TARGET)
 from triplica.router.node_client import Call
 from triplica.router.router import Router
 
 DEFAULT_REGION = "us-east-1"
-FORWARDED_TARGETS = (DRAIN_TARGET, PARTITION_MAP_TARGET)
+FORWARDED_TARGETS = OPERATOR_TARGETS | {PARTITION_MAP_TARGET}
 # Operations whose answer names the request's region or host (an ARN, an endpoint);
 # the others skip reading the Authorization header again.
 ORIGIN_OPERATIONS = frozenset({"CreateTable", "DescribeEndpoints"})

@@ -46,6 +46,12 @@ WIPE_CACHE_TARGET = "Triplica.WipeRouterCache"
 # Operator: move every replica off a node (`triplica node drain`), body
 # {"Node": id, "Drain": true|false}; the router sends it to the metadata leader.
 DRAIN_TARGET = "Triplica.DrainNode"
+# Fault injection (tests and drills): stop one node's replicas of a table as a disk
+# failure would, body {"TableName": name, "Node": id}; answered by the metadata leader,
+# which asks the node. The control plane then replaces them (metadata/replica_mover.py).
+STOP_REPLICA_TARGET = "Triplica.StopReplica"
+# Requests the router sends to the metadata leader, beside the table operations.
+OPERATOR_TARGETS = frozenset({DRAIN_TARGET, STOP_REPLICA_TARGET})
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,9 @@ class Database:
     async def replace_members(self, info: TableInfo, epoch: int) -> None:
         """A cluster table whose partitions' members changed (a replica moved to another
         node, metadata/replica_mover.py): each such partition is built again by the
-        factory (which hands over a replica this node already joined, or redirects),
-        and a replica this node no longer hosts is closed and removed."""
+        factory (which hands over a replica this node already joined, or redirects, and
+        removes the files of a replica this node no longer hosts), and the partition
+        object it replaces is closed."""
         table = self.tables[info.name]
         before = [p.members for p in table.info.partitions]
         self.replace_table_info(info, epoch)
@@ -143,8 +144,6 @@ class Database:
             partitions[position] = replacement
             if getattr(current, "closed", True) is False:
                 await _close_partition(current)
-                if getattr(replacement, "driver", None) is None:  # no longer hosted here
-                    shutil.rmtree(self._partition_dir(info, partition_info), ignore_errors=True)
         self.tables[info.name] = Table(info, partitions)
 
     def replace_table_info(self, info: TableInfo, epoch: int) -> None:

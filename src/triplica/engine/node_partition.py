@@ -1,10 +1,11 @@
-"""A storage node's replica of one partition, its peers in other processes.
+"""A storage node's replica of one partition; its peers are on other nodes.
 
-`ReplicatedPartition` hosts all three replicas of a group in one process;
-a `NodePartition` hosts exactly one (this node's), driven by the same
-`ReplicaDriver`, and reaches the other members' replicas over whatever
-network the node hands it (transport/mesh.py, over TCP or in-process).
-Placement (cluster/config.py) puts the members in three different AZs.
+A `NodePartition` is one replica of a group (the node's, named by its
+replica id, common/replica_ids.py), driven by a `ReplicaDriver`; it reaches
+the other members' replicas over whatever network the node hands it
+(transport/mesh.py, over TCP between processes or in-process in `triplica
+serve`). Placement (metadata/placement.py) puts the members in three
+different AZs.
 
 Who serves what (paper: "the leader ... replicating all the customer
 mutations and serving strongly consistent reads"):
@@ -15,14 +16,13 @@ mutations and serving strongly consistent reads"):
 - eventually consistent reads and `stats` from the local applied state.
 
 The leader evaluates a write against its latest state: the applied store
-plus an overlay of its own proposed-but-not-applied writes (the same
-bookkeeping as ReplicatedPartition: pending writes belong to one
-(node, ballot); a leadership change fails them with a 500 whose outcome the
+plus an overlay of its own proposed-but-not-applied writes
+(engine/queued_writes.py: pending writes belong to one ballot of this
+replica; a leadership change fails them with a 500 whose outcome the
 client must treat as unknown, as with any DynamoDB 500).
 
 A brand-new group (the metadata system just placed the table, see
-metadata/control_plane.py) back-dates its clock as ReplicatedPartition's
-bootstrap does: every member may promise at once and one member campaigns
+metadata/control_plane.py) back-dates its clock: every member may promise at once and one member campaigns
 at its first tick, so a new table has a leader in a few ms. That member is
 picked by a stable hash of the group key (`first_campaigner`, the same on
 every node), not the lowest id, so leaders spread over the nodes. A restart
@@ -35,7 +35,7 @@ serves nothing and raises `PartitionMovedError`. `meter` (set by
 engine/split_advisor.py) records the reads this replica serves and, on the
 leader, the writes.
 
-Damaged replica (checked at open, as in ReplicatedPartition: the log fails
+Damaged replica (checked at open: the log fails
 its checks, the LMDB data file is missing while the log has state, or the
 replica directory is missing in an existing partition). The healthy
 replicas are on other nodes, so the bound for the rebuilt log comes over
@@ -103,7 +103,7 @@ __all__ = ["NodePartition", "UnhostedPartition", "first_campaigner"]
 class NodePartition:
     """This node's replica of one partition; same interface as Partition."""
 
-    def __init__(self, directory: str, *, node_id: int, group_key: str, members: list[int],
+    def __init__(self, directory: str, *, replica_id: int, group_key: str, members: list[int],
                  network: Any, sync_mode: str = "batch", fresh: bool = False,
                  options: ReplicaOptions = ReplicaOptions(), ask_bound: AskBound | None = None,
                  repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT, joining: bool = False,
@@ -112,14 +112,15 @@ class NodePartition:
         replica raises ReplicaDamagedError here, as before (see the module docstring).
         `joining`: a replica added to an existing group (metadata/replica_mover.py); it
         starts with no configuration and learns it from the leader; `members` are the
-        peers it can reach at first."""
-        assert (node_id in members or joining) and len(set(members)) == len(members), \
-            (node_id, members)
+        peers it can reach at first. `replica_id` and `members` are replica ids
+        (common/replica_ids.py), the directory this replica's home (replica_homes.py)."""
+        assert (replica_id in members or joining) and len(set(members)) == len(members), \
+            (replica_id, members)
         assert not (joining and fresh)
         self.directory = directory
-        self.node_id = node_id
+        self.replica_id = replica_id
         self.group_key = group_key
-        self._members = sorted(set(members) | {node_id})
+        self._members = sorted(set(members) | {replica_id})
         self._joining = joining
         self._network = network
         self._sync_mode = sync_mode
@@ -141,7 +142,7 @@ class NodePartition:
         self.meter: AccessMeter | None = None
         start_ms = None
         if fresh:  # see the module docstring: only a group with no state at all
-            back_ms = start_back_ms(node_id, group_key, members, options.election_timeout_base_ms,
+            back_ms = start_back_ms(replica_id, group_key, members, options.election_timeout_base_ms,
                                     options.election_timeout_jitter_ms)
             start_ms = int(self._loop.time() * 1000) - back_ms
         else:
@@ -165,6 +166,17 @@ class NodePartition:
         return self._closed
 
     @property
+    def healing(self) -> bool:
+        """Damaged at open and still being rebuilt from its peers."""
+        return self.driver is None and self.failure is None and not self._closed
+
+    @property
+    def running(self) -> bool:
+        """Its driver runs (False while healing, after a failed rebuild, after a disk
+        failure stopped it, and once closed)."""
+        return self.driver is not None and self.driver.running and not self._closed
+
+    @property
     def moved(self) -> SplitMarker | None:
         """The group's split, once this replica applied it (it serves nothing then)."""
         return self.split_state.moved
@@ -180,7 +192,7 @@ class NodePartition:
 
     def _make_driver(self, start_ms: int | None) -> ReplicaDriver:
         return ReplicaDriver(
-            node_id=self.node_id, group=GROUP_ID,
+            node_id=self.replica_id, group=GROUP_ID,
             membership=None if self._joining else Membership.of(self._members),
             directory=self._replica_path, network=self._network,
             addresses={member: (self.group_key, member) for member in self._members},
@@ -192,8 +204,8 @@ class NodePartition:
     async def _heal(self, ask_bound: AskBound, wait_s: float) -> None:
         """Rebuild the damaged replica from its peers' bound, then start it."""
         assert self.damaged is not None and self.driver is None
-        label = f"partition {self.directory} (group {self.group_key}): node {self.node_id}'s replica"
-        peers = [member for member in self._members if member != self.node_id]
+        label = f"partition {self.directory} (group {self.group_key}): replica {self.replica_id}"
+        peers = [member for member in self._members if member != self.replica_id]
         try:
             bound = await collect_bound(ask_bound, peers, label, wait_s)
             if bound is None:
@@ -231,11 +243,12 @@ class NodePartition:
         if driver is None or not driver.running:
             return None
         if driver.is_leader:
-            return self.node_id
+            return self.replica_id
         return driver.replica.leader_id
 
     def _usable(self, driver: ReplicaDriver) -> bool:
-        """Leader with a valid lease now (cached for the current ms, see ReplicatedPartition)."""
+        """Leader with a valid lease now (cached for the current ms: a request asks
+        several times, and the lease check reads the clock)."""
         now_ms = int(self._loop.time() * 1000)
         cache = self._usable_cache
         if cache is not None and cache[0] == now_ms:
@@ -419,7 +432,7 @@ class NodePartition:
         if config is None:
             return None
         now_ms = driver.now_ms()
-        return {"leader": self.node_id, "commit_index": core.commit_index,
+        return {"leader": self.replica_id, "commit_index": core.commit_index,
                 "committed": [sorted(config.members), sorted(config.log_replicas)],
                 "pending": None if core.pending_config is None else
                 [sorted(core.pending_config.members), sorted(core.pending_config.log_replicas)],
@@ -458,6 +471,13 @@ class NodePartition:
             self._fail_pending()
 
     # ----------------------------------------------------------- lifecycle
+
+    def fail(self, reason: str) -> None:
+        """Stop this replica as a disk failure would (fault injection): it keeps its
+        files, answers nothing, and its node reports it down until it is replaced or
+        the node restarts."""
+        if self.driver is not None and self.driver.running:
+            self.driver.fail(RuntimeError(reason))
 
     async def drain(self) -> None:
         """Wait (bounded) until every proposed write has an answer."""

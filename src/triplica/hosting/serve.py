@@ -184,7 +184,7 @@ class Deployment:
         damaged: dict[str, list[str]] = {}
         members: dict[str, int] = {}
         for node in self.nodes.values():
-            for group, replica in node.replicas.items():
+            for (group, _), replica in node.replicas.items():
                 members[group] = len(replica.members)
                 if replica.damaged is not None:
                     damaged.setdefault(group, []).append(f"node {node.node_id}: {replica.damaged}")
@@ -200,7 +200,7 @@ class Deployment:
         parent counts as served: its children serve its keys)."""
         serving: dict[str, bool] = {}
         for node in self.nodes.values():
-            for group, replica in node.replicas.items():
+            for (group, _), replica in node.replicas.items():
                 served = not replica.closed and (replica.moved is not None or replica.serving())
                 serving[group] = serving.get(group, False) or served
         return sorted(group for group, served in serving.items() if not served)

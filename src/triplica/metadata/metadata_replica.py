@@ -69,7 +69,7 @@ class MetadataReplica:
             write_json_durably(marker, {"group": METADATA_GROUP, "members": list(members)})
         self.joining = joining or bool(read_marker(data_dir).get("joining"))
         self.members = list(members)
-        self.partition = NodePartition(self.directory, node_id=node_id,
+        self.partition = NodePartition(self.directory, replica_id=node_id,
                                        group_key=METADATA_GROUP, members=members,
                                        network=network, sync_mode=sync_mode, fresh=fresh,
                                        ask_bound=ask_bound, repair_wait_s=repair_wait_s,
@@ -79,15 +79,15 @@ class MetadataReplica:
         """A full member of the group's committed configuration: its applied log is the
         catalogue's (a replica a move removed stops learning, a log replica holds none)."""
         config = self.partition.committed_members()
-        return (config is not None and self.partition.node_id in config[0]
-                and self.partition.node_id not in config[1])
+        return (config is not None and self.partition.replica_id in config[0]
+                and self.partition.replica_id not in config[1])
 
     def abandoned(self, after_s: float) -> bool:
         """A joined replica no move will use: the configuration it learned leaves it out,
         or it learned none in `after_s` (the move's metadata leader lost its plan)."""
         config = self.partition.committed_members()
         if config is not None:
-            return self.partition.node_id not in config[0]
+            return self.partition.replica_id not in config[0]
         marker = os.path.join(self.directory, MARKER_FILE)
         return os.path.exists(marker) and time.time() - os.path.getmtime(marker) > after_s
 

@@ -44,7 +44,8 @@ import logging
 import shutil
 from typing import Any
 
-from triplica.common.internal import DRAIN_TARGET
+from triplica.common.replica_ids import node_of
+from triplica.common.internal import DRAIN_TARGET, STOP_REPLICA_TARGET
 from triplica.common.redirects import NotLeaderError
 from triplica.engine.catalogue import METADATA_GROUP, PartitionInfo
 from triplica.engine.database import Database
@@ -53,7 +54,7 @@ from triplica.engine.split_protocol import (ACTION_ASK, ANSWER_APPLIED, ANSWER_N
                                             ANSWER_NOT_LEADER, ANSWER_PROPOSED, SplitAnswer,
                                             SplitProgress)
 from triplica.engine.node_config import NodeConfig
-from triplica.errors import ValidationException
+from triplica.errors import ResourceNotFoundException, ValidationException
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import Change, map_changes_of
 from triplica.metadata.control_plane import CONTROL_OPERATIONS, ControlPlane
@@ -116,7 +117,7 @@ class MetadataRole:
             network=self.network, sync_mode=config.sync,
             ask_bound=lambda peer: self.node.ask_bound(peer, METADATA_GROUP),
             repair_wait_s=config.repair_wait_s, joining=joining, options=config.options)
-        self.node.replicas[METADATA_GROUP] = self.replica.partition
+        self.node.add_replica(self.replica.partition)
         self.control = ControlPlane(self.db, self.replica, self.follower,
                                     self._place,
                                     self._group_serving, self._publish,
@@ -154,7 +155,7 @@ class MetadataRole:
             await self.control.mover.close()
         replica, self.replica, self.control = self.replica, None, None
         if replica is not None:
-            self.node.replicas.pop(METADATA_GROUP, None)
+            self.node.forget_replica(METADATA_GROUP, replica.partition.replica_id)
             await replica.aclose()
 
     def join(self, members: list[int]) -> None:
@@ -210,7 +211,7 @@ class MetadataRole:
         while True:
             await asyncio.sleep(LEADER_REPORT_S)
             reports = []
-            for group, replica in list(self.node.replicas.items()):
+            for (group, _), replica in list(self.node.replicas.items()):
                 driver = replica.driver
                 if replica.closed or driver is None or not driver.is_leader:
                     continue
@@ -224,7 +225,7 @@ class MetadataRole:
                                                return_exceptions=True)
                 if not all(isinstance(r, BaseException) for r in results):
                     reported[group] = term
-            live = self.node.replicas
+            live = {group for group, _ in self.node.replicas}
             for group in [g for g in reported if g not in live]:
                 del reported[group]
 
@@ -298,7 +299,7 @@ class MetadataRole:
         return self.follower.epoch
 
     async def _group_serving(self, group: str, members: list[int]) -> bool:
-        for member in members:
+        for member in sorted({node_of(m) for m in members}):  # members are replica ids
             if member == self.config.node_id:
                 if self._serving_here(group):
                     return True
@@ -333,7 +334,7 @@ class MetadataRole:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SPLIT_ASK_S
         while progress.action == ACTION_ASK and loop.time() < deadline:
-            target = progress.target
+            target = node_of(progress.target)  # a member's or a hint's replica id
             try:
                 if target == self.config.node_id:
                     answer = await self.node.split_group(request)
@@ -366,7 +367,8 @@ class MetadataRole:
                     await self.network.request(member, request, SPLIT_APPLIED_WAIT_S)
             except (TransportError, RemoteError):
                 pass
-        await asyncio.gather(*(ask(m) for m in parent.members or () if m != leader))
+        await asyncio.gather(*(ask(node) for node in {node_of(m) for m in parent.members or ()}
+                               if node != leader))
 
     async def _suggestions(self) -> list[SplitSuggestion]:
         """The splits every reachable node's reports call for (metadata/split_reports.py)."""
@@ -384,8 +386,8 @@ class MetadataRole:
                                              limits.write_units, limits.for_traffic))
 
     def _serving_here(self, group: str) -> bool:
-        replica = self.node.replicas.get(group)
-        return replica is not None and not replica.closed and replica.serving()
+        replica = self.node.replica_for(group)
+        return replica is not None and replica.serving()
 
     async def answer(self, request: dict) -> Message | None:
         """This role's peer requests (module docstring); None: not one of them."""
@@ -413,6 +415,8 @@ class MetadataRole:
             raise NotLeaderError(self.leader_hint())
         if operation == DRAIN_TARGET:
             return await self._drain(control, parameters)
+        if operation == STOP_REPLICA_TARGET:
+            return await self._stop_replicas(parameters)
         assert operation in CONTROL_OPERATIONS, operation
         return await control.handle(operation, parameters, region, host)
 
@@ -423,6 +427,22 @@ class MetadataRole:
                 or type(drain) is not bool:
             raise ValidationException(f"Node must be one of the cluster's node ids: {node!r:.50}")
         return {"Draining": await control.set_draining(node, drain)}
+
+    async def _stop_replicas(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """`{"TableName": name, "Node": id}`: fault injection, node `id` stops its
+        replicas of the table as a disk failure would; the replica ids it stopped."""
+        node, name = parameters.get("Node"), parameters.get("TableName")
+        if type(node) is not int or node not in {n.id for n in self.config.nodes}:
+            raise ValidationException(f"Node must be one of the cluster's node ids: {node!r:.50}")
+        table = self.db.tables.get(name) if type(name) is str else None
+        if table is None:
+            raise ResourceNotFoundException("Requested resource not found")
+        stopped: list[int] = []
+        for partition in table.info.partitions:
+            answer = await self._ask(node, {"stop_replica": partition.group})
+            if isinstance(answer, dict) and isinstance(answer.get("stopped"), int):
+                stopped.append(answer["stopped"])
+        return {"Stopped": stopped}
 
     async def close(self) -> None:
         for task in (self._membership, self._reporter):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Awaitable, Callable
 
-from triplica.common.internal import DRAIN_TARGET, PARTITION_MAP_TARGET
+from triplica.common.internal import OPERATOR_TARGETS, PARTITION_MAP_TARGET
 from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.common.replica_ids import node_of
 from triplica.engine.catalogue import table_map_of
@@ -45,7 +45,7 @@ from triplica.transport.base import Message
 
 CALL_REQUEST = "call"
 CONTROL_OPERATIONS = frozenset({"CreateTable", "UpdateTable", "DeleteTable", "TagResource",
-                                "UntagResource", DRAIN_TARGET})
+                                "UntagResource"}) | OPERATOR_TARGETS
 
 # (operation, parameters, region, host) -> the control plane's answer
 ControlHandler = Callable[[str, dict[str, Any], str, str], Awaitable[dict[str, Any]]]
@@ -63,7 +63,7 @@ class NodeCalls:
         if operation == PARTITION_MAP_TARGET:
             return self._partition_map(parameters)
         handler = OPERATIONS.get(operation)
-        if handler is None and operation != DRAIN_TARGET:
+        if handler is None and operation not in OPERATOR_TARGETS:
             raise UnknownOperationException(
                 f"The operation {operation} is not supported by this triplica release")
         check_request(operation, parameters)  # members of the wrong JSON type

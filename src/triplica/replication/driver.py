@@ -513,6 +513,13 @@ class ReplicaDriver:
                 self._fail(error)
                 return
 
+    def fail(self, error: BaseException) -> None:
+        """Stop as the step loop does on a disk failure (fault injection)."""
+        if self.running:
+            self._fail(error)
+            for task in self._tasks:
+                task.cancel()
+
     def _fail(self, error: BaseException) -> None:
         log.error("replica %s failed; stopping it", self.node_id, exc_info=error)
         self.failure = error

@@ -59,7 +59,7 @@ import itertools
 import logging
 from typing import Any, Sequence
 
-from triplica.common.internal import DRAIN_TARGET, INTERNAL_KEY, VALIDATE_ONLY
+from triplica.common.internal import INTERNAL_KEY, OPERATOR_TARGETS, VALIDATE_ONLY
 from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.common.replica_ids import node_of
 from triplica.errors import DynamoError, InternalServerError, ResourceNotFoundException
@@ -84,7 +84,7 @@ BACKOFF_S_MAP_MIN = 0.01
 BACKOFF_S_MAP_MAX = 0.2
 
 CONTROL_OPERATIONS = frozenset({"CreateTable", "DeleteTable", "UpdateTable", "TagResource",
-                                "UntagResource", DRAIN_TARGET})
+                                "UntagResource"}) | OPERATOR_TARGETS
 CONTROL_DEADLINE_S = 15.0  # a CreateTable waits for its groups' leaders (metadata/control_plane.py)
 METADATA = "\0metadata"  # key of the metadata leader in `leaders` (no group has this key)
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
