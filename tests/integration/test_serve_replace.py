@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import os
 import time
+import urllib.error
 from typing import Any
 
 import boto3
@@ -24,7 +25,7 @@ import pytest
 from botocore.config import Config
 
 from tests.integration.server import ServerProcess
-from triplica.cluster.drain import _call
+from triplica.cluster.drain import _call, replicas_on
 from triplica.common.internal import PARTITION_MAP_TARGET, STOP_REPLICA_TARGET
 from triplica.common.replica_ids import generation_of, node_of
 
@@ -86,6 +87,17 @@ def test_a_stopped_replica_is_replaced_on_its_own_node(server: ServerProcess) ->
     _put_until(client, written, lambda: len(written) >= 50, 30.0)
     assert sorted(node_of(m) for m in _members(server.endpoint)) == [1, 2, 3]
 
+    # Malformed fault requests are a 400 with DynamoDB's error types, and stop nothing.
+    for body, error in [({}, "ValidationException"), ({"Node": "2"}, "ValidationException"),
+                        ({"Node": 2**70, "TableName": TABLE}, "ValidationException"),
+                        ({"Node": 9, "TableName": TABLE}, "ValidationException"),
+                        ({"Node": 2, "TableName": ["x"]}, "ResourceNotFoundException"),
+                        ({"Node": 2, "TableName": "nope"}, "ResourceNotFoundException")]:
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            _call(server.endpoint, STOP_REPLICA_TARGET, body)
+        assert raised.value.code == 400 and error in raised.value.read().decode(), body
+    assert sorted(_members(server.endpoint)) == [1, 2, 3]
+
     stopped = _call(server.endpoint, STOP_REPLICA_TARGET, {"TableName": TABLE, "Node": 2})
     assert stopped == {"Stopped": [2]}
 
@@ -96,6 +108,7 @@ def test_a_stopped_replica_is_replaced_on_its_own_node(server: ServerProcess) ->
     assert replaced(), f"no replacement in {REPLACED_S_MAX} s: members {members}"
     [new] = [m for m in members if node_of(m) == 2]
     assert sorted(members) == sorted([1, 3, new]) and generation_of(new) >= 1
+    assert replicas_on(server.endpoint, 2) == 1  # what `node drain` counts: by node
     _check_all(client, written)
 
     # The old replica's files go once the move is recorded; the new one has its own home.

@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 from triplica.common.internal import DRAIN_TARGET, PARTITION_MAP_TARGET
+from triplica.common.replica_ids import node_of
 
 POLL_S = 1.0
 CALL_S = 20.0
@@ -49,7 +50,8 @@ def replicas_on(endpoint: str, node: int) -> int:
         page = _call(endpoint, "DynamoDB_20120810.ListTables", body)
         for name in page.get("TableNames", []):
             table_map = _call(endpoint, PARTITION_MAP_TARGET, {"TableName": name})
-            count += sum(node in p["members"] for p in table_map["partitions"])
+            count += sum(any(node_of(int(m)) == node for m in p["members"])  # replica ids
+                         for p in table_map["partitions"])
         start = page.get("LastEvaluatedTableName")
         if start is None:
             return count

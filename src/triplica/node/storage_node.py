@@ -168,10 +168,11 @@ class StorageNode:
         return replica if replica is not None and not replica.closed else None
 
     def replica_for(self, group_key: str) -> NodePartition | None:
-        """This node's open replica of a group; of two, the one that leads, else the one
-        the catalogue routes to (the first generation)."""
+        """This node's open replica of a group; of two (one replacing the other), the one
+        that leads, else a running one, else the older."""
         found = sorted((r for (group, _), r in self.replicas.items()
-                        if group == group_key and not r.closed), key=lambda r: r.replica_id)
+                        if group == group_key and not r.closed),
+                       key=lambda r: (not r.running, r.replica_id))
         for replica in found:
             if replica.leader_hint() == replica.replica_id:
                 return replica
