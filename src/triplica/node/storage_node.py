@@ -60,6 +60,7 @@ from triplica.engine.group_split import REPLICA_DIRECTORY, build_child
 from triplica.engine.split_protocol import SplitMarker
 from triplica.engine.node_config import NodeConfig
 from triplica.engine.node_partition import NodePartition, UnhostedPartition
+from triplica.engine.local_indexes import local_indexer_of
 from triplica.engine.log_entries import stored_item_size
 from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
 from triplica.engine.split_advisor import SplitAdvisor
@@ -183,7 +184,7 @@ class StorageNode:
                                 fresh=fresh, options=self.config.options,
                                 ask_bound=lambda peer: self.ask_bound(peer, group_key),
                                 repair_wait_s=self.config.repair_wait_s,
-                                joining=not fresh and joining)
+                                joining=not fresh and joining, indexer=local_indexer_of(info))
         # Deleted tables' replicas are closed; forget them here (bounds the dict).
         self.replicas = {key: r for key, r in self.replicas.items() if not r.closed}
         self.replicas[group_key] = replica
@@ -267,7 +268,8 @@ class StorageNode:
                                 members=peers, network=self.network, sync_mode=self.config.sync,
                                 options=self.config.options,
                                 ask_bound=lambda peer: self.ask_bound(peer, group_key),
-                                repair_wait_s=self.config.repair_wait_s, joining=True)
+                                repair_wait_s=self.config.repair_wait_s, joining=True,
+                                indexer=local_indexer_of(info))
         self.replicas[group_key] = replica
 
     async def drop_replica(self, table: str, group_key: str) -> bool:
