@@ -204,6 +204,18 @@ class PartitionStore:
             raw = txn.get(collection, db=self._collections)
         return 0 if raw is None else _U64.unpack(raw)[0]
 
+    def index_names(self) -> tuple[str, ...]:
+        """The secondary indexes this store keeps (its indexer's)."""
+        return tuple(self._indexes)
+
+    def collection_sizes(self) -> dict[bytes, int]:
+        """Every item collection's size (a checker's view: engine/local_index_check.py)."""
+        if self._collections is None:
+            return {}
+        with self._env.begin(db=self._collections) as txn:
+            return {bytes(key): _U64.unpack(value)[0]
+                    for key, value in txn.cursor().iternext(keys=True, values=True)}
+
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, end_inclusive: bool = False,
              ) -> Iterator[tuple[bytes, bytes]]:
