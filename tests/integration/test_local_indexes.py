@@ -475,3 +475,35 @@ def test_item_collections_stop_growing_at_the_limit(tmp_path: Any) -> None:
 def test_check_through_api_sees_order(ddb, numbers):
     """The checker's own order rule (so the other tests' checks mean something)."""
     assert order_key({N: "10"}) > order_key({N: "9"}) and order_key({S: "b"}) > order_key({S: "a"})
+
+
+def test_keys_of_the_largest_encodings(ddb):
+    """Binary keys of zero bytes at DynamoDB's size limits (each zero byte encodes as two:
+    a 2048-byte partition key used to overflow the store's key bound on apply, failing
+    the replica), in the table and in an index."""
+    table = unique_name("zeros")
+    ddb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": B} for n in ("pk", "sk", "l")],
+        LocalSecondaryIndexes=[{"IndexName": "by_l", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                              {"AttributeName": "l", "KeyType": "RANGE"}]}])
+    pk, sk, lk = b"\x00" * 2048, b"\x00" * 1024, b"\x00" * 1024
+    for last in range(3):
+        ddb.put_item(TableName=table, Item={"pk": {B: pk}, "sk": {B: sk[:-1] + bytes([last])},
+                                            "l": {B: lk[:-1] + bytes([2 - last])}})
+    item = ddb.get_item(TableName=table, Key={"pk": {B: pk}, "sk": {B: sk}}, ConsistentRead=True)
+    assert item["Item"]["l"][B] == lk[:-1] + b"\x02"
+    answer = ddb.query(TableName=table, IndexName="by_l", ConsistentRead=True,
+                       KeyConditionExpression="pk = :p AND l <= :l",
+                       ExpressionAttributeValues={":p": {B: pk}, ":l": {B: lk[:-1] + b"\x01"}})
+    assert [i["sk"][B][-1] for i in answer["Items"]] == [2, 1]
+    assert len(scan_all(ddb, TableName=table, IndexName="by_l", Limit=1)) == 3
+    check_through_api(ddb, table)
+    with pytest.raises(ClientError) as too_long:
+        ddb.put_item(TableName=table, Item={"pk": {B: pk}, "sk": {B: sk}, "l": {B: lk + b"\x00"}})
+    assert too_long.value.response["Error"]["Message"] == (
+        "One or more parameter values were invalid: Aggregated size of all range keys has "
+        "exceeded the size limit of 1024 bytes")

@@ -88,10 +88,15 @@ READERS_MAX_DEFAULT = 512
 DIRECT_KEY_BYTES_MAX = 480
 BUCKET_KEY_SUFFIX = b"\x00"
 BUCKET_KEY_BYTES = DIRECT_KEY_BYTES_MAX + len(BUCKET_KEY_SUFFIX)
-# 8-byte hash + partition key (2048) + sort key (1024) + encoding overhead.
-STORAGE_KEY_BYTES_MAX = 4096
-# A secondary index key adds the index's sort key (and escaping may double a key's bytes).
-INDEX_KEY_BYTES_MAX = 3 * STORAGE_KEY_BYTES_MAX
+# The longest encoded key values (model/keys.py): a tag, every byte escaped (a 0x00 byte
+# becomes two), a 2-byte terminator; for DynamoDB's 2048-byte partition and 1024-byte
+# sort keys. (4096 was too little: a 2048-byte binary key of zero bytes is 4107.)
+PARTITION_KEY_ENCODED_BYTES_MAX = 1 + 2 * 2048 + 2
+SORT_KEY_ENCODED_BYTES_MAX = 1 + 2 * 1024 + 2
+# 8-byte hash + encoded partition key + encoded sort key.
+STORAGE_KEY_BYTES_MAX = 8 + PARTITION_KEY_ENCODED_BYTES_MAX + SORT_KEY_ENCODED_BYTES_MAX
+# A secondary index key adds the index's sort key.
+INDEX_KEY_BYTES_MAX = STORAGE_KEY_BYTES_MAX + SORT_KEY_ENCODED_BYTES_MAX
 COLLECTION_KEY_BYTES_MAX = 64
 # items + meta + collections + one per index, with room to spare (LSIs are at most 5).
 DATABASES_MAX = 16
