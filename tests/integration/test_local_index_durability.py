@@ -21,6 +21,7 @@ from botocore.config import Config
 from tests.integration.index_checker import check_on_disk, check_through_api, scan_all
 from tests.integration.server import ServerProcess
 from tests.integration.test_local_indexes import create_lsi_table
+from tests.integration.test_replicated_heal import _retry
 
 WRITERS = 3
 CONVERGE_S_MAX = 30.0
@@ -31,17 +32,6 @@ def one_attempt_client(process: ServerProcess) -> Any:
                         aws_access_key_id="AKIDTEST", aws_secret_access_key="secret",
                         config=Config(retries={"total_max_attempts": 1}, read_timeout=30,
                                       connect_timeout=5))
-
-
-def _retry(call: Any, seconds: float = 15.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return call()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def _expected(writer: int, step: int) -> dict[str, Any]:

@@ -13,15 +13,16 @@ from pynamodb.exceptions import PutError
 from tests.integration.server import ServerProcess
 
 
+def meta_for(server: ServerProcess, table: str) -> type:
+    """A model's Meta: the table on this server, on demand."""
+    return type("Meta", (), {"table_name": table, "host": server.endpoint, "region": "us-east-1",
+                             "aws_access_key_id": "AKIDTEST", "aws_secret_access_key": "secret",
+                             "billing_mode": "PAY_PER_REQUEST"})
+
+
 def model_for(server: ServerProcess) -> Any:
     class Song(pynamodb_models.Model):
-        class Meta:
-            table_name = "pynamodb-songs"
-            host = server.endpoint
-            region = "us-east-1"
-            aws_access_key_id = "AKIDTEST"
-            aws_secret_access_key = "secret"
-            billing_mode = "PAY_PER_REQUEST"
+        Meta = meta_for(server, "pynamodb-songs")
 
         artist = UnicodeAttribute(hash_key=True)
         title = UnicodeAttribute(range_key=True)
@@ -86,13 +87,7 @@ def indexed_models_for(server: ServerProcess) -> Any:
         label = UnicodeAttribute(hash_key=True)
 
     class Album(pynamodb_models.Model):
-        class Meta:
-            table_name = "pynamodb-albums"
-            host = server.endpoint
-            region = "us-east-1"
-            aws_access_key_id = "AKIDTEST"
-            aws_secret_access_key = "secret"
-            billing_mode = "PAY_PER_REQUEST"
+        Meta = meta_for(server, "pynamodb-albums")
 
         artist = UnicodeAttribute(hash_key=True)
         title = UnicodeAttribute(range_key=True)

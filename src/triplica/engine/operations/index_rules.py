@@ -30,7 +30,7 @@ from typing import Any
 from triplica.engine.index_definitions import (GLOBAL, LOCAL, PROJECTION_INCLUDE, PROJECTION_TYPES,
                                                IndexInfo)
 from triplica.engine.operations.validation import (TABLE_NAME_PATTERN, Violations, check_enum,
-                                                   check_throughput_ceiling)
+                                                   check_key_name_length, check_throughput_ceiling)
 from triplica.errors import ValidationException
 from triplica.model import java_text
 
@@ -43,7 +43,6 @@ NON_KEY_ATTRIBUTES_PER_INDEX_MAX = 20
 NON_KEY_ATTRIBUTES_TOTAL_MAX = 100
 INDEX_NAME_LENGTH_MIN = 3
 INDEX_NAME_LENGTH_MAX = 255
-ATTRIBUTE_NAME_LENGTH_MAX = 255
 KEY_TYPES = ("HASH", "RANGE")
 MEMBERS = {GLOBAL: ("GlobalSecondaryIndexes", "globalSecondaryIndexes"),
            LOCAL: ("LocalSecondaryIndexes", "localSecondaryIndexes")}
@@ -89,12 +88,8 @@ def _index_shape(kind: str, index: dict[str, Any], path: str, violations: Violat
             name = element.get("AttributeName")
             if name is None:
                 violations.add(None, f"{element_path}.attributeName", "Member must not be null")
-            elif not name:
-                violations.add(name, f"{element_path}.attributeName",
-                               "Member must have length greater than or equal to 1")
-            elif len(name) > ATTRIBUTE_NAME_LENGTH_MAX:
-                violations.add(name, f"{element_path}.attributeName",
-                               "Member must have length less than or equal to 255")
+            else:
+                check_key_name_length(name, f"{element_path}.attributeName", violations)
             if element.get("KeyType") is None:
                 violations.add(None, f"{element_path}.keyType", "Member must not be null")
             check_enum(element.get("KeyType"), KEY_TYPES, f"{element_path}.keyType", violations)
@@ -129,12 +124,7 @@ def _projection_shape(projection: dict[str, Any], path: str, violations: Violati
         violations.add(names, f"{path}.nonKeyAttributes",
                        "Member must have length less than or equal to 20")
     for number, name in enumerate(names, 1):
-        if not name:
-            violations.add(name, f"{path}.nonKeyAttributes.{number}.member",
-                           "Member must have length greater than or equal to 1")
-        elif len(name) > ATTRIBUTE_NAME_LENGTH_MAX:
-            violations.add(name, f"{path}.nonKeyAttributes.{number}.member",
-                           "Member must have length less than or equal to 255")
+        check_key_name_length(name, f"{path}.nonKeyAttributes.{number}.member", violations)
 
 
 # ----- pass 2: the rules between members ----------------------------------

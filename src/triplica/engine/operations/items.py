@@ -128,13 +128,16 @@ class _IndexedWrite:
 
 
 def _indexed_write(table: Any, partition: Any, key: bytes, old: bytes | None,
-                   new: bytes | None, partition_value: dict) -> _IndexedWrite | Any:
-    """An _IndexedWrite, or (when the collection can't grow) the error answer, sent
-    once the queued write the old image came from is durable."""
+                   new: bytes | None, partition_value: dict) -> tuple[_IndexedWrite | None, Any]:
+    """(_IndexedWrite or None for a table without local indexes, None), or (None, the
+    error answer when the collection can't grow, sent once the queued write the old
+    image came from is durable)."""
+    if table.indexer is None:
+        return None, None
     try:
-        return _IndexedWrite(table, partition, key, old, new, partition_value)
+        return _IndexedWrite(table, partition, key, old, new, partition_value), None
     except DynamoError as error:
-        return _answer_after_queued(partition, key, error)
+        return None, _answer_after_queued(partition, key, error)
 
 
 def _write_answer(response: dict[str, Any], request: dict[str, Any], table: Any,
@@ -174,11 +177,9 @@ def put_item(service: Service, request: dict[str, Any]) -> Any:
     if failure is not None:
         return failure
     image = encode_image(item, size)
-    indexed = None
-    if table.indexer is not None:
-        indexed = _indexed_write(table, partition, key, stored, image, pk)
-        if type(indexed) is not _IndexedWrite:
-            return indexed
+    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk)
+    if refusal is not None:
+        return refusal
     future = partition.propose([(key, image)])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:
@@ -230,11 +231,9 @@ def delete_item(service: Service, request: dict[str, Any]) -> Any:
     failure = _condition_failure(condition, old, request, partition, key)
     if failure is not None:
         return failure
-    indexed = None
-    if table.indexer is not None:
-        indexed = _indexed_write(table, partition, key, stored, None, pk)
-        if type(indexed) is not _IndexedWrite:
-            return indexed
+    indexed, refusal = _indexed_write(table, partition, key, stored, None, pk)
+    if refusal is not None:
+        return refusal
     future = partition.propose([(key, None)])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:
@@ -306,11 +305,9 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     except ValidationException as error:
         return _answer_after_queued(partition, key, error)
     image = encode_image(new, size)
-    indexed = None
-    if table.indexer is not None:
-        indexed = _indexed_write(table, partition, key, stored, image, pk)
-        if type(indexed) is not _IndexedWrite:
-            return indexed
+    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk)
+    if refusal is not None:
+        return refusal
     future = partition.propose([(key, image)])
     response = {}
     if return_values == "ALL_OLD" and old is not None:

@@ -16,8 +16,9 @@ from triplica.engine.operations.service import Service, register
 from triplica.engine.operations.index_rules import (add_shape_violations, check_definitions_used,
                                                    index_definitions)
 from triplica.engine.operations.validation import (THROUGHPUT_UNITS_MAX, Violations, check_enum,
-                                                   check_table_name, check_throughput_ceiling,
-                                                   expect_type, table_name_only)
+                                                   check_key_name_length, check_table_name,
+                                                   check_throughput_ceiling, expect_type,
+                                                   table_name_only)
 from triplica.engine.catalogue import ACCOUNT_ID, TableInfo
 from triplica.engine.database import Table
 from triplica.errors import (AccessDeniedException, LimitExceededException, ResourceInUseException,
@@ -29,7 +30,6 @@ ATTRIBUTE_TYPES = ("B", "N", "S")
 BILLING_MODES = ("PROVISIONED", "PAY_PER_REQUEST")
 TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
 TAG_KEY_LENGTH_MAX = 128
-KEY_NAME_LENGTH_MAX = 255
 TAG_VALUE_LENGTH_MAX = 256
 MESSAGE_TOO_MANY_TAGS = ("One or more parameter values were invalid: The number of tags exceeds "
                          "the limit of 50")
@@ -128,7 +128,7 @@ def _validate_key_schema(request: dict[str, Any], violations: Violations) -> Non
                 violations.add(None, f"keySchema.{position}.member.attributeName",
                                "Member must not be null")
             else:
-                _check_key_name_length(name, f"keySchema.{position}.member.attributeName",
+                check_key_name_length(name, f"keySchema.{position}.member.attributeName",
                                        violations)
             if element.get("KeyType") is None:
                 violations.add(None, f"keySchema.{position}.member.keyType",
@@ -150,21 +150,13 @@ def _validate_key_schema(request: dict[str, Any], violations: Violations) -> Non
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeName",
                                "Member must not be null")
             else:
-                _check_key_name_length(name, f"attributeDefinitions.{position}.member.attributeName",
+                check_key_name_length(name, f"attributeDefinitions.{position}.member.attributeName",
                                        violations)
             if definition.get("AttributeType") is None:
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeType",
                                "Member must not be null")
             check_enum(definition.get("AttributeType"), ATTRIBUTE_TYPES,
                        f"attributeDefinitions.{position}.member.attributeType", violations)
-
-
-def _check_key_name_length(name: str, path: str, violations: Violations) -> None:
-    """KeySchemaAttributeName: 1 to 255 characters, reported before any schema rule."""
-    if not name:
-        violations.add(name, path, "Member must have length greater than or equal to 1")
-    elif len(name) > KEY_NAME_LENGTH_MAX:
-        violations.add(name, path, "Member must have length less than or equal to 255")
 
 
 def _attribute_types(request: dict[str, Any]) -> dict[str, str]:

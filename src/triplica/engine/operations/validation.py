@@ -15,6 +15,7 @@ from triplica.model import java_text, limits
 
 TABLE_NAME_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]+")
 THROUGHPUT_UNITS_MAX = 40000
+KEY_NAME_LENGTH_MAX = 255
 
 
 def _show(value: Any) -> str:
@@ -60,6 +61,15 @@ def check_table_name(name: Any, violations: Violations, path: str = "tableName")
     if not TABLE_NAME_PATTERN.fullmatch(name):
         violations.add(name, path,
                        "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+")
+
+
+def check_key_name_length(name: str, path: str, violations: Violations) -> None:
+    """KeySchemaAttributeName (and NonKeyAttributeName): 1 to 255 characters, reported
+    before any schema rule."""
+    if not name:
+        violations.add(name, path, "Member must have length greater than or equal to 1")
+    elif len(name) > KEY_NAME_LENGTH_MAX:
+        violations.add(name, path, "Member must have length less than or equal to 255")
 
 
 def check_throughput_ceiling(read: int, write: int) -> None:
