@@ -340,3 +340,23 @@ def test_definitions_survive_restarts_and_delete_table_removes_everything(tmp_pa
             "The table does not have the specified index: by_l"
     finally:
         server.stop()
+
+
+def test_billing_mode_changes_of_a_table_with_global_indexes(ddb: Any) -> None:
+    name = unique_name("billing")
+    create(ddb, TableName=name, BillingMode="PROVISIONED",
+           ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+           AttributeDefinitions=definitions("pk", "sk", "g"),
+           GlobalSecondaryIndexes=[gsi("by_g", "g", "HASH", ProvisionedThroughput={
+               "ReadCapacityUnits": 3, "WriteCapacityUnits": 4})])
+    ddb.update_table(TableName=name, BillingMode="PAY_PER_REQUEST")
+    [index] = ddb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+    assert (index["ProvisionedThroughput"]["ReadCapacityUnits"],
+            index["ProvisionedThroughput"]["WriteCapacityUnits"]) == (0, 0)
+    with pytest.raises(ClientError) as info:
+        ddb.update_table(TableName=name, BillingMode="PROVISIONED",
+                         ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+    assert info.value.response["Error"]["Message"] == \
+        INVALID + "ProvisionedThroughput must be specified for index: by_g"
+    assert ddb.describe_table(TableName=name)["Table"]["BillingModeSummary"]["BillingMode"] == \
+        "PAY_PER_REQUEST"

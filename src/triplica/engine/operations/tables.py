@@ -403,11 +403,19 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         if info.billing_mode != "PAY_PER_REQUEST":
             info.pay_per_request_since = now
         info.read_units = info.write_units = 0
+        for index in info.global_indexes:   # on demand: no index throughput either
+            index.read_units = index.write_units = 0
     else:
         if throughput is None and info.billing_mode == "PAY_PER_REQUEST":
             raise ValidationException(
                 "One or more parameter values were invalid: ProvisionedThroughput must be "
                 "specified when BillingMode is PROVISIONED")
+        if info.billing_mode == "PAY_PER_REQUEST" and info.global_indexes:
+            # Each global index needs its throughput, given in GlobalSecondaryIndexUpdates
+            # (not supported yet).
+            raise ValidationException(
+                "One or more parameter values were invalid: ProvisionedThroughput must be "
+                f"specified for index: {info.global_indexes[0].name}")
         if throughput is not None:
             read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
             check_throughput_ceiling(read, write)
