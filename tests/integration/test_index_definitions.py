@@ -360,3 +360,17 @@ def test_billing_mode_changes_of_a_table_with_global_indexes(ddb: Any) -> None:
         INVALID + "ProvisionedThroughput must be specified for index: by_g"
     assert ddb.describe_table(TableName=name)["Table"]["BillingModeSummary"]["BillingMode"] == \
         "PAY_PER_REQUEST"
+
+
+def test_global_index_updates_are_refused_clearly(ddb: Any) -> None:
+    name = unique_name("updates")
+    create(ddb, TableName=name, AttributeDefinitions=definitions("pk", "sk", "g"),
+           GlobalSecondaryIndexes=[gsi("by_g", "g", "HASH")])
+    with pytest.raises(ClientError) as info:
+        ddb.update_table(TableName=name, GlobalSecondaryIndexUpdates=[
+            {"Delete": {"IndexName": "by_g"}}])
+    assert info.value.response["Error"]["Message"] == (
+        INVALID + "GlobalSecondaryIndexUpdates (creating, deleting or updating a global "
+        "secondary index of an existing table) are not supported by this triplica release")
+    assert [i["IndexName"] for i in
+            ddb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]] == ["by_g"]

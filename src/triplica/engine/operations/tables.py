@@ -384,10 +384,15 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     mode = request.get("BillingMode")
     protection = request.get("DeletionProtectionEnabled")
     table_class = request.get("TableClass")
-    if request.get("GlobalSecondaryIndexUpdates") or request.get("ReplicaUpdates"):
+    if request.get("GlobalSecondaryIndexUpdates"):
         raise ValidationException(
-            "One or more parameter values were invalid: secondary indexes and replicas are "
-            "not supported by this triplica release")
+            "One or more parameter values were invalid: GlobalSecondaryIndexUpdates (creating, "
+            "deleting or updating a global secondary index of an existing table) are not "
+            "supported by this triplica release")
+    if request.get("ReplicaUpdates"):
+        raise ValidationException(
+            "One or more parameter values were invalid: ReplicaUpdates (global tables) are not "
+            "supported by this triplica release")
     if mode is None and throughput is None and protection is None and table_class is None \
             and request.get("StreamSpecification") is None \
             and request.get("SSESpecification") is None:
