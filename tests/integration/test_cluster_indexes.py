@@ -6,7 +6,6 @@ partitions with their capacity and ItemCollectionMetrics merged."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from tests.integration.index_checker import check_through_api, scan_all
 from tests.integration.test_cluster import Cluster, _client, cluster  # noqa: F401 (fixture)
