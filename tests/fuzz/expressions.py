@@ -30,9 +30,14 @@ SKELETONS: tuple[tuple[str, dict, tuple[str, ...]], ...] = (
     ("Query", {"TableName": "fz-range"},
      ("KeyConditionExpression", "FilterExpression", "ProjectionExpression")),
     ("Scan", {"TableName": "fz-range"}, ("FilterExpression", "ProjectionExpression")),
+    ("Query", {"TableName": "fz-index", "IndexName": "by_a"},
+     ("KeyConditionExpression", "FilterExpression", "ProjectionExpression")),
+    ("UpdateItem", {"TableName": "fz-index", "Key": KEY_R, "ReturnValues": "ALL_NEW"},
+     ("UpdateExpression", "ConditionExpression")),
     ("BatchGetItem", {"RequestItems": {"fz-range": {"Keys": [KEY_R]}}}, ()),
 )
 KEY_CONDITIONS = ("pk = :v", "pk = :v AND sk > :n", "pk = :v AND sk BETWEEN :n AND :x",
+                  "pk = :v AND a < :n", "pk = :v AND a BETWEEN :n AND :x",
                   "begins_with(pk, :s)", "pk = :v AND begins_with(sk, :n)", "sk = :n AND pk = :v",
                   "pk = :v AND sk.x = :n", "#n = :v")
 NAMES = ("a", "pk", "sk", "l", "m", "s", "b", "x", "")

@@ -34,7 +34,25 @@ BASE_TABLES = {
                  "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
                                           {"AttributeName": "sk", "AttributeType": "N"}],
                  "BillingMode": "PAY_PER_REQUEST"},
+    # Secondary indexes: a local one (its entries are part of the snapshot) and a global one.
+    "fz-index": {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                               {"AttributeName": "sk", "KeyType": "RANGE"}],
+                 "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                          {"AttributeName": "sk", "AttributeType": "N"},
+                                          {"AttributeName": "a", "AttributeType": "N"},
+                                          {"AttributeName": "s", "AttributeType": "S"}],
+                 "LocalSecondaryIndexes": [
+                     {"IndexName": "by_a", "Projection": {"ProjectionType": "INCLUDE",
+                                                          "NonKeyAttributes": ["b"]},
+                      "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                    {"AttributeName": "a", "KeyType": "RANGE"}]}],
+                 "GlobalSecondaryIndexes": [
+                     {"IndexName": "by_s", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                      "KeySchema": [{"AttributeName": "s", "KeyType": "HASH"}]}],
+                 "BillingMode": "PAY_PER_REQUEST"},
 }
+# Local secondary indexes whose entries the snapshot holds: table -> index names.
+LOCAL_INDEXES = {"fz-index": ("by_a",)}
 # Operations that never write: their successes must leave the snapshot alone too.
 READ_ONLY = frozenset({
     "GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "ListTables",
@@ -169,8 +187,18 @@ class Target:
             table = described["Table"]
             _, found = self.call("Scan", {"TableName": name, "ConsistentRead": True})
             _, tags = self.call("ListTagsOfResource", {"ResourceArn": table["TableArn"]})
+            entries = {}
+            for index in LOCAL_INDEXES.get(name, ()):
+                _, answer = self.call("Scan", {"TableName": name, "IndexName": index,
+                                               "ConsistentRead": True})
+                entries[index] = [json.dumps(item, sort_keys=True)
+                                  for item in answer.get("Items", [])]
             state[name] = {
                 "items": sorted(json.dumps(item, sort_keys=True) for item in found["Items"]),
+                "index entries": entries,
+                "indexes": (table.get("LocalSecondaryIndexes"), [
+                    {k: v for k, v in i.items() if k != "IndexStatus"}
+                    for i in table.get("GlobalSecondaryIndexes", [])]),
                 "schema": (table["KeySchema"], table["AttributeDefinitions"]),
                 "billing": table["BillingModeSummary"]["BillingMode"],
                 "throughput": (table["ProvisionedThroughput"]["ReadCapacityUnits"],

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.shapes import attribute_values, damaged, conditions
 
-H, R = "fz-hash", "fz-range"
+H, R, I = "fz-hash", "fz-range", "fz-index"
 KEY_H = {"pk": {"S": "k1"}}
 KEY_R = {"pk": {"S": "k1"}, "sk": {"N": "1"}}
 ITEM = {"pk": {"S": "k1"}, "sk": {"N": "1"}, "a": {"N": "5"}, "s": {"SS": ["x", "y"]},
@@ -87,6 +87,48 @@ CORPUS: list[tuple[str, dict]] = [
                        "TagKeys": ["team"]}),
     ("ListTagsOfResource", {"ResourceArn": "arn:aws:dynamodb:us-east-1:000000000000:table/" + R}),
     ("DeleteTable", {"TableName": "fz-new"}),
+    # Secondary indexes.
+    ("PutItem", {"TableName": I, "Item": {**ITEM, "a": {"N": "7"}, "s": {"S": "g"}},
+                 "ReturnConsumedCapacity": "INDEXES", "ReturnItemCollectionMetrics": "SIZE"}),
+    ("UpdateItem", {"TableName": I, "Key": KEY_R, "UpdateExpression": "SET a = :a REMOVE s",
+                    "ExpressionAttributeValues": {":a": {"N": "3"}},
+                    "ReturnItemCollectionMetrics": "SIZE", "ReturnConsumedCapacity": "INDEXES"}),
+    ("BatchWriteItem", {"ReturnItemCollectionMetrics": "SIZE", "RequestItems": {I: [
+        {"PutRequest": {"Item": {"pk": {"S": "k2"}, "sk": {"N": "2"}, "a": {"N": "1"},
+                                 "b": {"S": "x"}}}},
+        {"DeleteRequest": {"Key": {"pk": {"S": "k2"}, "sk": {"N": "3"}}}}]}}),
+    ("Query", {"TableName": I, "IndexName": "by_a",
+               "KeyConditionExpression": "pk = :p AND a BETWEEN :x AND :y",
+               "FilterExpression": "attribute_exists(m)", "ProjectionExpression": "pk, b, l",
+               "ExpressionAttributeValues": {":p": {"S": "k1"}, ":x": {"N": "0"},
+                                             ":y": {"N": "9"}},
+               "ExclusiveStartKey": {"pk": {"S": "k1"}, "sk": {"N": "1"}, "a": {"N": "0"}},
+               "ScanIndexForward": False, "Limit": 2, "ConsistentRead": True,
+               "ReturnConsumedCapacity": "INDEXES"}),
+    ("Query", {"TableName": I, "IndexName": "by_a", "Select": "ALL_ATTRIBUTES",
+               "KeyConditions": {"pk": {"ComparisonOperator": "EQ",
+                                        "AttributeValueList": [{"S": "k1"}]}}}),
+    ("Query", {"TableName": I, "IndexName": "by_s", "KeyConditionExpression": "s = :s",
+               "ExpressionAttributeValues": {":s": {"S": "g"}}}),
+    ("Scan", {"TableName": I, "IndexName": "by_a", "Segment": 1, "TotalSegments": 3,
+              "Select": "COUNT", "ConsistentRead": True}),
+    ("CreateTable", {"TableName": "fz-new", "BillingMode": "PAY_PER_REQUEST",
+                     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                              {"AttributeName": "sk", "AttributeType": "B"},
+                                              {"AttributeName": "g", "AttributeType": "N"},
+                                              {"AttributeName": "h", "AttributeType": "S"}],
+                     "LocalSecondaryIndexes": [
+                         {"IndexName": "lsi", "Projection": {"ProjectionType": "INCLUDE",
+                                                             "NonKeyAttributes": ["x", "y"]},
+                          "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                        {"AttributeName": "g", "KeyType": "RANGE"}]}],
+                     "GlobalSecondaryIndexes": [
+                         {"IndexName": "gsi", "Projection": {"ProjectionType": "ALL"},
+                          "KeySchema": [{"AttributeName": "h", "KeyType": "HASH"},
+                                        {"AttributeName": "g", "KeyType": "HASH"},
+                                        {"AttributeName": "sk", "KeyType": "RANGE"}]}]}),
 ]
 
 JUNK_VALUES = (None, True, False, 0, -1, 2**64, 1.5, "", "x", "X" * 70000, [], [None], {},

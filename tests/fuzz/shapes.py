@@ -22,7 +22,8 @@ import botocore.session
 from hypothesis import strategies as st
 
 # The fuzz tables every run creates (harness.py); names close to them too.
-TABLE_NAMES = ("fz-hash", "fz-range")
+TABLE_NAMES = ("fz-hash", "fz-range", "fz-index")
+INDEX_NAMES = ("by_a", "by_s", "nope", "ab", "a b", "by_a" * 70)
 ATTRIBUTE_NAMES = ("pk", "sk", "a", "b", "c", "n", "l", "m", "s", "name", "_x", "")
 LIST_SIZE_MAX = 4
 DEPTH_MAX = 4            # structures nested deeper than this stop adding optional members
@@ -214,6 +215,7 @@ def _domain_strategies() -> dict[str, st.SearchStrategy]:
         "ExpressionAttributeNameMap": expression_names(),
         "ExpressionAttributeValueMap": expression_values(),
         "NumberAttributeValue": number_texts(), "BinaryAttributeValue": base64_texts(),
+        "IndexName": st.one_of(st.sampled_from(INDEX_NAMES), st.text(max_size=5)),
     }
 
 

@@ -55,8 +55,10 @@ class LocalGroup:
 
     def __init__(self, directory: str, options: ReplicaOptions = SLOW,
                  compact_entries: int = COMPACT_ENTRIES_DEFAULT,
-                 network: InProcessNetwork | None = None) -> None:
+                 network: InProcessNetwork | None = None, indexer: Any = None) -> None:
+        """`indexer`: the local secondary indexes every replica's store keeps."""
         self.directory = directory
+        self.indexer = indexer
         self.options = options
         self.compact_entries = compact_entries
         self.network = network if network is not None else InProcessNetwork()
@@ -86,7 +88,8 @@ class LocalGroup:
         replica = NodePartition(self.partition_directory(node), replica_id=node,
                                 group_key=GROUP_KEY, members=list(MEMBERS),
                                 network=self.meshes[node], fresh=fresh, options=self.options,
-                                compact_entries=self.compact_entries, ask_bound=self._ask_bound)
+                                compact_entries=self.compact_entries, ask_bound=self._ask_bound,
+                                indexer=self.indexer)
         self.replicas[node] = replica
         return replica
 

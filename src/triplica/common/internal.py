@@ -20,7 +20,9 @@ Request fields:
 Response fields (Scan, under INTERNAL_KEY; the router strips them):
 - LAST_KEY: key of the last item evaluated, or null, even when the page is
   not full (the router needs it to end its own page at a partition boundary);
-- BYTES_READ: item bytes read (before any filter).
+- BYTES_READ: item bytes read (before any filter);
+- FETCH_UNITS: read units of the items a local secondary index Scan fetched
+  from the table (charged to the table, beside the index's).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ BYTES_MAX = "BytesMax"
 VALIDATE_ONLY = "ValidateOnly"
 LAST_KEY = "LastKey"
 BYTES_READ = "BytesRead"
+FETCH_UNITS = "FetchUnits"
 # X-Amz-Target of the router's partition map request to a node (node/calls.py).
 PARTITION_MAP_TARGET = "Triplica.PartitionMap"
 # Router administration (operators and benchmarks; not DynamoDB operations):

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from triplica.engine.index_definitions import IndexInfo
 from triplica.model.partition_map import TableMap
 
 HASH_SPACE_END = 1 << 64
@@ -68,6 +69,9 @@ class TableInfo:
     partitions: list[PartitionInfo] = field(default_factory=list)
     # The two children of a split under way (metadata/control_plane.py), else empty.
     split_intent: list[PartitionInfo] = field(default_factory=list)
+    # Secondary indexes (engine/index_definitions.py), as CreateTable declared them.
+    global_indexes: list[IndexInfo] = field(default_factory=list)
+    local_indexes: list[IndexInfo] = field(default_factory=list)
 
     @property
     def arn(self) -> str:
@@ -79,18 +83,32 @@ class TableInfo:
             schema.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
         return schema
 
+    def indexes(self) -> list[IndexInfo]:
+        """Every secondary index, local ones first."""
+        return self.local_indexes + self.global_indexes
+
+    def index(self, name: str) -> IndexInfo | None:
+        return next((index for index in self.indexes() if index.name == name), None)
+
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         # JSON integers stop at 64 bits; the hash space ends at 2**64.
         data["partitions"] = [_partition_json(p) for p in self.partitions]
         data["split_intent"] = [_partition_json(p) for p in self.split_intent]
+        data["global_indexes"] = [index.to_json() for index in self.global_indexes]
+        data["local_indexes"] = [index.to_json() for index in self.local_indexes]
         return data
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> "TableInfo":
+        """A table from its document; one written before indexes existed has none."""
+        data = dict(data)
         partitions = [_partition_of(p) for p in data.pop("partitions")]
         intent = [_partition_of(p) for p in data.pop("split_intent", [])]
-        return TableInfo(partitions=partitions, split_intent=intent, **data)
+        global_indexes = [IndexInfo.from_json(i) for i in data.pop("global_indexes", [])]
+        local_indexes = [IndexInfo.from_json(i) for i in data.pop("local_indexes", [])]
+        return TableInfo(partitions=partitions, split_intent=intent,
+                         global_indexes=global_indexes, local_indexes=local_indexes, **data)
 
 
 def _partition_json(partition: PartitionInfo) -> dict[str, Any]:
@@ -165,4 +183,6 @@ def table_map_of(info: TableInfo, epoch: int) -> TableMap:
                     range_type=info.range_type,
                     starts=tuple(p.hash_start for p in partitions),
                     groups=tuple(p.group for p in partitions),  # type: ignore[misc]
-                    members=tuple(tuple(p.members or ()) for p in partitions))
+                    members=tuple(tuple(p.members or ()) for p in partitions),
+                    local_indexes=tuple((index.name, index.range_keys[0][0])
+                                        for index in info.local_indexes))

@@ -22,6 +22,7 @@ import shutil
 from typing import Any, Awaitable, Callable
 
 from triplica.engine.catalogue import HASH_SPACE_END, Catalogue, PartitionInfo, TableInfo
+from triplica.engine.local_indexes import local_indexer_of
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,14 @@ log = logging.getLogger(__name__)
 class Table:
     """A table's definition plus its open partitions in hash order."""
 
-    __slots__ = ("info", "partitions", "_starts")
+    __slots__ = ("info", "partitions", "_starts", "indexer")
 
     def __init__(self, info: TableInfo, partitions: list[Any]) -> None:
         assert len(partitions) == len(info.partitions) >= 1
         self.info = info
         self.partitions = partitions
+        # The local secondary indexes' entries (fixed at CreateTable), as the stores keep them.
+        self.indexer = local_indexer_of(info)
         self._starts = [p.hash_start for p in info.partitions]
         assert self._starts[0] == 0 and info.partitions[-1].hash_end == HASH_SPACE_END
 
@@ -48,6 +51,15 @@ class Table:
             items += count
             size += total
         return items, size
+
+    def index_stats(self, name: str) -> tuple[int, int]:
+        """(entries, bytes) of a local secondary index over this node's partitions."""
+        entries = size = 0
+        for partition in self.partitions:
+            count, total = partition.index_stats(name)
+            entries += count
+            size += total
+        return entries, size
 
 
 # Builds this node's object for one hash range: (table, range, directory) -> partition

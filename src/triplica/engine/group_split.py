@@ -16,7 +16,10 @@ through the parent group's own log, so every replica cuts its own copy:
    leader serves only after applying every earlier entry, so it sees the
    marker first);
 3. each node builds its two child replicas from its own parent replica
-   (`build_child`): a copy of the B-tree cut to the child's hash range and a
+   (`build_child`): a copy of the B-tree cut to the child's hash range (its
+   local secondary indexes and item collection sizes too: their keys start
+   with the item's hash, so an item collection and its index entries go
+   with its items, storage/lmdb_store.py `keep_range`) and a
    Paxos log holding only a snapshot at A with the parent's members. Every
    child replica therefore starts from the same snapshot at the same index,
    which is what a new group needs; the children are new groups (own keys,

@@ -88,7 +88,7 @@ from triplica.replication.driver import COMPACT_ENTRIES_DEFAULT, ReplicaDriver
 from triplica.replication.replica_files import ReplicaDamagedError
 from triplica.replication.log import LogEntry
 from triplica.replication.options import ReplicaOptions
-from triplica.storage.lmdb_store import PartitionStore
+from triplica.storage.lmdb_store import PartitionStore, SecondaryIndexer
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +107,16 @@ class NodePartition:
                  network: Any, sync_mode: str = "batch", fresh: bool = False,
                  options: ReplicaOptions = ReplicaOptions(), ask_bound: AskBound | None = None,
                  repair_wait_s: float = REPAIR_BOUND_WAIT_S_DEFAULT, joining: bool = False,
-                 compact_entries: int = COMPACT_ENTRIES_DEFAULT) -> None:
+                 compact_entries: int = COMPACT_ENTRIES_DEFAULT,
+                 indexer: SecondaryIndexer | None = None) -> None:
         """`ask_bound`: how to ask a peer for its repair bound; without it a damaged
         replica raises ReplicaDamagedError here, as before (see the module docstring).
         `joining`: a replica added to an existing group (metadata/replica_mover.py); it
         starts with no configuration and learns it from the leader; `members` are the
         peers it can reach at first. `replica_id` and `members` are replica ids
-        (common/replica_ids.py), the directory this replica's home (replica_homes.py)."""
+        (common/replica_ids.py), the directory this replica's home (replica_homes.py).
+        `indexer`: the table's local secondary indexes (engine/local_indexes.py), kept by
+        the store from every entry it applies."""
         assert (replica_id in members or joining) and len(set(members)) == len(members), \
             (replica_id, members)
         assert not (joining and fresh)
@@ -126,6 +129,7 @@ class NodePartition:
         self._sync_mode = sync_mode
         self._options = options
         self._compact_entries = compact_entries
+        self._indexer = indexer
         self._loop = asyncio.get_running_loop()
         # Writes proposed by this replica's current leadership (owner: its ballot).
         self._queued = QueuedWrites(directory)
@@ -197,7 +201,8 @@ class NodePartition:
             directory=self._replica_path, network=self._network,
             addresses={member: (self.group_key, member) for member in self._members},
             sync_mode=self._sync_mode, decode=decode_entry, listener=self, options=self._options,
-            value_size=stored_item_size, compact_entries=self._compact_entries, start_ms=start_ms)
+            value_size=stored_item_size, compact_entries=self._compact_entries, start_ms=start_ms,
+            indexer=self._indexer)
 
     # ------------------------------------------------------------- healing
 
@@ -310,10 +315,31 @@ class NodePartition:
         store = self._leader().store if consistent else self._local_store()
         return store.scan(start, end, reverse=reverse, start_inclusive=start_inclusive)
 
+    def scan_index(self, name: str, start: bytes, end: bytes | None, reverse: bool = False,
+                   start_inclusive: bool = True, consistent: bool = False, fetch: bool = False,
+                   ) -> Iterator[tuple[bytes, bytes, bytes | None]]:
+        """A local secondary index's entries (and the items, when `fetch`), as `scan`."""
+        store = self._leader().store if consistent else self._local_store()
+        return store.scan_index(name, start, end, reverse=reverse,
+                                start_inclusive=start_inclusive, fetch=fetch)
+
     def stats(self) -> tuple[int, int]:
         if self.driver is None:
             return 0, 0
         return self.driver.store.stats()
+
+    def index_stats(self, name: str) -> tuple[int, int]:
+        """(entries, bytes) of a local secondary index in this replica."""
+        if self.driver is None:
+            return 0, 0
+        return self.driver.store.index_stats(name)
+
+    def collection_size(self, collection: bytes) -> int:
+        """Bytes of an item collection in this replica's applied state (the leader's
+        estimate: writes still in flight are not in it)."""
+        if self.driver is None:
+            return 0
+        return self.driver.store.collection_size(collection)
 
     # -------------------------------------------------------------- writes
 
@@ -522,9 +548,12 @@ class UnhostedPartition:
     def _redirect(self, *_: Any, **__: Any) -> Any:
         raise NotLeaderError(self.members[0])
 
-    read_applied = read_latest = scan = propose = _redirect
+    read_applied = read_latest = scan = scan_index = propose = _redirect
 
     def stats(self) -> tuple[int, int]:
+        return 0, 0
+
+    def index_stats(self, name: str) -> tuple[int, int]:
         return 0, 0
 
     async def drain(self) -> None:

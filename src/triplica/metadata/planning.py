@@ -36,14 +36,19 @@ Placement = Callable[[str], list[int]]  # group key -> member node ids
 class PlannedTable:
     """What a handler sees of a table: its definition (a copy) and its stats."""
 
-    __slots__ = ("info", "_stats")
+    __slots__ = ("info", "_stats", "_index_stats")
 
-    def __init__(self, info: TableInfo, stats: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, info: TableInfo, stats: Callable[[], tuple[int, int]],
+                 index_stats: Callable[[str], tuple[int, int]] = lambda _: (0, 0)) -> None:
         self.info = info
         self._stats = stats
+        self._index_stats = index_stats
 
     def stats(self) -> tuple[int, int]:
         return self._stats()
+
+    def index_stats(self, name: str) -> tuple[int, int]:
+        return self._index_stats(name)
 
 
 class PlanningDatabase:
@@ -57,7 +62,7 @@ class PlanningDatabase:
         self._restore = restore
         self._originals = {name: table.info.to_json() for name, table in db.tables.items()}
         self.tables: dict[str, PlannedTable] = {
-            name: PlannedTable(copy.deepcopy(table.info), table.stats)
+            name: PlannedTable(copy.deepcopy(table.info), table.stats, table.index_stats)
             for name, table in db.tables.items()}
         self._created: set[str] = set()
         self._deleted: list[str] = []

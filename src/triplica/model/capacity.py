@@ -2,7 +2,11 @@
 
 A read costs one unit per 4 KB read (rounded up, at least one), half of that
 when eventually consistent; a write one unit per 1 KB written. The units of
-ReturnConsumedCapacity TOTAL / INDEXES are reported per table.
+ReturnConsumedCapacity TOTAL / INDEXES are reported per table; INDEXES also
+splits them into the table's and each local secondary index's
+(`indexed_capacity`): a write is charged once for the table and once for
+every index entry it puts or deletes, a Query of an index for the index
+entries it read and, for items fetched from the table, for those.
 """
 from __future__ import annotations
 
@@ -30,4 +34,20 @@ def consumed_capacity(mode: str | None, table_name: str, units: float,
                               kind: units}
     if mode == "INDEXES":
         result["Table"] = {"CapacityUnits": units, kind: units}
+    return result
+
+
+def indexed_capacity(mode: str | None, table_name: str, kind: str, table_units: float,
+                     index_units: dict[str, float]) -> dict[str, Any] | None:
+    """ConsumedCapacity when local secondary indexes took part: the total for TOTAL,
+    plus `Table` and `LocalSecondaryIndexes` (per index) for INDEXES."""
+    if mode not in ("TOTAL", "INDEXES"):
+        return None
+    total = table_units + sum(index_units.values())
+    result: dict[str, Any] = {"TableName": table_name, "CapacityUnits": total, kind: total}
+    if mode == "INDEXES":
+        result["Table"] = {"CapacityUnits": table_units, kind: table_units}
+        if index_units:
+            result["LocalSecondaryIndexes"] = {
+                name: {"CapacityUnits": units, kind: units} for name, units in index_units.items()}
     return result

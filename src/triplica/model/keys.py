@@ -117,6 +117,32 @@ def encode_storage_key(pk: dict, sk: dict | None) -> bytes:
     return prefix + encode_key_value(sk) if sk is not None else prefix
 
 
+def encoded_value_end(data: bytes, offset: int) -> int:
+    """The offset just past the encode_key_value result starting at `offset`,
+    found without decoding it (a secondary index key is cut at its parts)."""
+    tag = data[offset]
+    if tag == TAG_S or tag == TAG_B:
+        position = offset + 1
+        while True:
+            zero = data.index(_ESCAPE, position)
+            if data[zero + 1] == _BYTES_END:
+                return zero + 2
+            position = zero + 2
+    assert tag == TAG_N, f"unknown key tag {tag:#x} at offset {offset}"
+    sign = data[offset + 1]
+    if sign == _SIGN_ZERO:
+        return offset + 2
+    # After the exponent byte (which may be anything), digit pairs end at the
+    # terminator: 0x00, or 0xff once inverted for a negative number.
+    end = 0xFF - _DIGITS_END if sign == _SIGN_NEGATIVE else _DIGITS_END
+    return data.index(end, offset + 3) + 1
+
+
+def partition_prefix_length(storage_key: bytes) -> int:
+    """Length of a storage key's partition prefix (hash + encoded partition key)."""
+    return encoded_value_end(storage_key, PARTITION_HASH_BYTES)
+
+
 def validate_key_value(name: str, av: dict, is_hash: bool) -> None:
     """Check a key attribute's value: non-empty S/B and within the size limits.
 

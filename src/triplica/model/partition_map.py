@@ -47,6 +47,9 @@ class TableMap:
     starts: tuple[int, ...]
     groups: tuple[str, ...]
     members: tuple[tuple[int, ...], ...]
+    # (name, sort key attribute) of each local secondary index: a Query of one is
+    # routed by the table's partition key like a Query of the table.
+    local_indexes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         count = len(self.starts)
@@ -81,12 +84,18 @@ class TableMap:
             return range(0)
         return range(self.index_of(hash_start), self.index_of(hash_end - 1) + 1)
 
+    def local_index_range_key(self, name: Any) -> str | None:
+        return next((key for index, key in self.local_indexes if index == name), None)
+
     def to_doc(self) -> dict[str, Any]:
-        return {"name": self.name, "epoch": self.epoch, "hash_key": self.hash_key,
-                "hash_type": self.hash_type, "range_key": self.range_key,
-                "range_type": self.range_type,
-                "partitions": [{"start": s, "group": g, "members": list(m)}
-                               for s, g, m in zip(self.starts, self.groups, self.members)]}
+        doc = {"name": self.name, "epoch": self.epoch, "hash_key": self.hash_key,
+               "hash_type": self.hash_type, "range_key": self.range_key,
+               "range_type": self.range_type,
+               "partitions": [{"start": s, "group": g, "members": list(m)}
+                              for s, g, m in zip(self.starts, self.groups, self.members)]}
+        if self.local_indexes:
+            doc["local_indexes"] = [list(pair) for pair in self.local_indexes]
+        return doc
 
     @staticmethod
     def from_doc(doc: dict[str, Any]) -> "TableMap":
@@ -96,4 +105,6 @@ class TableMap:
                         range_key=doc.get("range_key"), range_type=doc.get("range_type"),
                         starts=tuple(int(p["start"]) for p in partitions),
                         groups=tuple(str(p["group"]) for p in partitions),
-                        members=tuple(tuple(int(m) for m in p["members"]) for p in partitions))
+                        members=tuple(tuple(int(m) for m in p["members"]) for p in partitions),
+                        local_indexes=tuple((str(n), str(k))
+                                            for n, k in doc.get("local_indexes", ())))

@@ -55,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import time
 from typing import Any, Awaitable, Callable
 
@@ -67,6 +66,7 @@ from triplica.engine.group_split import REPLICA_DIRECTORY, build_child
 from triplica.engine.split_protocol import SplitMarker
 from triplica.engine.node_config import NodeConfig
 from triplica.engine.node_partition import NodePartition, UnhostedPartition
+from triplica.engine.local_indexes import local_indexer_of
 from triplica.engine.log_entries import stored_item_size
 from triplica.engine.replica_homes import GROUP_FILE, home_of, read_homes, remove_home
 from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
@@ -223,7 +223,7 @@ class StorageNode:
                                    document)
             replica = self._open_replica(group_key, replica_id)
             if replica is None:  # else joined by the control plane (replica_mover.py)
-                replica = self._new_replica(home_of(directory, replica_id), replica_id,
+                replica = self._new_replica(info, home_of(directory, replica_id), replica_id,
                                             group_key, list(document["members"]),
                                             fresh=fresh and replica_id == mine,
                                             joining=joining)
@@ -232,13 +232,15 @@ class StorageNode:
         partition.group, partition.members = group_key, catalogue_members
         return serving if serving is not None else UnhostedPartition(catalogue_members)
 
-    def _new_replica(self, home: str, replica_id: int, group_key: str, members: list[int],
+    def _new_replica(self, info: TableInfo, home: str, replica_id: int, group_key: str,
+                     members: list[int],
                      fresh: bool = False, joining: bool = False) -> NodePartition:
         replica = NodePartition(home, replica_id=replica_id, group_key=group_key,
                                 members=members, network=self.network, sync_mode=self.config.sync,
                                 fresh=fresh, options=self.config.options,
                                 ask_bound=lambda peer: self.ask_bound(peer, group_key),
-                                repair_wait_s=self.config.repair_wait_s, joining=joining)
+                                repair_wait_s=self.config.repair_wait_s, joining=joining,
+                                indexer=local_indexer_of(info))
         self.add_replica(replica)
         return replica
 
@@ -340,7 +342,7 @@ class StorageNode:
         write_json_durably(os.path.join(home, GROUP_FILE),
                            {"group": group_key, "members": peers, "replica": replica_id,
                             "joining": True})
-        self._new_replica(home, replica_id, group_key, peers, joining=True)
+        self._new_replica(info, home, replica_id, group_key, peers, joining=True)
 
     async def drop_replica(self, table: str, group_key: str, replica_id: int) -> bool:
         """Close and delete this node's replica of a group it no longer belongs to."""

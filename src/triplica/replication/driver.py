@@ -84,7 +84,7 @@ from triplica.replication.ready_loop import ReadyLoop
 from triplica.replication.replica import Ready, Replica
 from triplica.replication.snapshot_stream import ACK_KIND, DRIVER_KINDS, ChunkAck, SnapshotChunk, StreamFormatError
 from triplica.replication.replica_files import ReplicaFiles, write_stub
-from triplica.storage.lmdb_store import PartitionStore
+from triplica.storage.lmdb_store import PartitionStore, SecondaryIndexer
 from triplica.replication.paxos_log import PaxosLog
 from triplica.transport.base import Address, Transport, TransportError
 
@@ -123,7 +123,8 @@ class ReplicaDriver:
                  options: ReplicaOptions = ReplicaOptions(),
                  value_size: Callable[[bytes], int] = len,
                  compact_entries: int = COMPACT_ENTRIES_DEFAULT,
-                 start_ms: int | None = None) -> None:
+                 start_ms: int | None = None,
+                 indexer: SecondaryIndexer | None = None) -> None:
         """`membership`: the group's initial configuration, or None for a replica
         joining an existing group (it learns its configuration from the log or
         a snapshot). `addresses`: every peer it may have to reach; members that
@@ -143,7 +144,7 @@ class ReplicaDriver:
         self._listener = listener
         self._compact_entries = compact_entries
         os.makedirs(directory, exist_ok=True)
-        self.files = ReplicaFiles(directory, sync_mode, value_size)
+        self.files = ReplicaFiles(directory, sync_mode, value_size, indexer)
         persisted = self.log.state()
         now_ms = self.now_ms()
         # A new group may hold a snapshot (a split child starts from its parent's

@@ -22,7 +22,7 @@ import lmdb
 from triplica.replication.image_transfer import INCOMING_PREFIX, LMDB_DATA_FILE
 from triplica.replication.log import EntryKind, LogEntry
 from triplica.storage.files import fsync_directory
-from triplica.storage.lmdb_store import PartitionStore
+from triplica.storage.lmdb_store import PartitionStore, SecondaryIndexer
 from triplica.replication.paxos_log import PaxosLog, PaxosLogCorruptionError
 from triplica.storage.wal import WalCorruptionError
 
@@ -48,9 +48,12 @@ class ReplicaDamagedError(Exception):
 class ReplicaFiles:
     """The log and the store of one replica directory (see the module docstring)."""
 
-    def __init__(self, directory: str, sync_mode: str, value_size: Callable[[bytes], int]) -> None:
+    def __init__(self, directory: str, sync_mode: str, value_size: Callable[[bytes], int],
+                 indexer: SecondaryIndexer | None = None) -> None:
+        """`indexer`: the secondary indexes the store keeps (storage/lmdb_store.py)."""
         self.directory = directory
         self._value_size = value_size
+        self._indexer = indexer
         self._items_path = os.path.join(directory, ITEMS_DIRECTORY)
         try:
             self.log = PaxosLog(os.path.join(directory, LOG_DIRECTORY), sync_mode=sync_mode)
@@ -78,7 +81,8 @@ class ReplicaFiles:
             raise
 
     def _open_store(self) -> None:
-        self.store = PartitionStore(self._items_path, value_size=self._value_size)
+        self.store = PartitionStore(self._items_path, value_size=self._value_size,
+                                    indexer=self._indexer)
         self.stub = self.store.is_stub()
 
     def apply(self, entries: tuple[LogEntry, ...], decode: Decode) -> None:

@@ -9,7 +9,8 @@ router can't route (an unknown table, a malformed key) makes the split
 return None, and the router hands the whole batch to a node, whose
 validation answers with DynamoDB's error.
 
-Merging follows DynamoDB: Responses and ConsumedCapacity add up per table;
+Merging follows DynamoDB: Responses and ConsumedCapacity add up per table
+(per local secondary index too), ItemCollectionMetrics are gathered per table;
 a sub-batch that failed (its partition unreachable within the deadline, an
 outcome unknown, a throttle) goes back to the client as UnprocessedKeys /
 UnprocessedItems, which it resends; only when no sub-batch succeeded does
@@ -99,7 +100,8 @@ def sub_body(operation: str, parameters: dict[str, Any], sub: SubBatch) -> dict[
 
 
 def merge_capacities(capacities: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """ConsumedCapacity entries summed per table (nested `Table` too), first-seen order."""
+    """ConsumedCapacity entries summed per table (nested `Table` and each local
+    secondary index's too), first-seen order."""
     merged: dict[str, dict[str, Any]] = {}
     for capacity in capacities:
         name = capacity.get("TableName")
@@ -107,6 +109,11 @@ def merge_capacities(capacities: list[Mapping[str, Any]]) -> list[dict[str, Any]
         _add_units(total, capacity)
         if type(capacity.get("Table")) is dict:
             _add_units(total.setdefault("Table", {}), capacity["Table"])
+        indexes = capacity.get("LocalSecondaryIndexes")
+        if type(indexes) is dict:
+            into = total.setdefault("LocalSecondaryIndexes", {})
+            for index, units in indexes.items():
+                _add_units(into.setdefault(index, {}), units)
     return list(merged.values())
 
 
@@ -128,6 +135,7 @@ class BatchMerge:
             self.responses = {table: [] for table in parameters.get("RequestItems", {})}
         self.unprocessed: dict[str, Any] = {}
         self.capacities: list[Mapping[str, Any]] = []
+        self.collection_metrics: dict[str, list[Any]] = {}
         self.succeeded = 0
 
     def add_answer(self, answer: dict[str, Any]) -> None:
@@ -143,6 +151,8 @@ class BatchMerge:
             else:
                 self.unprocessed.setdefault(table, []).extend(value)
         self.capacities.extend(answer.get("ConsumedCapacity") or ())
+        for table, metrics in (answer.get("ItemCollectionMetrics") or {}).items():
+            self.collection_metrics.setdefault(table, []).extend(metrics)
 
     def add_failure(self, sub: SubBatch) -> None:
         if self.operation == "BatchGetItem":
@@ -163,4 +173,6 @@ class BatchMerge:
             response["UnprocessedItems"] = self.unprocessed
         if self.wants_capacity:
             response["ConsumedCapacity"] = merge_capacities(self.capacities)
+        if self.collection_metrics:
+            response["ItemCollectionMetrics"] = self.collection_metrics
         return response

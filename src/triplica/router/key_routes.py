@@ -40,17 +40,23 @@ def item_key_hash(table_map: TableMap, operation: str, parameters: dict[str, Any
 
 
 def query_key_hash(table_map: TableMap, parameters: dict[str, Any]) -> int | None:
-    """Partition hash of a Query's partition key (from its key condition), or None."""
+    """Partition hash of a Query's partition key (from its key condition), or None.
+    A local secondary index shares the table's partition key; a global one has
+    partition keys of its own (None: a node answers)."""
+    range_key = table_map.range_key
+    if parameters.get("IndexName") is not None:
+        range_key = table_map.local_index_range_key(parameters["IndexName"])
+        if range_key is None:
+            return None
     try:
         text = parameters.get("KeyConditionExpression")
         if type(text) is str:
             context = ExpressionContext(parameters.get("ExpressionAttributeNames"),
                                         parameters.get("ExpressionAttributeValues"))
-            condition = parse_key_condition(text, context, table_map.hash_key,
-                                            table_map.range_key)
+            condition = parse_key_condition(text, context, table_map.hash_key, range_key)
         elif type(parameters.get("KeyConditions")) is dict:
             condition = legacy.key_condition_from_key_conditions(
-                parameters["KeyConditions"], table_map.hash_key, table_map.range_key)
+                parameters["KeyConditions"], table_map.hash_key, range_key)
         else:
             return None
         return value_hash(condition.partition_value, table_map.hash_type)

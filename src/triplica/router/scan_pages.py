@@ -21,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from triplica.model.capacity import consumed_capacity, read_units
+from triplica.model.capacity import consumed_capacity, indexed_capacity, read_units
 from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
 from triplica.model import limits
-from triplica.common.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, encode_scan_slice
+from triplica.common.internal import (BYTES_READ, FETCH_UNITS, INTERNAL_KEY, LAST_KEY,
+                                      encode_scan_slice)
 from triplica.router.key_routes import value_hash
 
 
@@ -97,6 +98,9 @@ class ScanStitch:
         self.consistent = parameters.get("ConsistentRead") is True
         self.capacity_mode = parameters.get("ReturnConsumedCapacity")
         self.table = str(parameters.get("TableName"))
+        index = parameters.get("IndexName")
+        self.index: str | None = index if type(index) is str else None
+        self.fetch_units = 0.0   # a local index Scan's reads of the table
         self.items: list[Any] = []
         self.count = 0
         self.scanned = 0
@@ -121,6 +125,7 @@ class ScanStitch:
         self.count += int(answer.get("Count", 0))
         self.scanned += int(answer.get("ScannedCount", 0))
         self.bytes_read += int(internal.get(BYTES_READ, 0))
+        self.fetch_units += float(internal.get(FETCH_UNITS, 0.0))
         if internal.get(LAST_KEY) is not None:
             self.last_key = internal[LAST_KEY]
         # The node's page is full exactly when it used up the budget it was given.
@@ -135,9 +140,13 @@ class ScanStitch:
         if self.full and self.last_key is not None:
             response["LastEvaluatedKey"] = self.last_key
         # One page is one read: its units come from all the bytes it read.
-        capacity = consumed_capacity(self.capacity_mode, self.table,
-                                     read_units(self.bytes_read, self.consistent),
-                                     "ReadCapacityUnits")
+        units = read_units(self.bytes_read, self.consistent)
+        if self.index is None:
+            capacity = consumed_capacity(self.capacity_mode, self.table, units,
+                                         "ReadCapacityUnits")
+        else:
+            capacity = indexed_capacity(self.capacity_mode, self.table, "ReadCapacityUnits",
+                                        self.fetch_units, {self.index: units})
         if capacity is not None:
             response["ConsumedCapacity"] = capacity
         return response

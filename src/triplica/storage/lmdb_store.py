@@ -32,6 +32,20 @@ re-propose them), and a replica that applied them before cutting its
 children would start them from a different state than one that had not
 (engine/split_protocol.py `applies_writes`).
 
+Secondary indexes (local secondary indexes, engine/local_indexes.py): a
+store opened with a `SecondaryIndexer` keeps, beside the items, one LMDB
+database per index (`index:<name>`: index key -> index entry) and one of
+item collection sizes (`collections`: collection key -> bytes), changed in
+the same write transaction as the item, from the old image (read from the
+store at apply time) and the new one: what entries an image has is a pure
+function of it (`entries`), so every replica that applies the same entries
+holds the same indexes, and no log entry needs to carry them. Index keys
+and collection keys start with the item's 8-byte partition hash, so a split
+child keeps its own share of every database (`keep_range`, which finds the
+databases in the environment itself, no indexer needed), and the copies a
+snapshot ships hold them too. Per-index entry counts and bytes live in the
+meta database beside the item stats.
+
 Long keys: LMDB keys are limited to 511 bytes; ours reach ~3.1 KB. Keys of
 at most DIRECT_KEY_BYTES_MAX (480) bytes are stored as is. A longer key K is
 stored in the "overflow bucket" under the 481-byte LMDB key
@@ -58,7 +72,7 @@ longer than ~470 encoded bytes with many sort keys makes writes O(bucket).
 from __future__ import annotations
 
 import bisect
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 import os
 import struct
 from collections.abc import Iterator
@@ -74,8 +88,18 @@ READERS_MAX_DEFAULT = 512
 DIRECT_KEY_BYTES_MAX = 480
 BUCKET_KEY_SUFFIX = b"\x00"
 BUCKET_KEY_BYTES = DIRECT_KEY_BYTES_MAX + len(BUCKET_KEY_SUFFIX)
-# 8-byte hash + partition key (2048) + sort key (1024) + encoding overhead.
-STORAGE_KEY_BYTES_MAX = 4096
+# The longest encoded key values (model/keys.py): a tag, every byte escaped (a 0x00 byte
+# becomes two), a 2-byte terminator; for DynamoDB's 2048-byte partition and 1024-byte
+# sort keys. (4096 was too little: a 2048-byte binary key of zero bytes is 4107.)
+PARTITION_KEY_ENCODED_BYTES_MAX = 1 + 2 * 2048 + 2
+SORT_KEY_ENCODED_BYTES_MAX = 1 + 2 * 1024 + 2
+# 8-byte hash + encoded partition key + encoded sort key.
+STORAGE_KEY_BYTES_MAX = 8 + PARTITION_KEY_ENCODED_BYTES_MAX + SORT_KEY_ENCODED_BYTES_MAX
+# A secondary index key adds the index's sort key.
+INDEX_KEY_BYTES_MAX = STORAGE_KEY_BYTES_MAX + SORT_KEY_ENCODED_BYTES_MAX
+COLLECTION_KEY_BYTES_MAX = 64
+# items + meta + collections + one per index, with room to spare (LSIs are at most 5).
+DATABASES_MAX = 16
 # Encoded item; DynamoDB's 400 KB counts raw sizes, base64 and tags add more.
 VALUE_BYTES_MAX = 2 * 1024 * 1024
 APPLY_BATCH_ENTRIES_MAX = 100_000
@@ -86,6 +110,10 @@ _META_ITEM_COUNT = b"item_count"
 _META_VALUE_BYTES = b"value_bytes"
 _META_STUB = b"log_replica_stub"
 _META_RECORD_PREFIX = b"record:"
+_META_INDEX_COUNT = b"index_count:"
+_META_INDEX_BYTES = b"index_bytes:"
+INDEX_DATABASE_PREFIX = b"index:"
+COLLECTIONS_DATABASE = b"collections"
 RECORD_KEY_BYTES_MAX = 64
 _U64 = struct.Struct(">Q")
 
@@ -96,22 +124,49 @@ class RecordKey(bytes):
     """The key of a partition record, not of an item (see the module docstring)."""
 
 
+class SecondaryIndexer(Protocol):
+    """What a store needs to keep its items' secondary indexes (module docstring)."""
+
+    names: tuple[str, ...]
+    # Counted into an item collection's size once per index entry (DynamoDB's 100 bytes).
+    entry_overhead_bytes: int
+
+    def entries(self, key: bytes, value: bytes) -> list[tuple[str, bytes, bytes]]:
+        """The (index name, index key, index entry) the item image `value` at `key` has."""
+
+    def collection(self, key: bytes) -> bytes:
+        """The key of the item collection the item at `key` belongs to (hash first)."""
+
+    def base_key(self, name: str, index_key: bytes) -> bytes:
+        """The storage key of the item an entry of index `name` stands for."""
+
+
 class PartitionStore:
     """Items, applied index and stats of one partition replica."""
 
     def __init__(self, path: str, map_size_bytes: int = MAP_SIZE_BYTES_DEFAULT,
                  readers_max: int = READERS_MAX_DEFAULT,
-                 value_size: Callable[[bytes], int] = len) -> None:
-        """`value_size` measures a stored value for the size stat (default: its length)."""
+                 value_size: Callable[[bytes], int] = len,
+                 indexer: SecondaryIndexer | None = None) -> None:
+        """`value_size` measures a stored value for the size stats (default: its length);
+        `indexer`: the items' secondary indexes, if any (module docstring)."""
         assert map_size_bytes >= 1024 * 1024
         assert 1 <= readers_max <= 65536
+        assert indexer is None or len(indexer.names) <= DATABASES_MAX - 3
         self._path = path
         self._env = lmdb.open(path, subdir=True, map_size=map_size_bytes,
-                              max_dbs=2, max_readers=readers_max,
+                              max_dbs=DATABASES_MAX, max_readers=readers_max,
                               sync=False, metasync=False)
         assert self._env.max_key_size() >= BUCKET_KEY_BYTES
         self._items = self._env.open_db(b"items")
         self._meta = self._env.open_db(b"meta")
+        self._indexer = indexer
+        self._indexes: dict[str, Any] = {}
+        self._collections: Any = None
+        if indexer is not None:
+            for name in indexer.names:
+                self._indexes[name] = self._env.open_db(_index_database(name))
+            self._collections = self._env.open_db(COLLECTIONS_DATABASE)
         self._closed = False
         self._value_size = value_size
 
@@ -120,7 +175,7 @@ class PartitionStore:
     def get(self, key: bytes) -> bytes | None:
         _check_key(key)
         with self._env.begin(db=self._items) as txn:
-            return self._get_in(txn, key)
+            return self._get_in(txn, self._items, key)
 
     def applied_index(self) -> int:
         with self._env.begin(db=self._meta) as txn:
@@ -138,6 +193,34 @@ class PartitionStore:
             value_bytes = _meta_int(txn, self._meta, _META_VALUE_BYTES)
         return count, value_bytes
 
+    def index_stats(self, name: str) -> tuple[int, int]:
+        """(entry count, total entry bytes) of one secondary index, as of the last apply."""
+        encoded = name.encode()
+        with self._env.begin(db=self._meta) as txn:
+            return (_meta_int(txn, self._meta, _META_INDEX_COUNT + encoded),
+                    _meta_int(txn, self._meta, _META_INDEX_BYTES + encoded))
+
+    def collection_size(self, collection: bytes) -> int:
+        """Bytes of one item collection (its items and their index entries), as of the
+        last apply; 0 without an indexer."""
+        if self._collections is None:
+            return 0
+        with self._env.begin(db=self._collections) as txn:
+            raw = txn.get(collection, db=self._collections)
+        return 0 if raw is None else _U64.unpack(raw)[0]
+
+    def index_names(self) -> tuple[str, ...]:
+        """The secondary indexes this store keeps (its indexer's)."""
+        return tuple(self._indexes)
+
+    def collection_sizes(self) -> dict[bytes, int]:
+        """Every item collection's size (a checker's view: engine/local_index_check.py)."""
+        if self._collections is None:
+            return {}
+        with self._env.begin(db=self._collections) as txn:
+            return {bytes(key): _U64.unpack(value)[0]
+                    for key, value in txn.cursor().iternext(keys=True, values=True)}
+
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, end_inclusive: bool = False,
              ) -> Iterator[tuple[bytes, bytes]]:
@@ -151,21 +234,35 @@ class PartitionStore:
         """
         assert len(start) <= 2 * STORAGE_KEY_BYTES_MAX
         assert end is None or len(end) <= 2 * STORAGE_KEY_BYTES_MAX
-
-        def below_low(key: bytes) -> bool:
-            return key < start or (key == start and not start_inclusive)
-
-        def above_high(key: bytes) -> bool:
-            if end is None:
-                return False
-            return key > end or (key == end and not end_inclusive)
-
+        below_low, above_high = _bounds(start, end, start_inclusive, end_inclusive)
         with self._env.begin(db=self._items) as txn:
             cursor = txn.cursor()
             if reverse:
                 yield from self._scan_reverse(cursor, end, below_low, above_high)
             else:
                 yield from self._scan_forward(cursor, start, below_low, above_high)
+
+    def scan_index(self, name: str, start: bytes, end: bytes | None, reverse: bool = False,
+                   start_inclusive: bool = True, fetch: bool = False,
+                   ) -> Iterator[tuple[bytes, bytes, bytes | None]]:
+        """`scan` of secondary index `name`: (index key, entry, item) where the item is
+        the table's image the entry stands for, read in the same transaction, when
+        `fetch` (else None). The same iterator rules as `scan`."""
+        assert self._indexer is not None
+        database = self._indexes[name]
+        assert len(start) <= 2 * INDEX_KEY_BYTES_MAX
+        assert end is None or len(end) <= 2 * INDEX_KEY_BYTES_MAX
+        below_low, above_high = _bounds(start, end, start_inclusive, False)
+        base_key = self._indexer.base_key
+        with self._env.begin(db=database) as txn:
+            cursor = txn.cursor()
+            if reverse:
+                rows = self._scan_reverse(cursor, end, below_low, above_high)
+            else:
+                rows = self._scan_forward(cursor, start, below_low, above_high)
+            for key, entry in rows:
+                item = self._get_in(txn, self._items, base_key(name, key)) if fetch else None
+                yield key, entry, item
 
     # -- writes -------------------------------------------------------------
 
@@ -186,6 +283,7 @@ class PartitionStore:
             count = _meta_int(txn, self._meta, _META_ITEM_COUNT)
             value_bytes = _meta_int(txn, self._meta, _META_VALUE_BYTES)
             frozen = self._holds_record(txn)
+            index_deltas = {name: [0, 0] for name in self._indexes}
             for index, writes in batch:
                 assert index > applied, (index, applied)
                 assert len(writes) <= WRITES_PER_ENTRY_MAX, len(writes)
@@ -199,13 +297,65 @@ class PartitionStore:
                         continue
                     if frozen:
                         continue  # after a record: the item history is over (module docstring)
-                    count_delta, bytes_delta = self._write_in(txn, key, value)
+                    _check_key(key)
+                    old = self._write_in(txn, self._items, key, value)
+                    count_delta, bytes_delta = _deltas(old, value, self._value_size)
                     count += count_delta
                     value_bytes += bytes_delta
+                    if self._indexer is not None and (old is not None or value is not None):
+                        self._reindex(txn, key, old, value, bytes_delta, index_deltas)
             assert count >= 0 and value_bytes >= 0, (count, value_bytes)
             txn.put(_META_APPLIED_INDEX, _U64.pack(applied), db=self._meta)
             txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
             txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+            for name, (count_delta, bytes_delta) in index_deltas.items():
+                if count_delta or bytes_delta:
+                    self._add_index_stats(txn, name, count_delta, bytes_delta)
+
+    def _reindex(self, txn: Any, key: bytes, old: bytes | None, new: bytes | None,
+                 item_bytes_delta: int, index_deltas: dict[str, list[int]]) -> None:
+        """Change the secondary indexes and the item's collection size from an item's
+        old and new images (module docstring)."""
+        indexer = self._indexer
+        assert indexer is not None
+        before = indexer.entries(key, old) if old is not None else []
+        after = indexer.entries(key, new) if new is not None else []
+        kept = {(name, index_key) for name, index_key, _ in after}
+        collection_delta = item_bytes_delta
+        overhead = indexer.entry_overhead_bytes
+        for name, index_key, _ in before:
+            if (name, index_key) not in kept:
+                _check_index_key(index_key)
+                previous = self._write_in(txn, self._indexes[name], index_key, None)
+                count_delta, bytes_delta = _deltas(previous, None, self._value_size)
+                index_deltas[name][0] += count_delta
+                index_deltas[name][1] += bytes_delta
+                collection_delta += bytes_delta - overhead * (previous is not None)
+        for name, index_key, entry in after:
+            _check_index_key(index_key)
+            previous = self._write_in(txn, self._indexes[name], index_key, entry)
+            count_delta, bytes_delta = _deltas(previous, entry, self._value_size)
+            index_deltas[name][0] += count_delta
+            index_deltas[name][1] += bytes_delta
+            collection_delta += bytes_delta + overhead * (previous is None)
+        if collection_delta:
+            collection = indexer.collection(key)
+            assert 1 <= len(collection) <= COLLECTION_KEY_BYTES_MAX, len(collection)
+            raw = txn.get(collection, db=self._collections)
+            size = (0 if raw is None else _U64.unpack(raw)[0]) + collection_delta
+            assert size >= 0, (collection, size)
+            if size:
+                txn.put(collection, _U64.pack(size), db=self._collections)
+            elif raw is not None:
+                txn.delete(collection, db=self._collections)
+
+    def _add_index_stats(self, txn: Any, name: str, count_delta: int, bytes_delta: int) -> None:
+        encoded = name.encode()
+        count = _meta_int(txn, self._meta, _META_INDEX_COUNT + encoded) + count_delta
+        entry_bytes = _meta_int(txn, self._meta, _META_INDEX_BYTES + encoded) + bytes_delta
+        assert count >= 0 and entry_bytes >= 0, (name, count, entry_bytes)
+        txn.put(_META_INDEX_COUNT + encoded, _U64.pack(count), db=self._meta)
+        txn.put(_META_INDEX_BYTES + encoded, _U64.pack(entry_bytes), db=self._meta)
 
     def _holds_record(self, txn: Any) -> bool:
         with txn.cursor(db=self._meta) as cursor:
@@ -248,28 +398,52 @@ class PartitionStore:
             txn.put(_META_STUB, b"1", db=self._meta)
 
     def keep_range(self, low: bytes, high: bytes | None) -> None:
-        """Delete every item outside [low, high) and recount the stats (a split child).
+        """Delete every item, index entry and collection size outside [low, high) and
+        recount the stats (a split child).
 
         `low` and `high` are hash prefixes (8 bytes): an overflow bucket's key
         starts with its items' 480-byte prefix, so a bucket never straddles
-        them and whole LMDB records can be dropped.
+        them and whole LMDB records can be dropped. Index keys and collection
+        keys start with the item's hash too (module docstring).
         """
         assert not self._closed and len(low) == 8 and (high is None or len(high) == 8)
         with self._env.begin(write=True) as txn:
-            cursor = txn.cursor(db=self._items)
-            count = value_bytes = 0
-            positioned = cursor.first()
-            while positioned:
-                key = cursor.key()
-                if key < low or (high is not None and key >= high):
-                    positioned = cursor.delete()  # moves to the next record
-                    continue
+            count, value_bytes = self._keep_in(txn, self._items, low, high)
+            txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
+            txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+            for database_name in self._database_names(txn):
+                database = self._env.open_db(database_name, txn=txn, create=False)
+                if database_name == COLLECTIONS_DATABASE:
+                    self._keep_in(txn, database, low, high, expand=False)
+                elif database_name.startswith(INDEX_DATABASE_PREFIX):
+                    entries, entry_bytes = self._keep_in(txn, database, low, high)
+                    encoded = database_name[len(INDEX_DATABASE_PREFIX):]
+                    txn.put(_META_INDEX_COUNT + encoded, _U64.pack(entries), db=self._meta)
+                    txn.put(_META_INDEX_BYTES + encoded, _U64.pack(entry_bytes), db=self._meta)
+
+    def _keep_in(self, txn: Any, database: Any, low: bytes, high: bytes | None,
+                 expand: bool = True) -> tuple[int, int]:
+        """Drop one database's records outside [low, high); (records kept, their bytes)."""
+        cursor = txn.cursor(db=database)
+        count = value_bytes = 0
+        positioned = cursor.first()
+        while positioned:
+            key = cursor.key()
+            if key < low or (high is not None and key >= high):
+                positioned = cursor.delete()  # moves to the next record
+                continue
+            if expand:
                 for _, value in self._expand(key, cursor.value(), False):
                     count += 1
                     value_bytes += self._value_size(value)
-                positioned = cursor.next()
-            txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
-            txn.put(_META_VALUE_BYTES, _U64.pack(value_bytes), db=self._meta)
+            positioned = cursor.next()
+        return count, value_bytes
+
+    @staticmethod
+    def _database_names(txn: Any) -> list[bytes]:
+        """The named databases of the environment (the main database's keys)."""
+        with txn.cursor() as cursor:
+            return [bytes(name) for name in cursor.iternext(keys=True, values=False)]
 
     # -- maintenance --------------------------------------------------------
 
@@ -300,11 +474,11 @@ class PartitionStore:
 
     # -- internals ----------------------------------------------------------
 
-    def _get_in(self, txn: lmdb.Transaction, key: bytes) -> bytes | None:
+    def _get_in(self, txn: lmdb.Transaction, database: Any, key: bytes) -> bytes | None:
         if len(key) <= DIRECT_KEY_BYTES_MAX:
-            return txn.get(key, db=self._items)
+            return txn.get(key, db=database)
         bucket_key = _bucket_key(key)
-        raw = txn.get(bucket_key, db=self._items)
+        raw = txn.get(bucket_key, db=database)
         if raw is None:
             return None
         keys, values = _bucket_decode(bucket_key, raw)
@@ -313,21 +487,20 @@ class PartitionStore:
             return values[position]
         return None
 
-    def _write_in(self, txn: lmdb.Transaction, key: bytes,
-                  value: bytes | None) -> tuple[int, int]:
-        """Put or delete one key; returns (item count delta, value bytes delta)."""
-        _check_key(key)
+    def _write_in(self, txn: lmdb.Transaction, database: Any, key: bytes,
+                  value: bytes | None) -> bytes | None:
+        """Put or delete one key of `database`; returns the value it had."""
         assert value is None or len(value) <= VALUE_BYTES_MAX
         if len(key) <= DIRECT_KEY_BYTES_MAX:
-            old = txn.get(key, db=self._items)
+            old = txn.get(key, db=database)
             if value is None:
                 if old is not None:
-                    txn.delete(key, db=self._items)
+                    txn.delete(key, db=database)
             else:
-                txn.put(key, value, db=self._items)
-            return _deltas(old, value, self._value_size)
+                txn.put(key, value, db=database)
+            return old
         bucket_key = _bucket_key(key)
-        raw = txn.get(bucket_key, db=self._items)
+        raw = txn.get(bucket_key, db=database)
         keys, values = _bucket_decode(bucket_key, raw) if raw is not None else ([], [])
         position = bisect.bisect_left(keys, key)
         found = position < len(keys) and keys[position] == key
@@ -340,10 +513,10 @@ class PartitionStore:
             keys.insert(position, key)
             values.insert(position, value)
         if keys:
-            txn.put(bucket_key, _bucket_encode(keys, values), db=self._items)
+            txn.put(bucket_key, _bucket_encode(keys, values), db=database)
         elif raw is not None:
-            txn.delete(bucket_key, db=self._items)
-        return _deltas(old, value, self._value_size)
+            txn.delete(bucket_key, db=database)
+        return old
 
     def _expand(self, lmdb_key: bytes, raw: bytes,
                 reverse: bool) -> list[tuple[bytes, bytes]]:
@@ -391,6 +564,29 @@ class PartitionStore:
 def _check_key(key: bytes) -> None:
     assert isinstance(key, bytes), type(key)
     assert 1 <= len(key) <= STORAGE_KEY_BYTES_MAX, len(key)
+
+
+def _check_index_key(key: bytes) -> None:
+    assert isinstance(key, bytes), type(key)
+    assert 1 <= len(key) <= INDEX_KEY_BYTES_MAX, len(key)
+
+
+def _index_database(name: str) -> bytes:
+    return INDEX_DATABASE_PREFIX + name.encode()
+
+
+def _bounds(start: bytes, end: bytes | None, start_inclusive: bool,
+            end_inclusive: bool) -> tuple[Callable[[bytes], bool], Callable[[bytes], bool]]:
+    """The (below the low bound, above the high bound) tests of a scan."""
+    def below_low(key: bytes) -> bool:
+        return key < start or (key == start and not start_inclusive)
+
+    def above_high(key: bytes) -> bool:
+        if end is None:
+            return False
+        return key > end or (key == end and not end_inclusive)
+
+    return below_low, above_high
 
 
 def _bucket_key(key: bytes) -> bytes:

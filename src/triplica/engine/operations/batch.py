@@ -17,10 +17,13 @@ from triplica.engine.operations import expression_params as params
 from triplica.engine.operations.item_access import (checked_item_size, consumed_capacity, encode_image,
                                       image_size, decode_image, key_from_item, key_from_request,
                                       locate, read_units, table_of, write_units)
+from triplica.engine.operations.index_writes import (ItemCollections, check_index_keys,
+                                                    local_index_units)
 from triplica.engine.operations.service import AfterCommit, Service, register
 from triplica.engine.operations.validation import Violations, check_enum, expect_type
 from triplica.errors import ValidationException
 from triplica.model import java_text, limits
+from triplica.model.capacity import indexed_capacity
 from triplica.model.values import validate_item
 from triplica.common.internal import validate_only
 
@@ -114,8 +117,10 @@ def batch_get_item(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def _one_write(table: Any, table_name: str, write: Any) -> tuple[Any, bytes, bytes | None, int]:
-    """Validate one WriteRequest; returns (partition, storage key, image or None, size)."""
+def _one_write(table: Any, table_name: str,
+               write: Any) -> tuple[Any, bytes, bytes | None, int, dict]:
+    """Validate one WriteRequest; returns (partition, storage key, image or None, size,
+    partition key value)."""
     expect_type(write, dict, "WriteRequest")
     put, delete = write.get("PutRequest"), write.get("DeleteRequest")
     if (put is None) == (delete is None):
@@ -127,12 +132,13 @@ def _one_write(table: Any, table_name: str, write: Any) -> tuple[Any, bytes, byt
         item = validate_item(put.get("Item"))
         pk, sk = key_from_item(table, item)
         size = checked_item_size(item)
+        check_index_keys(table.info, item)
         partition, storage_key = locate(table, pk, sk)
-        return partition, storage_key, encode_image(item, size), size
+        return partition, storage_key, encode_image(item, size), size, pk
     expect_type(delete, dict, "DeleteRequest")
     pk, sk = key_from_request(table, delete.get("Key"))
     partition, storage_key = locate(table, pk, sk)
-    return partition, storage_key, None, 0
+    return partition, storage_key, None, 0, pk
 
 
 @register("BatchWriteItem")
@@ -164,31 +170,65 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
         raise ValidationException(
             "Too many items requested for the BatchWriteItem call")
     by_partition: dict[int, tuple[Any, list]] = {}
-    units_by_table: dict[str, float] = {}
+    tallies: dict[str, _TableWrites] = {}
     checking_only = validate_only(request)
     wants_capacity = request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES") \
         and not checking_only
     for table_name, writes in request_items.items():
         table = table_of(service, {"TableName": table_name})
         seen: set[bytes] = set()
+        tally = tallies[table_name] = _TableWrites(table)
         for write in writes:
-            partition, storage_key, image, size = _one_write(table, table_name, write)
+            partition, storage_key, image, size, pk = _one_write(table, table_name, write)
             if storage_key in seen:
                 raise ValidationException("Provided list of item keys contains duplicates")
             seen.add(storage_key)
-            if wants_capacity:  # sizing the old image costs a read: only when asked
-                old_size = image_size(partition.read_latest(storage_key))
-                units_by_table[table_name] = units_by_table.get(table_name, 0.0) + \
-                    write_units(max(size, old_size))
+            # Sizing the old image costs a read: only when asked, or for local indexes.
+            if not checking_only and (wants_capacity or table.indexer is not None):
+                tally.add(partition, storage_key, partition.read_latest(storage_key), image,
+                          size, pk)
             by_partition.setdefault(id(partition), (partition, []))[1].append(
                 (storage_key, image))
     if checking_only:
         return {}
     futures = [partition.propose(entry) for partition, entry in by_partition.values()]
     response: dict[str, Any] = {"UnprocessedItems": {}}
+    mode = request.get("ReturnConsumedCapacity")
     if wants_capacity:
-        response["ConsumedCapacity"] = [
-            consumed_capacity(request["ReturnConsumedCapacity"], name, units,
-                              "WriteCapacityUnits")
-            for name, units in units_by_table.items()]
+        response["ConsumedCapacity"] = [tally.capacity(mode) for tally in tallies.values()]
+    if request.get("ReturnItemCollectionMetrics") == "SIZE":
+        collected = {name: tally.metrics for name, tally in tallies.items() if tally.metrics}
+        if collected:
+            response["ItemCollectionMetrics"] = collected
     return AfterCommit(futures, response)
+
+
+class _TableWrites:
+    """One table's share of a BatchWriteItem: its write units (per local index too) and
+    its items' ItemCollectionMetrics (engine/operations/index_writes.py)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.table_units = 0.0
+        self.index_units: dict[str, float] = {}
+        self.metrics: list[dict[str, Any]] = []
+        self._collections = None if table.indexer is None else \
+            ItemCollections(table.info, table.indexer)
+
+    def add(self, partition: Any, key: bytes, old: bytes | None, new: bytes | None,
+            size: int, partition_value: dict) -> None:
+        """Raises ItemCollectionSizeLimitExceededException for a write its collection
+        can't take (the whole batch is refused)."""
+        self.table_units += write_units(max(size, image_size(old)))
+        if self._collections is None:
+            return
+        for name, units in local_index_units(self.table.indexer, key, old, new).items():
+            self.index_units[name] = self.index_units.get(name, 0.0) + units
+        self.metrics.append(self._collections.write(partition, key, old, new, partition_value))
+
+    def capacity(self, mode: str) -> dict[str, Any] | None:
+        name = self.table.info.name
+        if self._collections is None:
+            return consumed_capacity(mode, name, self.table_units, "WriteCapacityUnits")
+        return indexed_capacity(mode, name, "WriteCapacityUnits", self.table_units,
+                                self.index_units)

@@ -1,17 +1,12 @@
 """What item operations share: table lookup, keys, stored images, capacity.
 
-A stored item image is `u32 big-endian DynamoDB item size || JSON of the item`.
-Keeping the size beside the image lets reads compute consumed capacity and the
-1 MB page limit without re-measuring, and lets GetItem splice the JSON
-straight into its response.
+Stored item images are engine/item_images.py's.
 """
 from __future__ import annotations
 
-import struct
 from typing import Any
 
-import orjson
-
+from triplica.engine.item_images import SIZE_PREFIX, decode_image, encode_image, image_size  # noqa: F401
 from triplica.engine.operations.service import Service
 from triplica.engine.operations.validation import Violations, check_enum, check_table_name, expect_type
 from triplica.engine.database import Table
@@ -22,7 +17,6 @@ from triplica.model.keys import encode_storage_key, validate_key_value
 from triplica.model.size import item_size_bytes
 from triplica.model.values import validate_value
 
-SIZE_PREFIX = struct.Struct(">I")
 TYPE_NAMES = ("S", "N", "B")
 
 
@@ -112,22 +106,6 @@ def locate(table: Table, pk: dict, sk: dict | None) -> tuple[Any, bytes]:
 
 
 # ----- stored images ------------------------------------------------------
-
-def encode_image(item: dict[str, Any], size: int) -> bytes:
-    return SIZE_PREFIX.pack(size) + orjson.dumps(item)
-
-
-def decode_image(stored: bytes | None) -> dict[str, Any] | None:
-    if stored is None:
-        return None
-    return orjson.loads(memoryview(stored)[4:])
-
-
-def image_size(stored: bytes | None) -> int:
-    if stored is None:
-        return 0
-    return SIZE_PREFIX.unpack_from(stored)[0]
-
 
 def checked_item_size(item: dict[str, Any],
                       message: str = "Item size has exceeded the maximum allowed size") -> int:

@@ -17,12 +17,15 @@ from triplica.engine.operations.item_access import (check_common_enums, checked_
                                       decode_image, encode_image, image_size, key_attributes,
                                       key_from_item, key_from_request, locate, read_units,
                                       table_of, write_units)
+from triplica.engine.operations.index_writes import (ItemCollections, check_index_keys,
+                                                    local_index_units)
 from triplica.engine.operations.service import AfterCommit, Service, register
 from triplica.engine.operations.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
                                      Violations, check_enum, expect_type)
-from triplica.errors import (ConditionalCheckFailedException, InternalServerError,
+from triplica.errors import (ConditionalCheckFailedException, DynamoError, InternalServerError,
                              ValidationException)
 from triplica.model import limits
+from triplica.model.capacity import indexed_capacity
 from triplica.model.size import attribute_size_bytes, item_size_bytes
 from triplica.model.values import validate_item
 
@@ -99,6 +102,52 @@ def _add_capacity(response: dict[str, Any], request: dict[str, Any], table_name:
         response["ConsumedCapacity"] = capacity
 
 
+class _IndexedWrite:
+    """What one item's write adds to its answer on a table with local secondary indexes
+    (engine/operations/index_writes.py): per-index capacity, ItemCollectionMetrics."""
+
+    __slots__ = ("index_units", "metrics")
+
+    def __init__(self, table: Any, partition: Any, key: bytes, old: bytes | None,
+                 new: bytes | None, partition_value: dict) -> None:
+        """Raises ItemCollectionSizeLimitExceededException for a write the collection
+        can't take."""
+        indexer = table.indexer
+        self.index_units = local_index_units(indexer, key, old, new)
+        self.metrics = ItemCollections(table.info, indexer).write(partition, key, old, new,
+                                                                  partition_value)
+
+    def answer(self, response: dict[str, Any], request: dict[str, Any], table_name: str,
+               table_units: float) -> None:
+        capacity = indexed_capacity(request.get("ReturnConsumedCapacity"), table_name,
+                                    WRITE_UNITS, table_units, self.index_units)
+        if capacity is not None:
+            response["ConsumedCapacity"] = capacity
+        if request.get("ReturnItemCollectionMetrics") == "SIZE":
+            response["ItemCollectionMetrics"] = self.metrics
+
+
+def _indexed_write(table: Any, partition: Any, key: bytes, old: bytes | None,
+                   new: bytes | None, partition_value: dict) -> tuple[_IndexedWrite | None, Any]:
+    """(_IndexedWrite or None for a table without local indexes, None), or (None, the
+    error answer when the collection can't grow, sent once the queued write the old
+    image came from is durable)."""
+    if table.indexer is None:
+        return None, None
+    try:
+        return _IndexedWrite(table, partition, key, old, new, partition_value), None
+    except DynamoError as error:
+        return None, _answer_after_queued(partition, key, error)
+
+
+def _write_answer(response: dict[str, Any], request: dict[str, Any], table: Any,
+                  indexed: _IndexedWrite | None, table_units: float) -> None:
+    if indexed is None:
+        _add_capacity(response, request, table.info.name, table_units, WRITE_UNITS)
+    else:
+        indexed.answer(response, request, table.info.name, table_units)
+
+
 @register("PutItem")
 def put_item(service: Service, request: dict[str, Any]) -> Any:
     violations = _write_violations(request)
@@ -112,24 +161,30 @@ def put_item(service: Service, request: dict[str, Any]) -> Any:
     item = validate_item(request["Item"])
     pk, sk = key_from_item(table, item)
     size = checked_item_size(item)
+    check_index_keys(table.info, item)
     ctx = params.context_for(request, "PutItem")
     condition = params.write_condition(request, ctx)
     ctx.check_unused()
     partition, key = locate(table, pk, sk)
-    # The old image is needed only for a condition, ALL_OLD or capacity: skip the read otherwise.
+    # The old image is needed only for a condition, ALL_OLD, capacity or local indexes:
+    # skip the read otherwise.
     needs_old = condition is not None or return_values == "ALL_OLD" \
-        or request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
+        or request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES") \
+        or table.indexer is not None
     stored = partition.read_latest(key) if needs_old else None
     old = decode_image(stored)
     failure = _condition_failure(condition, old, request, partition, key)
     if failure is not None:
         return failure
-    future = partition.propose([(key, encode_image(item, size))])
+    image = encode_image(item, size)
+    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk)
+    if refusal is not None:
+        return refusal
+    future = partition.propose([(key, image)])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:
         response["Attributes"] = old
-    _add_capacity(response, request, table.info.name,
-                  write_units(max(size, image_size(stored))), WRITE_UNITS)
+    _write_answer(response, request, table, indexed, write_units(max(size, image_size(stored))))
     return AfterCommit([future], response)
 
 
@@ -176,12 +231,14 @@ def delete_item(service: Service, request: dict[str, Any]) -> Any:
     failure = _condition_failure(condition, old, request, partition, key)
     if failure is not None:
         return failure
+    indexed, refusal = _indexed_write(table, partition, key, stored, None, pk)
+    if refusal is not None:
+        return refusal
     future = partition.propose([(key, None)])
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old is not None:
         response["Attributes"] = old
-    _add_capacity(response, request, table.info.name, write_units(image_size(stored)),
-                  WRITE_UNITS)
+    _write_answer(response, request, table, indexed, write_units(image_size(stored)))
     return AfterCommit([future], response)
 
 
@@ -244,9 +301,14 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     try:  # errors that depend on the item's current (possibly queued) state
         new = plan.apply(base) if plan is not None else base
         size = _updated_size(old, stored, new, written)
+        check_index_keys(info, new)
     except ValidationException as error:
         return _answer_after_queued(partition, key, error)
-    future = partition.propose([(key, encode_image(new, size))])
+    image = encode_image(new, size)
+    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk)
+    if refusal is not None:
+        return refusal
+    future = partition.propose([(key, image)])
     response = {}
     if return_values == "ALL_OLD" and old is not None:
         response["Attributes"] = old
@@ -260,6 +322,5 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
         attributes = _updated_slice(new, plan)
         if attributes:
             response["Attributes"] = attributes
-    _add_capacity(response, request, info.name, write_units(max(size, image_size(stored))),
-                  WRITE_UNITS)
+    _write_answer(response, request, table, indexed, write_units(max(size, image_size(stored))))
     return AfterCommit([future], response)

@@ -10,45 +10,54 @@ evaluated, so paging resumes exactly after it.
 In a cluster the router runs a Scan as one sub-request per partition; the
 node then keeps to the sub-request's hash range and byte budget and reports
 its last evaluated key and bytes read (router/internal.py).
+
+With IndexName they read a local secondary index instead (read_targets.py:
+the index's key space, its entries, items fetched from the table when
+something asked for is not projected); the 1 MB and Limit rules count the
+index entries read, and LastEvaluatedKey holds the table's key and the
+index's.
 """
 from __future__ import annotations
 
 from typing import Any, Iterator
 
 from triplica.engine.operations import expression_params as params
+from triplica.engine.operations.index_rules import check_index_name
 from triplica.engine.operations.item_access import (consumed_capacity, decode_image, image_size,
-                                      key_from_request, read_units, table_of)
+                                      read_units, table_of)
+from triplica.engine.operations.read_targets import (PARTITION_END, ReadPlan, ReadTarget,
+                                                     check_filter_keys, read_plan, read_target)
 from triplica.engine.operations.service import Service, register
 from triplica.engine.operations.validation import (SELECT_VALUES, Violations, check_enum,
                                                    check_table_name, expect_type)
 from triplica.engine.catalogue import HASH_SPACE_END
-from triplica.engine.database import Table
 from triplica.errors import ValidationException
 from triplica.expressions import parse_key_condition
 from triplica.expressions import legacy
 from triplica.model import limits
-from triplica.model.keys import (encode_key_value, encode_partition_prefix, encode_storage_key,
-                                 partition_hash, validate_key_value)
-from triplica.common.internal import BYTES_READ, INTERNAL_KEY, LAST_KEY, scan_slice
-
-PARTITION_END = b"\xff"   # above every encoded sort key (type tags are below 0xff)
-AFTER_EXACT = b"\x00"     # key + this is above key and below anything key is not a prefix of
+from triplica.model.capacity import indexed_capacity
+from triplica.model.keys import (encode_key_value, encode_partition_prefix, partition_hash,
+                                 validate_key_value)
+from triplica.common.internal import BYTES_READ, FETCH_UNITS, INTERNAL_KEY, LAST_KEY, scan_slice
 
 
 class _Page:
     """Accumulates one page of results under DynamoDB's limits."""
 
-    def __init__(self, limit: int | None, filter_condition: Any, projection: Any,
-                 count_only: bool, bytes_max: int = limits.QUERY_PAGE_BYTES_MAX) -> None:
+    def __init__(self, limit: int | None, filter_condition: Any, plan: ReadPlan,
+                 consistent: bool, bytes_max: int = limits.QUERY_PAGE_BYTES_MAX) -> None:
         self.limit = limit
         self.bytes_max = bytes_max
         self.filter = filter_condition
-        self.projection = projection
-        self.count_only = count_only
+        self.plan = plan
+        self.projection = plan.projection
+        self.count_only = plan.count_only
+        self.consistent = consistent
         self.items: list[dict[str, Any]] = []
         self.count = 0
         self.scanned = 0
         self.bytes_read = 0
+        self.fetch_units = 0.0   # reads of the table for items an index read fetched
         self.last_item: dict[str, Any] | None = None
         self.full = False
 
@@ -62,6 +71,25 @@ class _Page:
             self.count += 1
             if not self.count_only:
                 self.items.append(self.projection.apply(item) if self.projection else item)
+        if (self.limit is not None and self.scanned >= self.limit) \
+                or self.bytes_read >= self.bytes_max:
+            self.full = True
+
+    def offer_entry(self, entry: bytes, item: dict[str, Any], stored: bytes | None) -> None:
+        """An index entry (decoded: `item`) and, when the plan fetches, the table's image
+        of its item."""
+        self.scanned += 1
+        self.bytes_read += image_size(entry)
+        self.last_item = item
+        whole = item
+        if self.plan.fetch:
+            self.fetch_units += read_units(image_size(stored), self.consistent)
+            whole = decode_image(stored) or item
+        if self.filter is None or self.filter.evaluate(whole):
+            self.count += 1
+            if not self.count_only:
+                shown = whole if self.plan.whole_item else item
+                self.items.append(self.projection.apply(shown) if self.projection else shown)
         if (self.limit is not None and self.scanned >= self.limit) \
                 or self.bytes_read >= self.bytes_max:
             self.full = True
@@ -89,107 +117,67 @@ def _read_violations(request: dict[str, Any], operation: str = "Scan") -> Violat
     return violations
 
 
-def _select(request: dict[str, Any], projection: Any) -> bool:
-    """Validate Select against the projection; True when only a count is wanted."""
-    select = request.get("Select")
+def _index_name_violations(request: dict[str, Any], violations: Violations) -> None:
     if request.get("IndexName") is not None:
-        raise ValidationException(
-            f"The table does not have the specified index: {request['IndexName']}")
-    if select == "ALL_PROJECTED_ATTRIBUTES":
-        raise ValidationException(
-            "One or more parameter values were invalid: Select type ALL_PROJECTED_ATTRIBUTES "
-            "is supported only when using an IndexName")
-    if select == "SPECIFIC_ATTRIBUTES" and projection is None:
-        raise ValidationException(
-            "One or more parameter values were invalid: Select type SPECIFIC_ATTRIBUTES "
-            "requires AttributesToGet or ProjectionExpression")
-    if select in ("ALL_ATTRIBUTES", "COUNT") and projection is not None:
-        which = "ProjectionExpression" if request.get("ProjectionExpression") else "AttributesToGet"
-        raise ValidationException(
-            f"Cannot specify the {which} when choosing to get {select}")
-    return select == "COUNT"
+        check_index_name(expect_type(request["IndexName"], str, "IndexName"), "indexName",
+                         violations)
 
 
-def _start_key(table: Table, request: dict[str, Any]) -> bytes | None:
-    start = request.get("ExclusiveStartKey")
-    if start is None:
-        return None
-    try:
-        pk, sk = key_from_request(table, start)
-    except ValidationException as error:
-        raise ValidationException(f"The provided starting key is invalid: {error.message}")
-    return encode_storage_key(pk, sk)
-
-
-def _finish(table: Table, request: dict[str, Any], page: _Page, consistent: bool,
-            count_only: bool) -> dict[str, Any]:
+def _finish(target: ReadTarget, request: dict[str, Any], page: _Page,
+            consistent: bool) -> dict[str, Any]:
     response: dict[str, Any] = {"Count": page.count, "ScannedCount": page.scanned}
-    if not count_only:
+    if not page.count_only:
         response["Items"] = page.items
     if page.full and page.last_item is not None:
-        response["LastEvaluatedKey"] = _key_of(table, page.last_item)
-    capacity = consumed_capacity(request.get("ReturnConsumedCapacity"), table.info.name,
-                                 read_units(page.bytes_read, consistent), "ReadCapacityUnits")
+        response["LastEvaluatedKey"] = target.key_of(page.last_item)
+    capacity = _capacity(target, request, page, consistent)
     if capacity is not None:
         response["ConsumedCapacity"] = capacity
     return response
 
 
-def _key_of(table: Table, item: dict[str, Any]) -> dict[str, Any]:
-    info = table.info
-    key = {info.hash_key: item[info.hash_key]}
-    if info.range_key is not None:
-        key[info.range_key] = item[info.range_key]
-    return key
+def _capacity(target: ReadTarget, request: dict[str, Any], page: _Page,
+              consistent: bool) -> dict[str, Any] | None:
+    mode, name = request.get("ReturnConsumedCapacity"), target.table.info.name
+    units = read_units(page.bytes_read, consistent)
+    if target.index_name is None:
+        return consumed_capacity(mode, name, units, "ReadCapacityUnits")
+    return indexed_capacity(mode, name, "ReadCapacityUnits", page.fetch_units,
+                            {target.index_name: units})
 
 
-def _key_condition(table: Table, request: dict[str, Any], ctx: Any) -> Any:
-    info = table.info
+def _key_condition(target: ReadTarget, request: dict[str, Any], ctx: Any) -> Any:
+    """The key condition on the target's keys (the table's, or a local index's)."""
     text = expect_type(request.get("KeyConditionExpression"), str, "KeyConditionExpression")
     if text is not None:
-        condition = parse_key_condition(text, ctx, info.hash_key, info.range_key)
+        condition = parse_key_condition(text, ctx, target.hash_key, target.range_key)
     elif request.get("KeyConditions") is not None:
         condition = legacy.key_condition_from_key_conditions(
-            request["KeyConditions"], info.hash_key, info.range_key)
+            request["KeyConditions"], target.hash_key, target.range_key)
     else:
         raise ValidationException(
             "Either the KeyConditions or KeyConditionExpression parameter must be specified "
             "in the request.")
-    if info.hash_type not in condition.partition_value:
+    if target.hash_type not in condition.partition_value:
         raise ValidationException(
             "One or more parameter values were invalid: Condition parameter type does not "
             "match schema type")
     for value in condition.sort_values:
-        if info.range_type not in value:
+        if target.range_type not in value:
             raise ValidationException(
                 "One or more parameter values were invalid: Condition parameter type does not "
                 "match schema type")
     # Key values beyond DynamoDB's key sizes match no item and would make storage
     # keys the store refuses (found by the fuzz run): the same errors as GetItem's.
-    validate_key_value(info.hash_key, condition.partition_value, True)
+    validate_key_value(target.hash_key, condition.partition_value, True)
     for value in condition.sort_values:
-        validate_key_value(info.range_key, value, False)
+        validate_key_value(target.range_key, value, False)
     return condition
 
 
-def _check_filter_keys(table: Table, request: dict[str, Any], filter_condition: Any) -> None:
-    """A Query filter may not use key attributes (the key condition already does)."""
-    if filter_condition is None:
-        return
-    used = filter_condition.top_level_names()
-    for key_name in (table.info.hash_key, table.info.range_key):
-        if key_name is not None and key_name in used:
-            if request.get("FilterExpression") is not None:
-                raise ValidationException(
-                    "Filter Expression can only contain non-primary key attributes: "
-                    f"Primary key attribute: {key_name}")
-            raise ValidationException(
-                "QueryFilter can only contain non-key attributes: "
-                f"Primary key attribute: {key_name}")
-
-
-def _sort_range(prefix: bytes, condition: Any) -> tuple[bytes, bytes]:
-    """[start, end) of storage keys that can satisfy the sort key condition."""
+def _sort_range(prefix: bytes, condition: Any, after: bytes) -> tuple[bytes, bytes]:
+    """[start, end) of keys that can satisfy the sort key condition; `after` follows an
+    encoded sort key value to pass every key having that value (read_targets.py)."""
     op, values = condition.sort_op, condition.sort_values
     if op is None:
         return prefix, prefix + PARTITION_END
@@ -200,17 +188,17 @@ def _sort_range(prefix: bytes, condition: Any) -> tuple[bytes, bytes]:
         return start, _prefix_successor(start)
     first = prefix + encode_key_value(values[0])
     if op == "=":
-        return first, first + AFTER_EXACT
+        return first, first + after
     if op == "<":
         return prefix, first
     if op == "<=":
-        return prefix, first + AFTER_EXACT
+        return prefix, first + after
     if op == ">":
-        return first + AFTER_EXACT, prefix + PARTITION_END
+        return first + after, prefix + PARTITION_END
     if op == ">=":
         return first, prefix + PARTITION_END
     assert op == "BETWEEN", op
-    return first, prefix + encode_key_value(values[1]) + AFTER_EXACT
+    return first, prefix + encode_key_value(values[1]) + after
 
 
 def _prefix_successor(key: bytes) -> bytes:
@@ -224,53 +212,68 @@ def _prefix_successor(key: bytes) -> bytes:
 def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = _read_violations(request, "Query")
     check_table_name(request.get("TableName"), violations)
+    _index_name_violations(request, violations)
     violations.raise_if_any()
     _check_query_limit(request)
     table = table_of(service, request)
+    target = read_target(table, request)
     ctx = params.context_for(request, "Query")
-    condition = _key_condition(table, request, ctx)
+    condition = _key_condition(target, request, ctx)
     filter_condition = params.read_filter(request, ctx, "QueryFilter")
-    _check_filter_keys(table, request, filter_condition)
+    check_filter_keys(target, request, filter_condition)
     projection = params.read_projection(request, ctx)
-    count_only = _select(request, projection)
+    plan = read_plan(target, request, projection, filter_condition)
     ctx.check_unused()
     consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
     forward = expect_type(request.get("ScanIndexForward"), bool, "ScanIndexForward")
     forward = True if forward is None else forward
-    start_key = _start_key(table, request)
+    start_key = target.start_key(request)
     pk = condition.partition_value
     prefix = encode_partition_prefix(pk)
-    start, end = _sort_range(prefix, condition)
+    start, end = _sort_range(prefix, condition, target.after_sort_value)
     if start_key is not None and not start_key.startswith(prefix):
         raise ValidationException("The provided starting key is invalid: The provided key "
                                   "element does not match the schema")
     partition = table.partition_for_hash(partition_hash(pk))
-    page = _Page(request.get("Limit"), filter_condition, projection, count_only)
+    page = _Page(request.get("Limit"), filter_condition, plan, consistent)
     if forward:
         inclusive = True
         if start_key is not None and start_key >= start:
             start, inclusive = start_key, False
-        rows = partition.scan(start, end, reverse=False, start_inclusive=inclusive,
-                              consistent=consistent)
+        rows = _rows(target, plan, partition, start, end, False, inclusive, consistent)
     else:
         if start_key is not None and start_key < end:
             end = start_key
-        rows = partition.scan(start, end, reverse=True, consistent=consistent)
-    _fill(page, rows, condition if condition.sort_op == "begins_with" else None, table)
-    return _finish(table, request, page, consistent, count_only)
+        rows = _rows(target, plan, partition, start, end, True, True, consistent)
+    _fill(page, rows, condition if condition.sort_op == "begins_with" else None, target)
+    return _finish(target, request, page, consistent)
 
 
-def _fill(page: _Page, rows: Iterator[tuple[bytes, bytes]], sort_check: Any,
-          table: Table) -> None:
-    range_key = table.info.range_key
+def _rows(target: ReadTarget, plan: ReadPlan, partition: Any, start: bytes, end: bytes | None,
+          reverse: bool, inclusive: bool, consistent: bool) -> Iterator[tuple]:
+    """The target's (key, value) rows, or a local index's (key, entry, item) rows."""
+    if target.index_name is None:
+        return partition.scan(start, end, reverse=reverse, start_inclusive=inclusive,
+                              consistent=consistent)
+    return partition.scan_index(target.index_name, start, end, reverse=reverse,
+                                start_inclusive=inclusive, consistent=consistent,
+                                fetch=plan.fetch)
+
+
+def _fill(page: _Page, rows: Iterator[tuple], sort_check: Any, target: ReadTarget) -> None:
+    range_key = target.range_key
+    indexed = target.index_name is not None
     try:
-        for _, stored in rows:
+        for row in rows:
             item = None
-            if sort_check is not None:
-                item = decode_image(stored)
-                if not sort_check.sort_matches(item[range_key]):
+            if sort_check is not None or indexed:
+                item = decode_image(row[1])
+                if sort_check is not None and not sort_check.sort_matches(item[range_key]):
                     continue
-            page.offer(stored, item)
+            if indexed:
+                page.offer_entry(row[1], item, row[2])
+            else:
+                page.offer(row[1], item)
             if page.full:
                 break
     finally:
@@ -317,9 +320,11 @@ def _hash_key_bytes(value: int) -> bytes | None:
 @register("Scan")
 def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = _read_violations(request)
+    _index_name_violations(request, violations)
     hash_start, hash_end = _segment_bounds(request, violations)
     segment_start, segment_end = hash_start, hash_end
     table = table_of(service, request, violations)
+    target = read_target(table, request)
     # A router's sub-request covers one partition of its map (router/internal.py).
     restriction = scan_slice(request)
     bytes_max = limits.QUERY_PAGE_BYTES_MAX
@@ -330,15 +335,15 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     ctx = params.context_for(request, "Scan")
     filter_condition = params.read_filter(request, ctx, "ScanFilter")
     projection = params.read_projection(request, ctx)
-    count_only = _select(request, projection)
+    plan = read_plan(target, request, projection, filter_condition)
     ctx.check_unused()
     consistent = bool(expect_type(request.get("ConsistentRead"), bool, "ConsistentRead"))
-    start_key = _start_key(table, request)
+    start_key = target.start_key(request)
     if start_key is not None and request.get("TotalSegments") is not None \
             and not segment_start <= int.from_bytes(start_key[:8], "big") < segment_end:
         raise ValidationException(
             "The provided Exclusive start key does not map to the provided segment")
-    page = _Page(request.get("Limit"), filter_condition, projection, count_only, bytes_max)
+    page = _Page(request.get("Limit"), filter_condition, plan, consistent, bytes_max)
     for partition_info, partition in zip(table.info.partitions, table.partitions):
         low = max(hash_start, partition_info.hash_start)
         high = min(hash_end, partition_info.hash_end)
@@ -351,14 +356,15 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
                 continue
             if start_key >= start:
                 start, inclusive = start_key, False
-        _fill(page, partition.scan(start, end, reverse=False, start_inclusive=inclusive,
-                                  consistent=consistent),
-              None, table)
+        _fill(page, _rows(target, plan, partition, start, end, False, inclusive, consistent),
+              None, target)
         if page.full:
             break
-    response = _finish(table, request, page, consistent, count_only)
+    response = _finish(target, request, page, consistent)
     if restriction is not None:  # the router stitches partitions' pages with these
-        response[INTERNAL_KEY] = {
-            LAST_KEY: None if page.last_item is None else _key_of(table, page.last_item),
+        internal = response[INTERNAL_KEY] = {
+            LAST_KEY: None if page.last_item is None else target.key_of(page.last_item),
             BYTES_READ: page.bytes_read}
+        if target.index_name is not None:
+            internal[FETCH_UNITS] = page.fetch_units
     return response

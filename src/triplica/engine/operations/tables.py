@@ -13,8 +13,12 @@ from typing import Any
 
 from triplica.engine.operations.tag_rules import TAG_PATTERN, tag_text_allowed
 from triplica.engine.operations.service import Service, register
-from triplica.engine.operations.validation import (Violations, check_enum, check_table_name, expect_type,
-                                     table_name_only)
+from triplica.engine.operations.index_rules import (add_shape_violations, check_definitions_used,
+                                                   index_definitions)
+from triplica.engine.operations.validation import (THROUGHPUT_UNITS_MAX, Violations, check_enum,
+                                                   check_key_name_length, check_table_name,
+                                                   check_throughput_ceiling, expect_type,
+                                                   table_name_only)
 from triplica.engine.catalogue import ACCOUNT_ID, TableInfo
 from triplica.engine.database import Table
 from triplica.errors import (AccessDeniedException, LimitExceededException, ResourceInUseException,
@@ -25,9 +29,7 @@ KEY_TYPES = ("HASH", "RANGE")
 ATTRIBUTE_TYPES = ("B", "N", "S")
 BILLING_MODES = ("PROVISIONED", "PAY_PER_REQUEST")
 TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
-THROUGHPUT_UNITS_MAX = 40000
 TAG_KEY_LENGTH_MAX = 128
-KEY_NAME_LENGTH_MAX = 255
 TAG_VALUE_LENGTH_MAX = 256
 MESSAGE_TOO_MANY_TAGS = ("One or more parameter values were invalid: The number of tags exceeds "
                          "the limit of 50")
@@ -39,6 +41,40 @@ MESSAGE_THROUGHPUT_ON_DEMAND = (
 def describe(table: Table, status: str | None = None) -> dict[str, Any]:
     info = table.info
     items, size = table.stats()
+    description = _describe_table(table, status, items, size)
+    description.update(describe_indexes(table, status or info.status))
+    return description
+
+
+def describe_indexes(table: Table, table_status: str) -> dict[str, Any]:
+    """LocalSecondaryIndexes / GlobalSecondaryIndexes of a description (those it has).
+    A global index created with its table is ACTIVE with it; its entries are not
+    kept yet (README, "Secondary indexes"), so it counts none."""
+    info = table.info
+    answer: dict[str, Any] = {}
+    if info.local_indexes:
+        answer["LocalSecondaryIndexes"] = []
+        for index in info.local_indexes:
+            count, size = table.index_stats(index.name)
+            answer["LocalSecondaryIndexes"].append({
+                "IndexName": index.name, "KeySchema": index.key_schema(),
+                "Projection": index.projection(), "IndexSizeBytes": size, "ItemCount": count,
+                "IndexArn": index.arn(info.arn)})
+    if info.global_indexes:
+        status = "ACTIVE" if table_status in ("ACTIVE", "UPDATING") else table_status
+        answer["GlobalSecondaryIndexes"] = [{
+            "IndexName": index.name, "KeySchema": index.key_schema(),
+            "Projection": index.projection(), "IndexStatus": status, "Backfilling": False,
+            "ProvisionedThroughput": {"NumberOfDecreasesToday": 0,
+                                      "ReadCapacityUnits": index.read_units,
+                                      "WriteCapacityUnits": index.write_units},
+            "IndexSizeBytes": 0, "ItemCount": 0, "IndexArn": index.arn(info.arn)}
+            for index in info.global_indexes]
+    return answer
+
+
+def _describe_table(table: Table, status: str | None, items: int, size: int) -> dict[str, Any]:
+    info = table.info
     throughput: dict[str, Any] = {"NumberOfDecreasesToday": 0,
                                   "ReadCapacityUnits": info.read_units,
                                   "WriteCapacityUnits": info.write_units}
@@ -92,7 +128,7 @@ def _validate_key_schema(request: dict[str, Any], violations: Violations) -> Non
                 violations.add(None, f"keySchema.{position}.member.attributeName",
                                "Member must not be null")
             else:
-                _check_key_name_length(name, f"keySchema.{position}.member.attributeName",
+                check_key_name_length(name, f"keySchema.{position}.member.attributeName",
                                        violations)
             if element.get("KeyType") is None:
                 violations.add(None, f"keySchema.{position}.member.keyType",
@@ -114,7 +150,7 @@ def _validate_key_schema(request: dict[str, Any], violations: Violations) -> Non
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeName",
                                "Member must not be null")
             else:
-                _check_key_name_length(name, f"attributeDefinitions.{position}.member.attributeName",
+                check_key_name_length(name, f"attributeDefinitions.{position}.member.attributeName",
                                        violations)
             if definition.get("AttributeType") is None:
                 violations.add(None, f"attributeDefinitions.{position}.member.attributeType",
@@ -123,30 +159,23 @@ def _validate_key_schema(request: dict[str, Any], violations: Violations) -> Non
                        f"attributeDefinitions.{position}.member.attributeType", violations)
 
 
-def _check_key_name_length(name: str, path: str, violations: Violations) -> None:
-    """KeySchemaAttributeName: 1 to 255 characters, reported before any schema rule."""
-    if not name:
-        violations.add(name, path, "Member must have length greater than or equal to 1")
-    elif len(name) > KEY_NAME_LENGTH_MAX:
-        violations.add(name, path, "Member must have length less than or equal to 255")
-
-
-def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
-    """Semantic key-schema rules, checked after the shape constraints."""
-    schema = request["KeySchema"]
-    definitions = request["AttributeDefinitions"]
+def _attribute_types(request: dict[str, Any]) -> dict[str, str]:
+    """AttributeDefinitions as name -> type, each name once."""
     types: dict[str, str] = {}
-    for definition in definitions:
+    for definition in request["AttributeDefinitions"]:
         name = definition["AttributeName"]
         if name in types:
             raise ValidationException(
                 "One or more parameter values were invalid: Duplicate AttributeName found in "
                 "AttributeDefinitions: " + name)
         types[name] = definition["AttributeType"]
-    if request.get("GlobalSecondaryIndexes") or request.get("LocalSecondaryIndexes"):
-        raise ValidationException(
-            "One or more parameter values were invalid: secondary indexes are not supported "
-            "by this triplica release")
+    return types
+
+
+def _key_attributes(request: dict[str, Any],
+                    types: dict[str, str]) -> tuple[str, str, str | None, str | None]:
+    """Semantic key-schema rules, checked after the shape constraints."""
+    schema = request["KeySchema"]
     if schema[0]["KeyType"] != "HASH":
         raise ValidationException("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
     if len(schema) == 2:
@@ -166,10 +195,6 @@ def _key_attributes(request: dict[str, Any]) -> tuple[str, str, str | None, str 
             "One or more parameter values were invalid: Some index key attributes are not "
             f"defined in AttributeDefinitions. Keys: [{', '.join(key_names)}], "
             f"AttributeDefinitions: [{', '.join(types)}]")
-    if len(types) != len(key_names):
-        raise ValidationException(
-            "One or more parameter values were invalid: Number of attributes in KeySchema does "
-            "not exactly match number of attributes defined in AttributeDefinitions")
     hash_key = key_names[0]
     range_key = key_names[1] if len(key_names) == 2 else None
     return hash_key, types[hash_key], range_key, types[range_key] if range_key else None
@@ -187,15 +212,8 @@ def _billing(request: dict[str, Any]) -> tuple[str, int, int]:
             "One or more parameter values were invalid: ReadCapacityUnits and "
             "WriteCapacityUnits must both be specified when BillingMode is PROVISIONED")
     read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
-    _check_throughput_ceiling(read, write)
+    check_throughput_ceiling(read, write)
     return mode, read, write
-
-
-def _check_throughput_ceiling(read: int, write: int) -> None:
-    if read > THROUGHPUT_UNITS_MAX or write > THROUGHPUT_UNITS_MAX:
-        raise LimitExceededException(
-            "Subscriber limit exceeded: Provisioned throughput for a table cannot exceed "
-            f"{THROUGHPUT_UNITS_MAX} read or write capacity units")
 
 
 def _validate_tags(tags: Any, violations: Violations, path: str = "tags") -> dict[str, str]:
@@ -242,11 +260,20 @@ def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     if request.get("ProvisionedThroughput") is not None:
         _check_throughput(request["ProvisionedThroughput"], violations, "provisionedThroughput")
     tags = _validate_tags(request.get("Tags"), violations)
+    add_shape_violations(request, violations)
     violations.raise_if_any()
     if len(request.get("Tags") or ()) > limits.TAGS_PER_RESOURCE_MAX:
         raise ValidationException(MESSAGE_TOO_MANY_TAGS)
-    hash_key, hash_type, range_key, range_type = _key_attributes(request)
+    types = _attribute_types(request)
+    hash_key, hash_type, range_key, range_type = _key_attributes(request, types)
+    table_keys = [hash_key] + ([range_key] if range_key else [])
+    declares_indexes = any(request.get(member) is not None
+                           for member in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"))
+    if not declares_indexes:
+        check_definitions_used(types, table_keys, [])
     mode, read, write = _billing(request)
+    global_indexes, local_indexes = index_definitions(request, types, hash_key, range_key, mode)
+    check_definitions_used(types, table_keys, local_indexes + global_indexes)
     stream = request.get("StreamSpecification")
     if isinstance(stream, dict) and stream.get("StreamEnabled"):
         raise ValidationException(
@@ -268,7 +295,8 @@ def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         billing_mode=mode, read_units=read, write_units=write, creation_time=now,
         table_class=request.get("TableClass") or "STANDARD",
         deletion_protection=bool(request.get("DeletionProtectionEnabled")),
-        tags=tags, pay_per_request_since=now if mode == "PAY_PER_REQUEST" else None)
+        tags=tags, pay_per_request_since=now if mode == "PAY_PER_REQUEST" else None,
+        global_indexes=global_indexes, local_indexes=local_indexes)
     table = service.db.create_table(info)
     return {"TableDescription": describe(table, status="CREATING")}
 
@@ -356,10 +384,15 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     mode = request.get("BillingMode")
     protection = request.get("DeletionProtectionEnabled")
     table_class = request.get("TableClass")
-    if request.get("GlobalSecondaryIndexUpdates") or request.get("ReplicaUpdates"):
+    if request.get("GlobalSecondaryIndexUpdates"):
         raise ValidationException(
-            "One or more parameter values were invalid: secondary indexes and replicas are "
-            "not supported by this triplica release")
+            "One or more parameter values were invalid: GlobalSecondaryIndexUpdates (creating, "
+            "deleting or updating a global secondary index of an existing table) are not "
+            "supported by this triplica release")
+    if request.get("ReplicaUpdates"):
+        raise ValidationException(
+            "One or more parameter values were invalid: ReplicaUpdates (global tables) are not "
+            "supported by this triplica release")
     if mode is None and throughput is None and protection is None and table_class is None \
             and request.get("StreamSpecification") is None \
             and request.get("SSESpecification") is None:
@@ -375,14 +408,22 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         if info.billing_mode != "PAY_PER_REQUEST":
             info.pay_per_request_since = now
         info.read_units = info.write_units = 0
+        for index in info.global_indexes:   # on demand: no index throughput either
+            index.read_units = index.write_units = 0
     else:
         if throughput is None and info.billing_mode == "PAY_PER_REQUEST":
             raise ValidationException(
                 "One or more parameter values were invalid: ProvisionedThroughput must be "
                 "specified when BillingMode is PROVISIONED")
+        if info.billing_mode == "PAY_PER_REQUEST" and info.global_indexes:
+            # Each global index needs its throughput, given in GlobalSecondaryIndexUpdates
+            # (not supported yet).
+            raise ValidationException(
+                "One or more parameter values were invalid: ProvisionedThroughput must be "
+                f"specified for index: {info.global_indexes[0].name}")
         if throughput is not None:
             read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
-            _check_throughput_ceiling(read, write)
+            check_throughput_ceiling(read, write)
             if read > info.read_units or write > info.write_units:
                 info.throughput_increased_at = now
             if read < info.read_units or write < info.write_units:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from triplica.errors import SerializationException, ValidationException
+from triplica.errors import LimitExceededException, SerializationException, ValidationException
 from triplica.model import java_text, limits
 
 TABLE_NAME_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]+")
+THROUGHPUT_UNITS_MAX = 40000
+KEY_NAME_LENGTH_MAX = 255
 
 
 def _show(value: Any) -> str:
@@ -59,6 +61,23 @@ def check_table_name(name: Any, violations: Violations, path: str = "tableName")
     if not TABLE_NAME_PATTERN.fullmatch(name):
         violations.add(name, path,
                        "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+")
+
+
+def check_key_name_length(name: str, path: str, violations: Violations) -> None:
+    """KeySchemaAttributeName (and NonKeyAttributeName): 1 to 255 characters, reported
+    before any schema rule."""
+    if not name:
+        violations.add(name, path, "Member must have length greater than or equal to 1")
+    elif len(name) > KEY_NAME_LENGTH_MAX:
+        violations.add(name, path, "Member must have length less than or equal to 255")
+
+
+def check_throughput_ceiling(read: int, write: int) -> None:
+    """A table's (or a global index's) provisioned throughput within the account's limit."""
+    if read > THROUGHPUT_UNITS_MAX or write > THROUGHPUT_UNITS_MAX:
+        raise LimitExceededException(
+            "Subscriber limit exceeded: Provisioned throughput for a table cannot exceed "
+            f"{THROUGHPUT_UNITS_MAX} read or write capacity units")
 
 
 def check_enum(value: Any, allowed: tuple[str, ...], path: str, violations: Violations) -> None:
