@@ -42,7 +42,8 @@ from typing import Any
 
 import orjson
 
-from triplica.engine.index_definitions import IndexInfo
+from triplica.engine.catalogue import TableInfo
+from triplica.engine.index_definitions import CREATING, IndexInfo
 from triplica.engine.item_images import SIZE_PREFIX, encode_image
 from triplica.model.keys import PARTITION_HASH_BYTES, encode_key_value, partition_hash
 from triplica.model.size import item_size_bytes
@@ -56,6 +57,21 @@ IndexDelta = tuple[str, bytes, bytes | None]
 
 def index_table_name(table: str, index: str) -> str:
     return f"{table}{INDEX_TABLE_SEPARATOR}{index}"
+
+
+def index_table_info(info: TableInfo, index: IndexInfo, table_id: str) -> TableInfo:
+    """The index table of a global index of `info`, without partitions (placed by the
+    metadata system like a table's). Its key fields name the index's first HASH and
+    RANGE attributes (for the operator's eyes: the real layout is the module's)."""
+    assert index.is_global
+    hash_key, hash_type = index.hash_keys[0]
+    range_key, range_type = index.range_keys[0] if index.range_keys else (None, None)
+    return TableInfo(name=index_table_name(info.name, index.name), table_id=table_id,
+                     region=info.region, hash_key=hash_key, hash_type=hash_type,
+                     range_key=range_key, range_type=range_type, attribute_definitions=[],
+                     billing_mode=info.billing_mode, read_units=index.read_units,
+                     write_units=index.write_units, creation_time=info.creation_time,
+                     status=CREATING)
 
 
 def is_index_table(name: str) -> bool:

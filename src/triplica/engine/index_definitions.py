@@ -24,6 +24,10 @@ PROJECTION_ALL = "ALL"
 PROJECTION_KEYS_ONLY = "KEYS_ONLY"
 PROJECTION_INCLUDE = "INCLUDE"
 PROJECTION_TYPES = (PROJECTION_ALL, PROJECTION_KEYS_ONLY, PROJECTION_INCLUDE)
+CREATING = "CREATING"
+ACTIVE = "ACTIVE"
+DELETING = "DELETING"
+INDEX_STATUSES = (CREATING, ACTIVE, DELETING)
 
 
 @dataclass
@@ -36,9 +40,14 @@ class IndexInfo:
     non_key_attributes: list[str] = field(default_factory=list)
     read_units: int = 0                        # a global index's provisioned throughput
     write_units: int = 0
+    # A global index's lifecycle (docs/GLOBAL_INDEXES.md): CREATING (Backfilling while its
+    # base partitions backfill it), ACTIVE, DELETING. A local index is always ACTIVE.
+    status: str = ACTIVE
+    backfilling: bool = False
 
     def __post_init__(self) -> None:
         assert self.kind in (GLOBAL, LOCAL) and self.projection_type in PROJECTION_TYPES
+        assert self.status in INDEX_STATUSES, self.status
         assert self.hash_keys, self.name
         assert self.kind == GLOBAL or (len(self.hash_keys) == 1 and len(self.range_keys) == 1)
 
@@ -82,7 +91,8 @@ class IndexInfo:
                 "range_keys": [list(k) for k in self.range_keys],
                 "projection_type": self.projection_type,
                 "non_key_attributes": list(self.non_key_attributes),
-                "read_units": self.read_units, "write_units": self.write_units}
+                "read_units": self.read_units, "write_units": self.write_units,
+                "status": self.status, "backfilling": self.backfilling}
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> "IndexInfo":
@@ -92,4 +102,6 @@ class IndexInfo:
                          projection_type=data["projection_type"],
                          non_key_attributes=list(data.get("non_key_attributes", [])),
                          read_units=int(data.get("read_units", 0)),
-                         write_units=int(data.get("write_units", 0)))
+                         write_units=int(data.get("write_units", 0)),
+                         status=str(data.get("status", ACTIVE)),
+                         backfilling=bool(data.get("backfilling", False)))

@@ -68,6 +68,7 @@ from typing import Any, Iterator
 
 from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.engine.access_meter import AccessMeter
+from triplica.engine.global_index_keys import indexer_of as global_indexer_of
 from triplica.engine.group_split import REPLICA_DIRECTORY, marker_of
 from triplica.engine.split_protocol import (ASK_DONE, ASK_MISMATCH, ASK_PROPOSE, MOVED, ReplicaSplit,
                                             SplitMarker, first_campaigner, split_writes,
@@ -202,7 +203,7 @@ class NodePartition:
             addresses={member: (self.group_key, member) for member in self._members},
             sync_mode=self._sync_mode, decode=decode_entry, listener=self, options=self._options,
             value_size=stored_item_size, compact_entries=self._compact_entries, start_ms=start_ms,
-            indexer=self._indexer)
+            indexer=self._indexer, global_of=global_indexer_of)
 
     # ------------------------------------------------------------- healing
 
@@ -271,6 +272,11 @@ class NodePartition:
         if refusal is not None or driver is None:
             raise NotLeaderError(self.leader_hint())
         return driver
+
+    def leader_store(self) -> PartitionStore:
+        """The store, on the leader only (else NotLeaderError / PartitionMovedError): what
+        global index propagation reads (node/index_propagation.py)."""
+        return self._leader().store
 
     def require_leader(self) -> None:
         """Raise NotLeaderError (with the believed leader) unless this replica may serve

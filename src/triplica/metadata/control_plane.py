@@ -60,6 +60,9 @@ from triplica.engine.split_protocol import (ACTION_ASK, ACTION_SWITCH, SplitMark
                                             first_campaigner, split_refusal)
 from triplica.common.redirects import NotLeaderError
 from triplica.metadata.split_reports import SplitSuggestion
+from triplica.metadata import index_lifecycle
+from triplica.metadata.index_lifecycle import AskGroup
+from triplica.engine.global_index_keys import is_index_table
 from triplica.metadata.catalogue_follower import CatalogueFollower
 from triplica.metadata.catalogue_log import put_table, set_draining, set_metadata_members
 from triplica.metadata.metadata_replica import METADATA_GROUP, MetadataReplica
@@ -91,8 +94,13 @@ class ControlPlane:
     def __init__(self, db: Database, metadata: MetadataReplica, follower: CatalogueFollower,
                  placement: Placement, group_ready: GroupReady,
                  publish: Callable[[int], Awaitable[None]],
-                 ask_split: AskSplit | None = None, suggestions: Suggestions | None = None) -> None:
+                 ask_split: AskSplit | None = None, suggestions: Suggestions | None = None,
+                 ask_group: AskGroup | None = None) -> None:
+        """`ask_group`: asks a partition's group leader about its global indexes
+        (index_lifecycle.py); None where there is no node to ask (tables with global
+        indexes then stay CREATING)."""
         self.db = db
+        self.ask_group = ask_group
         self.ask_split = ask_split
         self.suggestions = suggestions
         self.splits: list[tuple[str, str, int]] = []  # (table, reason, boundary), done
@@ -142,15 +150,17 @@ class ControlPlane:
                             len(changes))
                 return result
             self.operations += 1
-            for name in sorted(planning.created()):
+            # Index tables first: a table with global indexes is ACTIVE once they are.
+            for name in sorted(planning.created(), key=lambda n: (not is_index_table(n), n)):
                 await self._activate(name, max(0.0, answer_by - loop.time()))
+            await self._advance_indexes(planning.updated(), answer_by)
         finally:
             self._lock.release()
         return result
 
     async def _activate(self, name: str, wait_s: float) -> bool:
-        """Make a CREATING table ACTIVE once its groups have leaders (bounded wait).
-        Called with the lock held."""
+        """Make a CREATING table ACTIVE once its groups have leaders and its global
+        indexes are ACTIVE (bounded wait). Called with the lock held."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
@@ -159,11 +169,12 @@ class ControlPlane:
                 return False
             ready = await asyncio.gather(*(self.group_ready(p.group, list(p.members or ()))
                                            for p in table.info.partitions))
-            if all(ready):
+            if all(ready) and await self._indexes_step(name):
                 break
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(ACTIVATE_POLL_S)
+        table = self.db.tables[name]
         info = copy.deepcopy(table.info)
         info.status = "ACTIVE"
         try:
@@ -171,6 +182,32 @@ class ControlPlane:
         except (NotLeaderError, InternalServerError):
             return False  # `reconcile` activates it on whichever node leads
         return True
+
+    async def _indexes_step(self, name: str) -> bool:
+        """One lifecycle pass over a table's global indexes (index_lifecycle.py), its
+        changes committed; True if all of them are ACTIVE. Lock held."""
+        table = self.db.tables.get(name)
+        if table is None:
+            return False
+        if not table.info.global_indexes:
+            return True
+        if self.ask_group is None:
+            return False
+        changes, active = await index_lifecycle.step(self.db, table.info, self.ask_group)
+        for change in changes:
+            await self._commit(change)
+        return active
+
+    async def _advance_indexes(self, names: set[str], answer_by: float) -> None:
+        """After an UpdateTable: take its index changes as far as they go by the
+        answer's deadline (the reconciler finishes them). Lock held."""
+        loop = asyncio.get_running_loop()
+        for name in sorted(names):
+            table = self.db.tables.get(name)
+            while table is not None and table.info.status == "ACTIVE" and \
+                    not await self._indexes_step(name) and loop.time() < answer_by - 1.0:
+                await asyncio.sleep(ACTIVATE_POLL_S * 5)
+                table = self.db.tables.get(name)
 
     async def _commit(self, change: dict[str, Any]) -> int:
         """Append one record, apply it here, publish it (see the module docstring)."""
@@ -292,9 +329,14 @@ class ControlPlane:
             return
         async with self._lock:
             await self.follower.catch_up(self.metadata.last_epoch())
-            for name in sorted(n for n, t in self.db.tables.items()
-                               if t.info.status == "CREATING"):
+            for name in sorted((n for n, t in self.db.tables.items()
+                                if t.info.status == "CREATING"),
+                               key=lambda n: (not is_index_table(n), n)):
                 await self._activate(name, 0.0)
+            for name in sorted(n for n, t in self.db.tables.items()
+                               if t.info.status == "ACTIVE" and
+                               any(i.status != "ACTIVE" for i in t.info.global_indexes)):
+                await self._indexes_step(name)
             if self.ask_split is not None:
                 for name in sorted(n for n, t in self.db.tables.items() if t.info.split_intent):
                     await self._finish_split(name)

@@ -50,6 +50,7 @@ from triplica.common.redirects import NotLeaderError
 from triplica.engine.catalogue import METADATA_GROUP, PartitionInfo
 from triplica.engine.database import Database
 from triplica.engine.group_report import GroupReport
+from triplica.engine.leader_asks import ask_leader
 from triplica.engine.split_protocol import (ACTION_ASK, ANSWER_APPLIED, ANSWER_NONE,
                                             ANSWER_NOT_LEADER, ANSWER_PROPOSED, SplitAnswer,
                                             SplitProgress)
@@ -95,6 +96,7 @@ class MetadataRole:
         self.replica: MetadataReplica | None = None
         self.control: ControlPlane | None = None
         self._control_tasks: list[asyncio.Task] = []
+        self._leader_hints: dict[str, int] = {}  # group -> node that led it last
         self._started = False
         self._remote_checked = 0.0
         self.follower = CatalogueFollower(db, self._fetch, MEMBER_POLL_S)
@@ -121,7 +123,8 @@ class MetadataRole:
         self.control = ControlPlane(self.db, self.replica, self.follower,
                                     self._place,
                                     self._group_serving, self._publish,
-                                    ask_split=self._ask_split, suggestions=self._suggestions)
+                                    ask_split=self._ask_split, suggestions=self._suggestions,
+                                    ask_group=self._ask_group)
         self.control.mover = ReplicaMover(self.db, {n.id: n.az for n in config.nodes}, self._ask,
                                           self.control.record_members,
                                           config.replace_after_s,
@@ -321,6 +324,11 @@ class MetadataRole:
             return await self.network.request(node, request, deadline_s)
         except (TransportError, RemoteError, KeyError):
             return None
+
+    async def _ask_group(self, partition: PartitionInfo, request: dict) -> Any:
+        """A partition group leader's answer to an index request (index_lifecycle.py)."""
+        return await ask_leader(self._ask, list(partition.members or ()), request,
+                                self._leader_hints, partition.group)
 
     # ----------------------------------------------------------------- splits
 

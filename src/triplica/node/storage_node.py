@@ -72,6 +72,8 @@ from triplica.engine.replica_homes import GROUP_FILE, home_of, read_homes, remov
 from triplica.engine.replica_repair import REPAIR_BOUND_CALL_S, RepairBound
 from triplica.engine.split_advisor import SplitAdvisor
 from triplica.node.calls import CALL_REQUEST, ControlHandler, NodeCalls
+from triplica.node.index_propagation import ASK_S as INDEX_ASK_S
+from triplica.node.index_propagation import IndexPropagator, IndexRequests
 from triplica.storage.files import read_json, write_json_durably
 from triplica.storage.lmdb_store import PartitionStore
 from triplica.transport.base import Message, RemoteError, TransportError
@@ -125,6 +127,11 @@ class StorageNode:
         self.advisor = SplitAdvisor(self.db, limits.size_bytes, limits.window_s)
         self.calls = NodeCalls(self.db)
         self._advising: asyncio.Task | None = None
+        self.index_requests = IndexRequests(self.replica_for)
+        self.propagator = IndexPropagator(
+            self.db, lambda: [r for r in self.replicas.values() if not r.closed],
+            self._request)
+        self._propagating: asyncio.Task | None = None
         network.serve_requests(self.answer)
 
     @property
@@ -134,7 +141,15 @@ class StorageNode:
     def start(self) -> None:
         """Start the node's own background work (split reports, abandoned spares)."""
         assert self._advising is None
-        self._advising = asyncio.get_running_loop().create_task(advise_splits(self.advisor, self))
+        loop = asyncio.get_running_loop()
+        self._advising = loop.create_task(advise_splits(self.advisor, self))
+        self._propagating = loop.create_task(self.propagator.run())
+
+    async def _request(self, node: int, body: dict) -> Any:
+        """A peer's answer to a request (this node's own, asked directly)."""
+        if node == self.config.node_id:
+            return await self.answer(body)
+        return await self.network.request(node, body, INDEX_ASK_S)
 
     def set_control(self, control: ControlHandler) -> None:
         """Where table operations go (the metadata role of this process)."""
@@ -146,10 +161,12 @@ class StorageNode:
         return self.calls.handle(operation, parameters, region, host)
 
     async def close(self) -> None:
-        if self._advising is not None:
-            self._advising.cancel()
-            await asyncio.gather(self._advising, return_exceptions=True)
-            self._advising = None
+        for task in (self._advising, self._propagating):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._advising = self._propagating = None
+        await self.propagator.close()
         await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.db.close()
 
@@ -441,6 +458,9 @@ class StorageNode:
         moves = await self.answer_moves(request)
         if moves is not None:
             return moves
+        indexes = await self.index_requests.answer(request)
+        if indexes is not None:
+            return indexes
         if "split_group" in request:
             return await self.split_group(request)
         if "split_applied" in request:  # the control plane waits for every live member

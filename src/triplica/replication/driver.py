@@ -85,6 +85,7 @@ from triplica.replication.replica import Ready, Replica
 from triplica.replication.snapshot_stream import ACK_KIND, DRIVER_KINDS, ChunkAck, SnapshotChunk, StreamFormatError
 from triplica.replication.replica_files import ReplicaFiles, write_stub
 from triplica.storage.lmdb_store import PartitionStore, SecondaryIndexer
+from triplica.storage.index_outbox import DeltaSourceOf
 from triplica.replication.paxos_log import PaxosLog
 from triplica.transport.base import Address, Transport, TransportError
 
@@ -124,7 +125,8 @@ class ReplicaDriver:
                  value_size: Callable[[bytes], int] = len,
                  compact_entries: int = COMPACT_ENTRIES_DEFAULT,
                  start_ms: int | None = None,
-                 indexer: SecondaryIndexer | None = None) -> None:
+                 indexer: SecondaryIndexer | None = None,
+                 global_of: DeltaSourceOf | None = None) -> None:
         """`membership`: the group's initial configuration, or None for a replica
         joining an existing group (it learns its configuration from the log or
         a snapshot). `addresses`: every peer it may have to reach; members that
@@ -144,7 +146,7 @@ class ReplicaDriver:
         self._listener = listener
         self._compact_entries = compact_entries
         os.makedirs(directory, exist_ok=True)
-        self.files = ReplicaFiles(directory, sync_mode, value_size, indexer)
+        self.files = ReplicaFiles(directory, sync_mode, value_size, indexer, global_of)
         persisted = self.log.state()
         now_ms = self.now_ms()
         # A new group may hold a snapshot (a split child starts from its parent's

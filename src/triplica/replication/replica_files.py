@@ -23,6 +23,7 @@ from triplica.replication.image_transfer import INCOMING_PREFIX, LMDB_DATA_FILE
 from triplica.replication.log import EntryKind, LogEntry
 from triplica.storage.files import fsync_directory
 from triplica.storage.lmdb_store import PartitionStore, SecondaryIndexer
+from triplica.storage.index_outbox import DeltaSourceOf
 from triplica.replication.paxos_log import PaxosLog, PaxosLogCorruptionError
 from triplica.storage.wal import WalCorruptionError
 
@@ -49,11 +50,14 @@ class ReplicaFiles:
     """The log and the store of one replica directory (see the module docstring)."""
 
     def __init__(self, directory: str, sync_mode: str, value_size: Callable[[bytes], int],
-                 indexer: SecondaryIndexer | None = None) -> None:
-        """`indexer`: the secondary indexes the store keeps (storage/lmdb_store.py)."""
+                 indexer: SecondaryIndexer | None = None,
+                 global_of: DeltaSourceOf | None = None) -> None:
+        """`indexer`, `global_of`: the secondary indexes the store keeps
+        (storage/lmdb_store.py)."""
         self.directory = directory
         self._value_size = value_size
         self._indexer = indexer
+        self._global_of = global_of
         self._items_path = os.path.join(directory, ITEMS_DIRECTORY)
         try:
             self.log = PaxosLog(os.path.join(directory, LOG_DIRECTORY), sync_mode=sync_mode)
@@ -82,7 +86,7 @@ class ReplicaFiles:
 
     def _open_store(self) -> None:
         self.store = PartitionStore(self._items_path, value_size=self._value_size,
-                                    indexer=self._indexer)
+                                    indexer=self._indexer, global_of=self._global_of)
         self.stub = self.store.is_stub()
 
     def apply(self, entries: tuple[LogEntry, ...], decode: Decode) -> None:

@@ -80,6 +80,9 @@ from collections.abc import Iterator
 import lmdb
 import msgpack
 
+from triplica.storage import index_outbox
+from triplica.storage.index_outbox import DeltaSourceOf, IndexOps, OpKey, OutboxRecord
+
 # Virtual address space reserved per partition replica, not disk. A partition
 # splits long before this (DynamoDB keeps partitions near 10 GB), and 2,500
 # tables x 16 GiB stays well inside x86-64's 128 TiB of user address space.
@@ -98,7 +101,8 @@ STORAGE_KEY_BYTES_MAX = 8 + PARTITION_KEY_ENCODED_BYTES_MAX + SORT_KEY_ENCODED_B
 # A secondary index key adds the index's sort key.
 INDEX_KEY_BYTES_MAX = STORAGE_KEY_BYTES_MAX + SORT_KEY_ENCODED_BYTES_MAX
 COLLECTION_KEY_BYTES_MAX = 64
-# items + meta + collections + one per index, with room to spare (LSIs are at most 5).
+# items + meta + collections + the global index outbox + one per local index, with room to
+# spare (LSIs are at most 5).
 DATABASES_MAX = 16
 # Encoded item; DynamoDB's 400 KB counts raw sizes, base64 and tags add more.
 VALUE_BYTES_MAX = 2 * 1024 * 1024
@@ -147,12 +151,15 @@ class PartitionStore:
     def __init__(self, path: str, map_size_bytes: int = MAP_SIZE_BYTES_DEFAULT,
                  readers_max: int = READERS_MAX_DEFAULT,
                  value_size: Callable[[bytes], int] = len,
-                 indexer: SecondaryIndexer | None = None) -> None:
+                 indexer: SecondaryIndexer | None = None,
+                 global_of: DeltaSourceOf | None = None) -> None:
         """`value_size` measures a stored value for the size stats (default: its length);
-        `indexer`: the items' secondary indexes, if any (module docstring)."""
+        `indexer`: the items' local secondary indexes, if any (module docstring);
+        `global_of`: what turns the global index definitions this store holds into
+        index deltas (storage/index_outbox.py), if the partition may have any."""
         assert map_size_bytes >= 1024 * 1024
         assert 1 <= readers_max <= 65536
-        assert indexer is None or len(indexer.names) <= DATABASES_MAX - 3
+        assert indexer is None or len(indexer.names) <= DATABASES_MAX - 4
         self._path = path
         self._env = lmdb.open(path, subdir=True, map_size=map_size_bytes,
                               max_dbs=DATABASES_MAX, max_readers=readers_max,
@@ -167,6 +174,11 @@ class PartitionStore:
             for name in indexer.names:
                 self._indexes[name] = self._env.open_db(_index_database(name))
             self._collections = self._env.open_db(COLLECTIONS_DATABASE)
+        self._outbox = self._env.open_db(index_outbox.OUTBOX_DATABASE)
+        self._global_of = global_of
+        with self._env.begin(db=self._meta) as txn:
+            definitions = index_outbox.definitions(txn, self._meta)
+        self._deltas = None if global_of is None else global_of(definitions)
         self._closed = False
         self._value_size = value_size
 
@@ -220,6 +232,31 @@ class PartitionStore:
         with self._env.begin(db=self._collections) as txn:
             return {bytes(key): _U64.unpack(value)[0]
                     for key, value in txn.cursor().iternext(keys=True, values=True)}
+
+    # -- global secondary index state (storage/index_outbox.py) -------------
+
+    def global_definitions(self) -> list[dict[str, Any]]:
+        with self._env.begin(db=self._meta) as txn:
+            return index_outbox.definitions(txn, self._meta)
+
+    def backfilling(self) -> dict[str, bytes]:
+        """The global indexes still backfilling here: name -> last item key read."""
+        with self._env.begin(db=self._meta) as txn:
+            return index_outbox.backfill_positions(txn, self._meta)
+
+    def outbox(self, limit: int) -> list[OutboxRecord]:
+        """The first `limit` undelivered global index deltas, in sequence order."""
+        with self._env.begin(db=self._outbox) as txn:
+            return index_outbox.outbox_records(txn, self._outbox, limit)
+
+    def outbox_size(self) -> int:
+        with self._env.begin(db=self._outbox) as txn:
+            return int(txn.stat(self._outbox)["entries"])
+
+    def cursor(self, source: str) -> bytes:
+        """The highest sequence this (index) partition applied from `source`."""
+        with self._env.begin(db=self._meta) as txn:
+            return index_outbox.cursor_of(txn, self._meta, source)
 
     def scan(self, start: bytes, end: bytes | None, reverse: bool = False,
              start_inclusive: bool = True, end_inclusive: bool = False,
@@ -284,11 +321,22 @@ class PartitionStore:
             value_bytes = _meta_int(txn, self._meta, _META_VALUE_BYTES)
             frozen = self._holds_record(txn)
             index_deltas = {name: [0, 0] for name in self._indexes}
+            ops = IndexOps(txn, self._meta, self._outbox, self._global_of, self._deltas)
             for index, writes in batch:
                 assert index > applied, (index, applied)
                 assert len(writes) <= WRITES_PER_ENTRY_MAX, len(writes)
                 applied = index
+                position = 0  # of this entry's global index deltas in the outbox
                 for key, value in writes:
+                    if type(key) is OpKey:  # a global index operation (index_outbox.py)
+                        if frozen:
+                            break
+                        assert value is not None
+                        position, skip = ops.apply(index, position, key, value,
+                                                   self._items_after)
+                        if skip:
+                            break
+                        continue
                     if type(key) is RecordKey:  # a partition record (module docstring)
                         assert value is not None and 1 <= len(key) <= RECORD_KEY_BYTES_MAX
                         txn.put(_META_RECORD_PREFIX + key, _U64.pack(index) + value,
@@ -304,6 +352,8 @@ class PartitionStore:
                     value_bytes += bytes_delta
                     if self._indexer is not None and (old is not None or value is not None):
                         self._reindex(txn, key, old, value, bytes_delta, index_deltas)
+                    if ops.deltas is not None and old != value:
+                        position = ops.item_changed(index, position, key, old, value)
             assert count >= 0 and value_bytes >= 0, (count, value_bytes)
             txn.put(_META_APPLIED_INDEX, _U64.pack(applied), db=self._meta)
             txn.put(_META_ITEM_COUNT, _U64.pack(count), db=self._meta)
@@ -311,6 +361,14 @@ class PartitionStore:
             for name, (count_delta, bytes_delta) in index_deltas.items():
                 if count_delta or bytes_delta:
                     self._add_index_stats(txn, name, count_delta, bytes_delta)
+        if ops.changed:
+            self._deltas = ops.deltas  # committed: the new definitions hold from now on
+
+    def _items_after(self, txn: Any, after: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Items with keys above `after`, in key order, in a write transaction (backfill)."""
+        below_low, above_high = _bounds(after, None, False, False)
+        with txn.cursor(db=self._items) as cursor:
+            yield from self._scan_forward(cursor, after, below_low, above_high)
 
     def _reindex(self, txn: Any, key: bytes, old: bytes | None, new: bytes | None,
                  item_bytes_delta: int, index_deltas: dict[str, list[int]]) -> None:
@@ -415,6 +473,8 @@ class PartitionStore:
                 database = self._env.open_db(database_name, txn=txn, create=False)
                 if database_name == COLLECTIONS_DATABASE:
                     self._keep_in(txn, database, low, high, expand=False)
+                elif database_name == index_outbox.OUTBOX_DATABASE:
+                    index_outbox.keep_outbox_range(txn, database, low, high)
                 elif database_name.startswith(INDEX_DATABASE_PREFIX):
                     entries, entry_bytes = self._keep_in(txn, database, low, high)
                     encoded = database_name[len(INDEX_DATABASE_PREFIX):]

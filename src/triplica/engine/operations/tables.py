@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from triplica.engine.global_index_keys import is_index_table
 from triplica.engine.operations.tag_rules import TAG_PATTERN, tag_text_allowed
 from triplica.engine.operations.service import Service, register
 from triplica.engine.operations.index_rules import (add_shape_violations, check_definitions_used,
@@ -356,7 +357,7 @@ def list_tables(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     if limit is not None and limit > limits.LIST_TABLES_LIMIT_MAX:
         violations.add(limit, "limit", "Member must have value less than or equal to 100")
     violations.raise_if_any()
-    names = sorted(service.db.tables)
+    names = sorted(name for name in service.db.tables if not is_index_table(name))
     if start is not None:
         names = [n for n in names if n > start]
     page_size = limit or limits.LIST_TABLES_LIMIT_MAX
