@@ -56,13 +56,17 @@ def test_the_metadata_log_carries_index_definitions(tmp_path) -> None:
     db = Database(str(tmp_path), lambda info, p, d: UnhostedPartition([1]))
     planning = PlanningDatabase(db, lambda group: [1, 2, 3])
     OPERATIONS["CreateTable"](Service(planning), _request())  # type: ignore[arg-type]
-    [change] = planning.changes()
+    # The table, and the global index's own table (docs/GLOBAL_INDEXES.md).
+    change, index_change = sorted(planning.changes(), key=lambda c: c["info"]["name"])
     decoded = catalogue_log.decode_change(catalogue_log.encode_change(change))
     info = TableInfo.from_json(decoded["info"])
     assert info.local_indexes == [IndexInfo("by_l", LOCAL, [("pk", "S")], [("l", "S")],
                                             "INCLUDE", ["a"])]
     assert info.global_indexes == [IndexInfo("by_g", GLOBAL, [("g1", "S"), ("g2", "S")], [],
-                                             "ALL")]
+                                             "ALL", status="CREATING")]
+    index_info = TableInfo.from_json(index_change["info"])
+    assert index_info.name == "indexed/by_g" and index_info.hash_key == "g1"
+    assert index_info.status == "CREATING" and index_info.partitions
     # Saved and read back by a node's catalogue.
     db.adopt_table(info, epoch=1)
     assert Catalogue(str(tmp_path)).tables["indexed"] == info
