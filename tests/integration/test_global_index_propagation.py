@@ -8,7 +8,9 @@ that have its keys, every replica of a partition agreeing.
 """
 from __future__ import annotations
 
+import os
 import random
+import time
 import threading
 from typing import Any
 
@@ -51,9 +53,10 @@ def create_table(client: Any, name: str = TABLE) -> None:
         ["byOwner", "byPlace", "byStatus"]
 
 
-def random_item(rng: random.Random, number: int) -> dict[str, Any]:
-    """An item with some of each index's attributes (sparse indexes: some are missing)."""
-    item: dict[str, Any] = {"pk": {"S": f"p{number % 40}"}, "sk": {"N": str(number % 7)},
+def random_item(rng: random.Random, number: int, spread: int = 40) -> dict[str, Any]:
+    """An item with some of each index's attributes (sparse indexes: some are missing);
+    `spread` partition keys of 7 items each."""
+    item: dict[str, Any] = {"pk": {"S": f"p{number % spread}"}, "sk": {"N": str(number % 7)},
                             "note": {"S": "n" * rng.randrange(0, 50)},
                             "other": {"S": "o" * rng.randrange(0, 50)}}
     if rng.random() < 0.8:
@@ -137,3 +140,104 @@ def test_kill_9_during_writes_loses_no_index_entry(server: ServerProcess) -> Non
     wait_drained(server.data_dir, TABLE, DRAIN_S_MAX)
     server.stop()
     check_on_disk(server.data_dir, TABLE)
+
+
+def _index_status(client: Any, table: str, name: str) -> str | None:
+    described = client.describe_table(TableName=table)["Table"]
+    return next((i["IndexStatus"] for i in described.get("GlobalSecondaryIndexes", [])
+                 if i["IndexName"] == name), None)
+
+
+def _wait_status(client: Any, table: str, name: str, wanted: str | None) -> None:
+    deadline = time.monotonic() + DRAIN_S_MAX
+    while time.monotonic() < deadline:
+        if _index_status(client, table, name) == wanted:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"index {name} not {wanted}: {_index_status(client, table, name)}")
+
+
+def _plain_table(client: Any, name: str) -> None:
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                              {"AttributeName": "sk", "AttributeType": "N"}])
+    client.get_waiter("table_exists").wait(TableName=name,
+                                           WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+
+
+def _create_index(client: Any, table: str, spec: dict[str, Any]) -> dict[str, Any]:
+    names = {e["AttributeName"] for e in spec["KeySchema"]}
+    return client.update_table(
+        TableName=table,
+        AttributeDefinitions=[d for d in DEFINITIONS if d["AttributeName"] in names],
+        GlobalSecondaryIndexUpdates=[{"Create": spec}])["TableDescription"]
+
+
+def test_an_index_added_to_a_live_table_is_backfilled_while_writes_go_on(
+        server: ServerProcess) -> None:
+    client = server.client()
+    _plain_table(client, "live")
+    client_rng = random.Random(6)
+    for start in range(0, 1500, 25):
+        client.batch_write_item(RequestItems={"live": [
+            {"PutRequest": {"Item": random_item(client_rng, start + i)}} for i in range(25)]})
+    stop = threading.Event()
+
+    def writer() -> None:
+        rng = random.Random(7)
+        while not stop.is_set():
+            write_some(client, rng, 1, table="live")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        answer = _create_index(client, "live", GSIS[0])
+        [described] = answer["GlobalSecondaryIndexes"]
+        assert described["IndexStatus"] == "CREATING" and described["Backfilling"] is True
+        _wait_status(client, "live", "byStatus", "ACTIVE")
+        # A second one while writes go on; one at a time otherwise.
+        _create_index(client, "live", GSIS[2])
+        with pytest.raises(client.exceptions.LimitExceededException):
+            _create_index(client, "live", GSIS[1])
+        _wait_status(client, "live", "byPlace", "ACTIVE")
+    finally:
+        stop.set()
+        thread.join(30)
+    wait_drained(server.data_dir, "live", DRAIN_S_MAX)
+    server.stop()
+    counts = check_on_disk(server.data_dir, "live")
+    assert counts["byStatus"] > 100 and counts["byPlace"] > 50, counts  # of 280 keys
+
+
+def test_kill_9_during_a_backfill_then_delete_the_index(server: ServerProcess) -> None:
+    client = server.client()
+    _plain_table(client, "killed")
+    rng = random.Random(8)
+    for start in range(0, 3000, 25):   # 3,000 distinct items: a backfill of 6 chunks
+        client.batch_write_item(RequestItems={"killed": [
+            {"PutRequest": {"Item": random_item(rng, start + i, spread=3000)}}
+            for i in range(25)]})
+    _create_index(client, "killed", GSIS[0])
+    server.kill()   # in the middle of the backfill (or just after it)
+    server.start()
+    client = server.client()
+    write_some(client, random.Random(9), 100, table="killed")
+    _wait_status(client, "killed", "byStatus", "ACTIVE")
+    wait_drained(server.data_dir, "killed", DRAIN_S_MAX)
+    server.stop()
+    assert check_on_disk(server.data_dir, "killed")["byStatus"] > 1500
+    server.start()
+    client = server.client()
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.update_table(TableName="killed",
+                            GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "nope"}}])
+    answer = client.update_table(TableName="killed",
+                                 GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName":
+                                                                          "byStatus"}}])
+    assert answer["TableDescription"]["GlobalSecondaryIndexes"][0]["IndexStatus"] == "DELETING"
+    _wait_status(client, "killed", "byStatus", None)
+    write_some(client, random.Random(10), 20, table="killed")
+    assert "killed/byStatus" not in open(
+        os.path.join(server.data_dir, "node-1", "catalog.json")).read()

@@ -153,7 +153,8 @@ class ControlPlane:
             # Index tables first: a table with global indexes is ACTIVE once they are.
             for name in sorted(planning.created(), key=lambda n: (not is_index_table(n), n)):
                 await self._activate(name, max(0.0, answer_by - loop.time()))
-            await self._advance_indexes(planning.updated(), answer_by)
+            for name in sorted(planning.updated()):  # index changes start now (adoption);
+                await self._indexes_step(name)       # the reconciler carries them on
         finally:
             self._lock.release()
         return result
@@ -197,17 +198,6 @@ class ControlPlane:
         for change in changes:
             await self._commit(change)
         return active
-
-    async def _advance_indexes(self, names: set[str], answer_by: float) -> None:
-        """After an UpdateTable: take its index changes as far as they go by the
-        answer's deadline (the reconciler finishes them). Lock held."""
-        loop = asyncio.get_running_loop()
-        for name in sorted(names):
-            table = self.db.tables.get(name)
-            while table is not None and table.info.status == "ACTIVE" and \
-                    not await self._indexes_step(name) and loop.time() < answer_by - 1.0:
-                await asyncio.sleep(ACTIVATE_POLL_S * 5)
-                table = self.db.tables.get(name)
 
     async def _commit(self, change: dict[str, Any]) -> int:
         """Append one record, apply it here, publish it (see the module docstring)."""

@@ -34,7 +34,7 @@ from triplica.engine.leader_asks import (ADOPT_REQUEST, APPLY_REQUEST, ASK_S, DR
                                          REQUESTS, STATUS_REQUEST, Request, ask_leader)
 from triplica.engine.log_entries import decode_entry, encode_entry
 from triplica.engine.node_partition import NodePartition
-from triplica.storage.index_outbox import OP_CURSOR, OpKey
+from triplica.storage.index_outbox import OP_CURSOR, OpKey, sequence_index
 from triplica.transport.base import Message
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,18 @@ class IndexRequests:
 def status_of(replica: NodePartition) -> dict[str, Any]:
     """A base partition leader's index state (raises NotLeaderError elsewhere)."""
     store = replica.leader_store()
+    kept = [d["name"] for d in store.global_definitions()]
+    ended = {name: store.backfilled_at(name) for name in kept}
+    # Deltas still to deliver from before each index's backfill ended: once none are
+    # left, the index holds everything up to there and the rest follows (writes that
+    # keep coming never hold an index in CREATING).
     waiting: dict[str, int] = {}
-    for _, _, name, _, _ in store.outbox(STATUS_COUNT_MAX):
-        waiting[name] = waiting.get(name, 0) + 1
-    return {"ok": True, "kept": [d["name"] for d in store.global_definitions()],
-            "backfilling": sorted(store.backfilling()), "waiting": waiting}
+    for seq, _, name, _, _ in store.outbox(STATUS_COUNT_MAX):
+        end = ended.get(name)
+        if end is None or sequence_index(seq) <= end:
+            waiting[name] = waiting.get(name, 0) + 1
+    return {"ok": True, "kept": kept, "backfilling": sorted(store.backfilling()),
+            "waiting": waiting}
 
 
 class IndexPropagator:

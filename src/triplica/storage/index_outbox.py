@@ -40,7 +40,9 @@ import orjson
 OUTBOX_DATABASE = b"gsi_outbox"
 _META_DEFS = b"gsi:defs"
 _META_BACKFILL = b"gsi:backfill:"
+_META_BACKFILLED = b"gsi:backfilled:"   # the log index of an index's last backfill chunk
 _META_CURSOR = b"cursor:"
+_U64 = struct.Struct(">Q")
 SEQUENCE_BYTES = 12
 FENCED = b"\xff" * SEQUENCE_BYTES
 NO_SEQUENCE = b"\x00" * SEQUENCE_BYTES
@@ -109,6 +111,12 @@ def backfill_positions(txn: lmdb.Transaction, meta: Any) -> dict[str, bytes]:
                     break
                 found[bytes(key[len(_META_BACKFILL):]).decode()] = bytes(value)
     return found
+
+
+def backfilled_at(txn: lmdb.Transaction, meta: Any, name: str) -> int | None:
+    """The log index of the chunk that ended an index's backfill (None: not ended)."""
+    raw = txn.get(_META_BACKFILLED + name.encode(), db=meta)
+    return None if raw is None else _U64.unpack(raw)[0]
 
 
 def cursor_of(txn: lmdb.Transaction, meta: Any, source: str) -> bytes:
@@ -205,11 +213,13 @@ class IndexOps:
             return  # adopted before (the control plane asks again after a timeout)
         self._save_defs(docs + [doc])
         self._txn.put(_META_BACKFILL + name.encode(), b"", db=self._meta)
+        self._txn.delete(_META_BACKFILLED + name.encode(), db=self._meta)
 
     def _drop(self, name: str) -> None:
         docs = definitions(self._txn, self._meta)
         self._save_defs([d for d in docs if d["name"] != name])
         self._txn.delete(_META_BACKFILL + name.encode(), db=self._meta)
+        self._txn.delete(_META_BACKFILLED + name.encode(), db=self._meta)
         with self._txn.cursor(db=self._outbox) as cursor:  # its undelivered deltas go too
             positioned = cursor.first()
             while positioned and cursor.key():
@@ -241,6 +251,7 @@ class IndexOps:
             rows.close()  # type: ignore[attr-defined]  (its cursor, before the commit)
         if read < count:
             self._txn.delete(marker, db=self._meta)  # every item read: done
+            self._txn.put(_META_BACKFILLED + name.encode(), _U64.pack(index), db=self._meta)
         else:
             self._txn.put(marker, last, db=self._meta)
         return position

@@ -244,6 +244,11 @@ class PartitionStore:
         with self._env.begin(db=self._meta) as txn:
             return index_outbox.backfill_positions(txn, self._meta)
 
+    def backfilled_at(self, name: str) -> int | None:
+        """The log index at which a global index's backfill ended here (None: not yet)."""
+        with self._env.begin(db=self._meta) as txn:
+            return index_outbox.backfilled_at(txn, self._meta, name)
+
     def outbox(self, limit: int) -> list[OutboxRecord]:
         """The first `limit` undelivered global index deltas, in sequence order."""
         with self._env.begin(db=self._outbox) as txn:

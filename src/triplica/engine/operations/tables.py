@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from triplica.engine.index_definitions import DELETING
+from triplica.engine.operations.index_updates import apply_index_updates, check_update_shapes
 from triplica.engine.global_index_keys import is_index_table
 from triplica.engine.operations.tag_rules import TAG_PATTERN, tag_text_allowed
 from triplica.engine.operations.service import Service, register
@@ -62,10 +64,12 @@ def describe_indexes(table: Table, table_status: str) -> dict[str, Any]:
                 "Projection": index.projection(), "IndexSizeBytes": size, "ItemCount": count,
                 "IndexArn": index.arn(info.arn)})
     if info.global_indexes:
-        status = "ACTIVE" if table_status in ("ACTIVE", "UPDATING") else table_status
+        live = table_status in ("ACTIVE", "UPDATING")  # else the table's own status
         answer["GlobalSecondaryIndexes"] = [{
             "IndexName": index.name, "KeySchema": index.key_schema(),
-            "Projection": index.projection(), "IndexStatus": status, "Backfilling": False,
+            "Projection": index.projection(),
+            "IndexStatus": index.status if live else table_status,
+            "Backfilling": index.backfilling,
             "ProvisionedThroughput": {"NumberOfDecreasesToday": 0,
                                       "ReadCapacityUnits": index.read_units,
                                       "WriteCapacityUnits": index.write_units},
@@ -377,6 +381,9 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     throughput = request.get("ProvisionedThroughput")
     if throughput is not None:
         _check_throughput(throughput, violations, "provisionedThroughput")
+    index_updates = request.get("GlobalSecondaryIndexUpdates")
+    if index_updates:
+        check_update_shapes(index_updates, violations)
     violations.raise_if_any()
     table = service.db.tables.get(name)
     if table is None:
@@ -385,23 +392,25 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     mode = request.get("BillingMode")
     protection = request.get("DeletionProtectionEnabled")
     table_class = request.get("TableClass")
-    if request.get("GlobalSecondaryIndexUpdates"):
-        raise ValidationException(
-            "One or more parameter values were invalid: GlobalSecondaryIndexUpdates (creating, "
-            "deleting or updating a global secondary index of an existing table) are not "
-            "supported by this triplica release")
     if request.get("ReplicaUpdates"):
         raise ValidationException(
             "One or more parameter values were invalid: ReplicaUpdates (global tables) are not "
             "supported by this triplica release")
     if mode is None and throughput is None and protection is None and table_class is None \
-            and request.get("StreamSpecification") is None \
+            and not index_updates and request.get("StreamSpecification") is None \
             and request.get("SSESpecification") is None:
         raise ValidationException(
             "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
             "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
+    if index_updates and info.status != "ACTIVE":
+        raise ResourceInUseException(
+            f"Attempt to change a resource which is still in use: Table is being "
+            f"{'created' if info.status == 'CREATING' else 'updated'}: {name}")
     _check_changes_something(info, request)
     new_mode = mode or info.billing_mode
+    if index_updates:
+        for index in apply_index_updates(info, request, new_mode):
+            service.db.create_index_table(info, index)
     now = service.now()
     if new_mode == "PAY_PER_REQUEST":
         if throughput is not None:
@@ -416,12 +425,13 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
             raise ValidationException(
                 "One or more parameter values were invalid: ProvisionedThroughput must be "
                 "specified when BillingMode is PROVISIONED")
-        if info.billing_mode == "PAY_PER_REQUEST" and info.global_indexes:
-            # Each global index needs its throughput, given in GlobalSecondaryIndexUpdates
-            # (not supported yet).
-            raise ValidationException(
-                "One or more parameter values were invalid: ProvisionedThroughput must be "
-                f"specified for index: {info.global_indexes[0].name}")
+        if info.billing_mode == "PAY_PER_REQUEST":
+            # Each global index needs its throughput, given in GlobalSecondaryIndexUpdates.
+            for index in info.global_indexes:
+                if index.status != DELETING and index.read_units < 1:
+                    raise ValidationException(
+                        "One or more parameter values were invalid: ProvisionedThroughput "
+                        f"must be specified for index: {index.name}")
         if throughput is not None:
             read, write = throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
             check_throughput_ceiling(read, write)
