@@ -153,3 +153,47 @@ def test_kill_during_splits_loses_no_acknowledged_write(tmp_path) -> None:
     finally:
         stop.set()
         process.stop()
+
+
+def test_scans_during_splits_never_fail(tmp_path) -> None:
+    """A strongly consistent Scan planned on the router's map from before a split
+    once reached a node holding both children, each led from another node: the two
+    nodes named each other's leader until the router gave up with a 500. Scans of
+    both kinds run one attempt each while a table splits again and again."""
+    process = ServerProcess(str(tmp_path), "--split-size-bytes", "300", "--sync", "none").start()
+    try:
+        ddb = one_attempt_client(process)
+        ddb.create_table(TableName="grow", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        failures: list[str] = []
+        scans = [0]
+        done = threading.Event()
+
+        def scanner(consistent: bool) -> None:
+            client = one_attempt_client(process)
+            while not done.is_set():
+                try:
+                    client.scan(TableName="grow", ConsistentRead=consistent, Select="COUNT")
+                except Exception as error:  # any error is a failure of the split
+                    failures.append(repr(error))
+                scans[0] += 1
+
+        threads = [threading.Thread(target=scanner, args=(c,)) for c in (True, True, False)]
+        for thread in threads:
+            thread.start()
+        try:
+            for i in range(40):
+                ddb.put_item(TableName="grow", Item={"pk": {"S": f"k{i}"}, "pad": {"S": "p" * 60}})
+            deadline = time.monotonic() + SPLITS_WAIT_S
+            while partitions_of(str(tmp_path), "grow") < 12 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert partitions_of(str(tmp_path), "grow") >= 12
+        assert not failures, (len(failures), scans[0], failures[:3])
+        assert scan_keys(ddb, ConsistentRead=True) == sorted(f"k{i}" for i in range(40))
+    finally:
+        process.stop()
