@@ -6,6 +6,8 @@ headers, or raw bytes on a fresh socket. After each one:
   DynamoDB's error body (`__type` ending in `#<ErrorName>`, a string
   message) and the x-amzn-RequestId / x-amz-crc32 headers; never a 5xx;
 - the server is still up (the next request gets an answer);
+- a request the service model alone says must fail (tests/fuzz/oracle.py)
+  did fail;
 - a rejected request changed nothing: the fuzz tables' items, settings and
   tags and the table list equal the snapshot taken before it. A successful
   request that may write takes a new snapshot, and the harness then puts
@@ -23,6 +25,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fuzz.oracle import must_be_refused
 from tests.integration.raw_http import AUTH, TARGET_PREFIX
 
 BASE_TABLES = {
@@ -216,14 +219,18 @@ class Target:
         body = json.dumps(document).encode()
         headers = {"X-Amz-Target": TARGET_PREFIX + operation, "Authorization": AUTH,
                    "Content-Type": "application/x-amz-json-1.0"}
-        self._case(kind, operation, body, headers)
+        refused_because = must_be_refused(operation, document)
+        status = self._case(kind, operation, body, headers)
+        if status == 200 and refused_because is not None:
+            raise FuzzFailure(f"{operation} succeeded but must be refused ({refused_because})\n"
+                              f"request: {body[:2000]!r}")
 
     def body_case(self, operation: str, body: bytes, headers: dict[str, str]) -> None:
         base = {"X-Amz-Target": TARGET_PREFIX + operation, "Authorization": AUTH}
         base.update(headers)
         self._case("raw-body", operation, body, {k: v for k, v in base.items() if v is not None})
 
-    def _case(self, kind: str, operation: str, body: bytes, headers: dict[str, str]) -> None:
+    def _case(self, kind: str, operation: str, body: bytes, headers: dict[str, str]) -> int:
         try:
             status, reply_headers, reply = self._post(body, headers)
         except (http.client.HTTPException, OSError) as error:
@@ -235,6 +242,7 @@ class Target:
             raise FuzzFailure(f"{operation} answered {status}: {reply[:500]!r}\n"
                               f"request: {body[:2000]!r}")
         self._check_world(operation, status == 200)
+        return status
 
     def _check_world(self, operation: str, succeeded: bool) -> None:
         if succeeded and operation not in READ_ONLY:

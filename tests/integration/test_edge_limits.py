@@ -177,3 +177,20 @@ def test_query_key_values_beyond_key_sizes(ddb: Any, condition: str, values: dic
     assert info.value.response["Error"]["Code"] == "ValidationException"
     if message is not None:
         assert info.value.response["Error"]["Message"] == message
+
+
+@pytest.mark.parametrize("limit", [True, 1.5, "5", -2**70, 2**64, 2**63, 0, -1, {"n": 1}, [1]],
+                         ids=["bool", "float", "string", "huge-negative", "beyond-uint64",
+                              "beyond-long", "zero", "negative", "map", "list"])
+def test_scan_limit_of_the_wrong_type(server: ServerProcess, table: str, limit: Any) -> None:
+    """The router stitches Scan pages from its Limit: a Limit it could not use was
+    dropped, and the Scan answered every item. It is the same error as Query's."""
+    scan = raw_http.call(server.port, "Scan", {"TableName": table, "Limit": limit})
+    query = raw_http.call(server.port, "Query", {
+        "TableName": table, "Limit": limit, "KeyConditionExpression": "pk = :v",
+        "ExpressionAttributeValues": {":v": {"S": "k"}}})
+    assert scan.status == 400, scan.body
+    assert query.status == 400, query.body
+    assert scan.error_type == query.error_type
+    if limit not in (0, -1):    # Query names the member 'Limit' in this message (issue 11)
+        assert scan.message == query.message

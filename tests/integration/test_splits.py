@@ -153,3 +153,70 @@ def test_kill_during_splits_loses_no_acknowledged_write(tmp_path) -> None:
     finally:
         stop.set()
         process.stop()
+
+
+def test_reads_and_batches_during_splits_never_fail(tmp_path) -> None:
+    """Requests planned on the router's map from before a split: a strongly
+    consistent Scan slice once reached a node holding both children, each led from
+    another node, and the two nodes named each other's leader until the router gave
+    up with a 500; a batch whose every sub-batch found its partition split answered
+    500 although nothing had run. Scans of both kinds, BatchGetItem and
+    BatchWriteItem run one attempt each while a table splits a dozen times; a
+    batch may hand keys back unprocessed, never fail."""
+    process = ServerProcess(str(tmp_path), "--split-size-bytes", "300", "--sync", "none").start()
+    try:
+        ddb = one_attempt_client(process)
+        ddb.create_table(TableName="grow", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        failures: list[str] = []
+        calls = [0]
+        done = threading.Event()
+        keys = [{"pk": {"S": f"k{i}"}} for i in range(40)]
+
+        def scan(client: Any, consistent: bool, _: int) -> None:
+            client.scan(TableName="grow", ConsistentRead=consistent, Select="COUNT")
+
+        def batch_get(client: Any, consistent: bool, _: int) -> None:
+            client.batch_get_item(RequestItems={"grow": {"Keys": keys,
+                                                         "ConsistentRead": consistent}})
+
+        def batch_write(client: Any, _: bool, round_number: int) -> None:
+            client.batch_write_item(RequestItems={"grow": [
+                {"PutRequest": {"Item": {"pk": {"S": f"b{round_number}-{i}"}}}}
+                for i in range(25)]})
+
+        def repeat(call: Any, consistent: bool) -> None:
+            client = one_attempt_client(process)
+            round_number = 0
+            while not done.is_set():
+                try:
+                    call(client, consistent, round_number)
+                except Exception as error:  # any error is a failure of the split
+                    failures.append(f"{call.__name__}: {error!r}")
+                calls[0] += 1
+                round_number += 1
+
+        threads = [threading.Thread(target=repeat, args=work) for work in (
+            (scan, True), (scan, False), (batch_get, True), (batch_get, False),
+            (batch_write, False))]
+        for thread in threads:
+            thread.start()
+        try:
+            for key in keys:
+                ddb.put_item(TableName="grow", Item={**key, "pad": {"S": "p" * 60}})
+            deadline = time.monotonic() + SPLITS_WAIT_S
+            while partitions_of(str(tmp_path), "grow") < 12 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert partitions_of(str(tmp_path), "grow") >= 12
+        assert not failures, (len(failures), calls[0], failures[:3])
+        found = ddb.batch_get_item(RequestItems={"grow": {"Keys": keys,
+                                                          "ConsistentRead": True}})
+        assert len(found["Responses"]["grow"]) + len(
+            found.get("UnprocessedKeys", {}).get("grow", {}).get("Keys", [])) == 40
+    finally:
+        process.stop()

@@ -31,6 +31,7 @@ READ_UNIT_BYTES = 4096
 WRITE_UNIT_BYTES = 1024
 TABLES_PER_ACCOUNT_MAX = 2500
 SCAN_TOTAL_SEGMENTS_MAX = 1000000
+REQUEST_LIMIT_MAX = 2**31 - 1  # Query/Scan Limit is a Java int
 # An item collection (one partition key value's items and their local secondary index
 # entries) stops growing at this size (engine/operations/index_writes.py).
 ITEM_COLLECTION_BYTES_MAX = 10 * 1024**3

@@ -91,6 +91,7 @@ WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWrite
 KEYED_OPERATIONS = frozenset(KEY_PARAMETER) | {"Query"}
 BATCH_OPERATIONS = frozenset({"BatchGetItem", "BatchWriteItem"})
 _SLOW = object()  # the fast path can't answer: take the general one
+_STALE = object()  # a sub-batch that did not run: its partition was split
 # The loop time by which the item request being served must answer (`_item_operation`;
 # its sub-batch tasks inherit it).
 _REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -299,33 +300,38 @@ class Router:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._sub_batch(call, sub)) for sub in subs]
         first_error: DynamoError | None = None
+        all_stale = True
         for sub, task in zip(subs, tasks):
             answer = task.result()
-            if isinstance(answer, DynamoError) or answer is None:
+            if isinstance(answer, DynamoError) or answer is None or answer is _STALE:
                 merge.add_failure(sub)
-                if first_error is None and answer is not None:
+                all_stale = all_stale and answer is _STALE
+                if first_error is None and isinstance(answer, DynamoError):
                     first_error = answer
                 continue
             merge.add_answer(_as_dict(answer))
         if merge.succeeded == 0:
             if first_error is not None:
                 raise first_error
+            if all_stale:  # nothing ran anywhere: plan the whole batch again on a new map
+                raise StaleRouteError()
             raise InternalServerError("Internal server error")
         return merge.response()
 
     async def _sub_batch(self, call: Call, sub: SubBatch) -> Any:
-        """One sub-batch's answer, its error, or None when it got no answer (its keys go
-        back unprocessed)."""
+        """One sub-batch's answer, its error, None when it got no answer, or _STALE
+        when it did not run because the map was stale (its keys go back unprocessed,
+        unless no sub-batch ran at all)."""
         body = sub_body(call.operation, call.parameters, sub)
         try:
             return await self._to_partition(Call(call.operation, body, call.region, call.host),
                                             sub.route, call.operation != "BatchWriteItem")
         except DynamoError as error:
             return error if error.status < 500 else None
-        except StaleRouteError:  # the other sub-batches ran: these keys go back unprocessed
+        except StaleRouteError:  # nothing ran here: these keys go back unprocessed
             self.stale_routes += 1
             self._forget_maps(call)
-            return None
+            return _STALE
 
     # ---------------------------------------------------------- forwarding
 

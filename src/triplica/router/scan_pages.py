@@ -53,9 +53,9 @@ def segment_range(parameters: dict[str, Any]) -> tuple[int, int] | None:
 
 def scan_slices(table_map: TableMap, parameters: dict[str, Any]) -> list[ScanSlicePlan] | None:
     """The partitions a Scan page walks, in hash order; None when the router can't
-    plan it (malformed segment or start key: a node reports the error)."""
+    plan it (malformed segment, start key or Limit: a node reports the error)."""
     segment = segment_range(parameters)
-    if segment is None:
+    if segment is None or not _usable_limit(parameters.get("Limit")):
         return None
     segment_start, segment_end = segment
     walk_from = segment_start
@@ -73,6 +73,12 @@ def scan_slices(table_map: TableMap, parameters: dict[str, Any]) -> list[ScanSli
         plans.append(ScanSlicePlan(route, max(segment_start, route.hash_start),
                                    min(segment_end, route.hash_end)))
     return plans
+
+
+def _usable_limit(limit: Any) -> bool:
+    """A Limit the stitch can count down: absent, or a positive Java int. Any other
+    value must reach a node whole, whose validation refuses it (never dropped)."""
+    return limit is None or (type(limit) is int and 1 <= limit <= limits.REQUEST_LIMIT_MAX)
 
 
 def sub_request(parameters: dict[str, Any], plan: ScanSlicePlan, first: bool,

@@ -39,6 +39,7 @@ from triplica.model.capacity import indexed_capacity
 from triplica.model.keys import (encode_key_value, encode_partition_prefix, partition_hash,
                                  validate_key_value)
 from triplica.common.internal import BYTES_READ, FETCH_UNITS, INTERNAL_KEY, LAST_KEY, scan_slice
+from triplica.common.redirects import PartitionMovedError
 
 
 class _Page:
@@ -317,6 +318,18 @@ def _hash_key_bytes(value: int) -> bytes | None:
     return None if value >= HASH_SPACE_END else value.to_bytes(8, "big")
 
 
+def _one_partition_or_moved(partitions: list[Any], hash_start: int, hash_end: int) -> None:
+    """A router's strongly consistent sub-request must fall in one partition here. One
+    that spans several was planned on a map from before their split: each child may
+    have its leader on another node, and each node would name the other's leader
+    (the router followed them back and forth, then answered 500). Moved tells the
+    router to refresh its map and plan again."""
+    overlapping = sum(1 for info in partitions
+                      if max(hash_start, info.hash_start) < min(hash_end, info.hash_end))
+    if overlapping > 1:
+        raise PartitionMovedError()
+
+
 @register("Scan")
 def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = _read_violations(request)
@@ -343,6 +356,8 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
             and not segment_start <= int.from_bytes(start_key[:8], "big") < segment_end:
         raise ValidationException(
             "The provided Exclusive start key does not map to the provided segment")
+    if restriction is not None and consistent:
+        _one_partition_or_moved(table.info.partitions, hash_start, hash_end)
     page = _Page(request.get("Limit"), filter_condition, plan, consistent, bytes_max)
     for partition_info, partition in zip(table.info.partitions, table.partitions):
         low = max(hash_start, partition_info.hash_start)
