@@ -18,6 +18,8 @@ import pytest
 
 from tests.integration.global_index_checker import check_on_disk, wait_drained
 from tests.integration.server import ServerProcess
+from triplica.cluster.drain import _call
+from triplica.common.internal import STOP_REPLICA_TARGET
 
 TABLE = "orders"
 DRAIN_S_MAX = 60.0
@@ -241,3 +243,82 @@ def test_kill_9_during_a_backfill_then_delete_the_index(server: ServerProcess) -
     write_some(client, random.Random(10), 20, table="killed")
     assert "killed/byStatus" not in open(
         os.path.join(server.data_dir, "node-1", "catalog.json")).read()
+
+
+def test_a_write_is_charged_for_each_global_index_it_changes(server: ServerProcess) -> None:
+    client = server.client()
+    create_table(client, "charged")
+    item = {"pk": {"S": "a"}, "sk": {"N": "1"}, "status": {"S": "new"}, "updated": {"N": "1"},
+            "owner": {"S": "ann"}}
+    put = client.put_item(TableName="charged", Item=item, ReturnConsumedCapacity="INDEXES")
+    capacity = put["ConsumedCapacity"]
+    assert capacity["Table"]["CapacityUnits"] == 1.0
+    assert capacity["GlobalSecondaryIndexes"] == {
+        "byStatus": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+        "byOwner": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0}}
+    assert capacity["CapacityUnits"] == 3.0
+    # Moving the item in byStatus costs a delete and a put there; byOwner's KEYS_ONLY
+    # entry does not change, and the item is in no byPlace entry: nothing for them.
+    update = client.update_item(TableName="charged", Key={"pk": {"S": "a"}, "sk": {"N": "1"}},
+                                UpdateExpression="SET #s = :s, note = :n",
+                                ExpressionAttributeNames={"#s": "status"},
+                                ExpressionAttributeValues={":s": {"S": "paid"},
+                                                           ":n": {"S": "x"}},
+                                ReturnConsumedCapacity="INDEXES")["ConsumedCapacity"]
+    assert update["GlobalSecondaryIndexes"] == {
+        "byStatus": {"CapacityUnits": 2.0, "WriteCapacityUnits": 2.0}}
+    assert update["CapacityUnits"] == 3.0
+    total = client.delete_item(TableName="charged", Key={"pk": {"S": "a"}, "sk": {"N": "1"}},
+                               ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
+    assert total == {"TableName": "charged", "CapacityUnits": 3.0, "WriteCapacityUnits": 3.0}
+    batch = client.batch_write_item(RequestItems={"charged": [{"PutRequest": {"Item": item}}]},
+                                    ReturnConsumedCapacity="INDEXES")["ConsumedCapacity"]
+    assert batch[0]["CapacityUnits"] == 3.0 and set(batch[0]["GlobalSecondaryIndexes"]) == \
+        {"byStatus", "byOwner"}
+
+
+def test_an_index_that_falls_behind_throttles_its_table_writes(tmp_path, monkeypatch) -> None:
+    """Two of an index partition's three replicas stopped: deltas pile up in the base
+    partitions' outboxes, and past the bound writes are refused with DynamoDB's
+    throttling error (changing nothing) until the index partition is back."""
+    monkeypatch.setenv("TRIPLICA_INDEX_BACKLOG_MAX", "20")
+    server = ServerProcess(str(tmp_path / "data")).start()
+    try:
+        client = server.client()
+        create_table(client, "slowed")
+        for node in (1, 2):
+            stopped = _call(server.endpoint, STOP_REPLICA_TARGET,
+                            {"TableName": "slowed/byOwner", "Node": node})
+            assert stopped["Stopped"], stopped
+        refused = None
+        for number in range(400):
+            item = random_item(random.Random(number), number, spread=400)
+            item["owner"] = {"S": "ann"}
+            try:
+                client.put_item(TableName="slowed", Item=item)
+            except client.exceptions.ProvisionedThroughputExceededException as error:
+                assert "global secondary indexes" in str(error)
+                refused = item
+                break
+        assert refused is not None, "never throttled"
+        key = {"pk": refused["pk"], "sk": refused["sk"]}
+        if number >= 7:  # its key was not written before: the refused put wrote nothing
+            assert "Item" not in client.get_item(TableName="slowed", Key=key,
+                                                 ConsistentRead=True)
+        # A majority stopped: no reconfiguration can help (Paxos); a restart reopens them.
+        server.stop()
+        server.start()
+        client = server.client()
+        deadline = time.monotonic() + DRAIN_S_MAX
+        while True:   # the backlog drains
+            try:
+                client.put_item(TableName="slowed", Item=refused)
+                break
+            except client.exceptions.ProvisionedThroughputExceededException:
+                assert time.monotonic() < deadline, "still throttled"
+                time.sleep(0.5)
+        wait_drained(server.data_dir, "slowed", DRAIN_S_MAX)
+        server.stop()
+        check_on_disk(server.data_dir, "slowed")
+    finally:
+        server.stop()

@@ -22,6 +22,8 @@ import shutil
 from typing import Any, Awaitable, Callable
 
 from triplica.engine.catalogue import HASH_SPACE_END, Catalogue, PartitionInfo, TableInfo
+from triplica.engine.global_index_keys import GlobalIndex, GlobalIndexer
+from triplica.engine.index_definitions import DELETING
 from triplica.engine.local_indexes import local_indexer_of
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 class Table:
     """A table's definition plus its open partitions in hash order."""
 
-    __slots__ = ("info", "partitions", "_starts", "indexer")
+    __slots__ = ("info", "partitions", "_starts", "indexer", "_global")
 
     def __init__(self, info: TableInfo, partitions: list[Any]) -> None:
         assert len(partitions) == len(info.partitions) >= 1
@@ -38,8 +40,22 @@ class Table:
         self.partitions = partitions
         # The local secondary indexes' entries (fixed at CreateTable), as the stores keep them.
         self.indexer = local_indexer_of(info)
+        self._global: tuple[Any, Any] = ((), None)
         self._starts = [p.hash_start for p in info.partitions]
         assert self._starts[0] == 0 and info.partitions[-1].hash_end == HASH_SPACE_END
+
+    @property
+    def global_indexer(self) -> GlobalIndexer | None:
+        """The global indexes a write of this table changes (those created or being
+        created: what a write is charged for), rebuilt when the definitions change."""
+        kept = tuple(i.name for i in self.info.global_indexes if i.status != DELETING)
+        if kept != self._global[0]:
+            table_keys = [self.info.hash_key] + ([self.info.range_key]
+                                                 if self.info.range_key else [])
+            indexes = [GlobalIndex.of(i, table_keys) for i in self.info.global_indexes
+                       if i.name in kept]
+            self._global = (kept, GlobalIndexer(indexes) if indexes else None)
+        return self._global[1]
 
     def partition_for_hash(self, key_hash: int) -> Any:
         return self.partitions[bisect.bisect_right(self._starts, key_hash) - 1]

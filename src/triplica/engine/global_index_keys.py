@@ -163,6 +163,7 @@ class GlobalIndexer:
     def __init__(self, indexes: list[GlobalIndex]) -> None:
         assert len({index.name for index in indexes}) == len(indexes)
         self.indexes = tuple(indexes)
+        self.names = tuple(index.name for index in indexes)
 
     def entries(self, key: bytes, image: bytes) -> list[tuple[str, bytes, bytes]]:
         """(index name, index key, entry) of every index this stored item is in."""

@@ -67,6 +67,7 @@ import time
 from typing import Any, Iterator
 
 from triplica.common.redirects import NotLeaderError, PartitionMovedError
+from triplica.errors import ProvisionedThroughputExceededException
 from triplica.engine.access_meter import AccessMeter
 from triplica.engine.global_index_keys import indexer_of as global_indexer_of
 from triplica.engine.group_split import REPLICA_DIRECTORY, marker_of
@@ -94,6 +95,12 @@ from triplica.storage.lmdb_store import PartitionStore, SecondaryIndexer
 log = logging.getLogger(__name__)
 
 GROUP_ID = 1
+# Global index deltas a partition may hold undelivered before its writes are throttled.
+INDEX_BACKLOG_MAX = int(os.environ.get("TRIPLICA_INDEX_BACKLOG_MAX", 200_000))
+INDEX_BACKLOG_MESSAGE = (
+    "The level of configured provisioned throughput for one or more global secondary "
+    "indexes of the table was exceeded. Consider increasing your provisioning level for "
+    "the under-provisioned global secondary indexes with the UpdateTable API")
 DRAIN_S_MAX = 10.0
 DRAIN_POLL_S = 0.005
 DECIDED_POLL_S = 0.01
@@ -131,6 +138,7 @@ class NodePartition:
         self._options = options
         self._compact_entries = compact_entries
         self._indexer = indexer
+        self.index_backlog = 0   # undelivered global index deltas (index_propagation.py)
         self._loop = asyncio.get_running_loop()
         # Writes proposed by this replica's current leadership (owner: its ballot).
         self._queued = QueuedWrites(directory)
@@ -353,12 +361,27 @@ class NodePartition:
         """Replicate writes as one log entry; resolves once committed and applied here."""
         return self.propose_indexed(writes)[1]
 
+    def check_index_backlog(self) -> None:
+        """Refuse a client's write while the global index deltas waiting in this
+        partition's outbox (as the propagator last counted them) are past the bound:
+        an index that falls behind slows its table's writes with DynamoDB's throttling
+        error instead of letting the lag grow without bound."""
+        if self.index_backlog > INDEX_BACKLOG_MAX:
+            raise ProvisionedThroughputExceededException(INDEX_BACKLOG_MESSAGE)
+
+    def propose_internal(self, writes: list[Write]) -> asyncio.Future:
+        """`propose` for the partition's own entries (index operations), which the index
+        backlog never refuses."""
+        driver = self._leader(write=True)
+        return self._propose_on(driver, writes)[1]
+
     def propose_indexed(self, writes: list[Write]) -> tuple[int, asyncio.Future]:
         """`propose`, also giving the log index the entry was proposed at: once this
         replica's `applied_index` reaches it, the slot is decided either way (how a
         writer that lost its leadership learns whether its entry was committed)."""
         assert writes, "empty log entry"
         driver = self._leader(write=True)  # refused after this leadership's split entry
+        self.check_index_backlog()
         if self.meter is not None:
             for key, value in writes:
                 self.meter.write(key, len(value) if value is not None else 0)
@@ -554,7 +577,7 @@ class UnhostedPartition:
     def _redirect(self, *_: Any, **__: Any) -> Any:
         raise NotLeaderError(self.members[0])
 
-    read_applied = read_latest = scan = scan_index = propose = _redirect
+    read_applied = read_latest = scan = scan_index = propose = check_index_backlog = _redirect
 
     def stats(self) -> tuple[int, int]:
         return 0, 0

@@ -38,16 +38,23 @@ def consumed_capacity(mode: str | None, table_name: str, units: float,
 
 
 def indexed_capacity(mode: str | None, table_name: str, kind: str, table_units: float,
-                     index_units: dict[str, float]) -> dict[str, Any] | None:
-    """ConsumedCapacity when local secondary indexes took part: the total for TOTAL,
-    plus `Table` and `LocalSecondaryIndexes` (per index) for INDEXES."""
+                     index_units: dict[str, float],
+                     global_units: dict[str, float] | None = None) -> dict[str, Any] | None:
+    """ConsumedCapacity when secondary indexes took part: the total for TOTAL, plus
+    `Table`, `LocalSecondaryIndexes` and `GlobalSecondaryIndexes` (per index) for
+    INDEXES."""
     if mode not in ("TOTAL", "INDEXES"):
         return None
-    total = table_units + sum(index_units.values())
+    global_units = global_units or {}
+    total = table_units + sum(index_units.values()) + sum(global_units.values())
     result: dict[str, Any] = {"TableName": table_name, "CapacityUnits": total, kind: total}
     if mode == "INDEXES":
         result["Table"] = {"CapacityUnits": table_units, kind: table_units}
         if index_units:
             result["LocalSecondaryIndexes"] = {
                 name: {"CapacityUnits": units, kind: units} for name, units in index_units.items()}
+        if global_units:
+            result["GlobalSecondaryIndexes"] = {
+                name: {"CapacityUnits": units, kind: units}
+                for name, units in global_units.items()}
     return result

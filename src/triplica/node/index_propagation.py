@@ -71,7 +71,7 @@ class IndexRequests:
                 writes = adopt_entry(dict(request["definition"]))
             else:
                 writes = drop_entry(str(request["index"]))
-            await replica.propose(writes)
+            await replica.propose_internal(writes)
         except NotLeaderError as error:
             return {"not_leader": error.leader_id}
         except PartitionMovedError:
@@ -165,9 +165,10 @@ class IndexPropagator:
                          partition: PartitionInfo) -> bool:
         """One round; True if it delivered something or had nothing to deliver."""
         store = replica.leader_store()
-        if store.outbox_size() <= BACKFILL_OUTBOX_MAX:
+        replica.index_backlog = backlog = store.outbox_size()
+        if backlog <= BACKFILL_OUTBOX_MAX:
             for name in sorted(store.backfilling()):
-                await replica.propose(backfill_entry(name, BACKFILL_CHUNK))
+                await replica.propose_internal(backfill_entry(name, BACKFILL_CHUNK))
         records = run_of(store.outbox(OUTBOX_READ_MAX))
         round_ = cut(records, lambda name, key: self._route(info, name, key))
         if round_ is None:
@@ -180,7 +181,7 @@ class IndexPropagator:
             for batch in round_.batches.values()))
         if not all(answers):
             return False
-        await replica.propose(trim_entry(round_.high))
+        await replica.propose_internal(trim_entry(round_.high))
         self.delivered += len(records) - round_.dropped
         return True
 

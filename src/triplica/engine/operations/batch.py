@@ -18,7 +18,7 @@ from triplica.engine.operations.item_access import (checked_item_size, consumed_
                                       image_size, decode_image, key_from_item, key_from_request,
                                       locate, read_units, table_of, write_units)
 from triplica.engine.operations.index_writes import (ItemCollections, check_index_keys,
-                                                    local_index_units)
+                                                    index_units)
 from triplica.engine.operations.service import AfterCommit, Service, register
 from triplica.engine.operations.validation import Violations, check_enum, expect_type
 from triplica.errors import ValidationException
@@ -191,6 +191,8 @@ def batch_write_item(service: Service, request: dict[str, Any]) -> Any:
                 (storage_key, image))
     if checking_only:
         return {}
+    for partition, _ in by_partition.values():  # before any is proposed: all or none
+        partition.check_index_backlog()
     futures = [partition.propose(entry) for partition, entry in by_partition.values()]
     response: dict[str, Any] = {"UnprocessedItems": {}}
     mode = request.get("ReturnConsumedCapacity")
@@ -211,6 +213,7 @@ class _TableWrites:
         self.table = table
         self.table_units = 0.0
         self.index_units: dict[str, float] = {}
+        self.global_units: dict[str, float] = {}
         self.metrics: list[dict[str, Any]] = []
         self._collections = None if table.indexer is None else \
             ItemCollections(table.info, table.indexer)
@@ -220,15 +223,17 @@ class _TableWrites:
         """Raises ItemCollectionSizeLimitExceededException for a write its collection
         can't take (the whole batch is refused)."""
         self.table_units += write_units(max(size, image_size(old)))
+        for name, units in index_units(self.table.global_indexer, key, old, new).items():
+            self.global_units[name] = self.global_units.get(name, 0.0) + units
         if self._collections is None:
             return
-        for name, units in local_index_units(self.table.indexer, key, old, new).items():
+        for name, units in index_units(self.table.indexer, key, old, new).items():
             self.index_units[name] = self.index_units.get(name, 0.0) + units
         self.metrics.append(self._collections.write(partition, key, old, new, partition_value))
 
     def capacity(self, mode: str) -> dict[str, Any] | None:
         name = self.table.info.name
-        if self._collections is None:
+        if self._collections is None and not self.global_units:
             return consumed_capacity(mode, name, self.table_units, "WriteCapacityUnits")
         return indexed_capacity(mode, name, "WriteCapacityUnits", self.table_units,
-                                self.index_units)
+                                self.index_units, self.global_units)

@@ -5,8 +5,8 @@
   AttributeDefinition, or is an empty string or binary, is refused with
   DynamoDB's ValidationException and nothing is written. An item without
   an index's key attributes is simply not in that index.
-- Write capacity per local index (ReturnConsumedCapacity INDEXES, DynamoDB's
-  rules): nothing when the index entry does not change, one write of the
+- Write capacity per index, local or global (ReturnConsumedCapacity INDEXES,
+  DynamoDB's rules): nothing when the index entry does not change, one write of the
   entry's size when one is put or deleted or its projected attributes
   change, two (the old entry deleted, the new one put) when its key changes.
 - Item collections of tables with local indexes: ReturnItemCollectionMetrics
@@ -67,9 +67,10 @@ def check_index_keys(info: TableInfo, item: dict[str, Any]) -> None:
             validate_key_value(name, value, name in hash_names)
 
 
-def local_index_units(indexer: LocalIndexer | None, key: bytes, old: bytes | None,
-                      new: bytes | None) -> dict[str, float]:
-    """Write units each local index is charged for one item's write (module docstring)."""
+def index_units(indexer: Any, key: bytes, old: bytes | None,
+                new: bytes | None) -> dict[str, float]:
+    """Write units each index is charged for one item's write (module docstring): of a
+    LocalIndexer or a GlobalIndexer (engine/global_index_keys.py), the same rules."""
     if indexer is None:
         return {}
     before = {name: (k, v) for name, k, v in indexer.entries(key, old)} if old else {}

@@ -18,7 +18,7 @@ from triplica.engine.operations.item_access import (check_common_enums, checked_
                                       key_from_item, key_from_request, locate, read_units,
                                       table_of, write_units)
 from triplica.engine.operations.index_writes import (ItemCollections, check_index_keys,
-                                                    local_index_units)
+                                                    index_units)
 from triplica.engine.operations.service import AfterCommit, Service, register
 from triplica.engine.operations.validation import (RETURN_VALUES, RETURN_VALUES_ON_CONDITION_CHECK_FAILURE,
                                      Violations, check_enum, expect_type)
@@ -103,39 +103,46 @@ def _add_capacity(response: dict[str, Any], request: dict[str, Any], table_name:
 
 
 class _IndexedWrite:
-    """What one item's write adds to its answer on a table with local secondary indexes
-    (engine/operations/index_writes.py): per-index capacity, ItemCollectionMetrics."""
+    """What one item's write adds to its answer on a table with secondary indexes
+    (engine/operations/index_writes.py): per-index capacity, and ItemCollectionMetrics
+    for local ones."""
 
-    __slots__ = ("index_units", "metrics")
+    __slots__ = ("index_units", "global_units", "metrics")
 
     def __init__(self, table: Any, partition: Any, key: bytes, old: bytes | None,
-                 new: bytes | None, partition_value: dict) -> None:
-        """Raises ItemCollectionSizeLimitExceededException for a write the collection
-        can't take."""
+                 new: bytes | None, partition_value: dict, charged: bool) -> None:
+        """`charged`: capacity is reported (global indexes' units are computed only
+        then). Raises ItemCollectionSizeLimitExceededException for a write the
+        collection can't take."""
         indexer = table.indexer
-        self.index_units = local_index_units(indexer, key, old, new)
-        self.metrics = ItemCollections(table.info, indexer).write(partition, key, old, new,
-                                                                  partition_value)
+        self.index_units = index_units(indexer, key, old, new)
+        self.global_units = index_units(table.global_indexer, key, old, new) \
+            if charged else {}
+        self.metrics = None if indexer is None else ItemCollections(table.info, indexer).write(
+            partition, key, old, new, partition_value)
 
     def answer(self, response: dict[str, Any], request: dict[str, Any], table_name: str,
                table_units: float) -> None:
         capacity = indexed_capacity(request.get("ReturnConsumedCapacity"), table_name,
-                                    WRITE_UNITS, table_units, self.index_units)
+                                    WRITE_UNITS, table_units, self.index_units,
+                                    self.global_units)
         if capacity is not None:
             response["ConsumedCapacity"] = capacity
-        if request.get("ReturnItemCollectionMetrics") == "SIZE":
+        if request.get("ReturnItemCollectionMetrics") == "SIZE" and self.metrics is not None:
             response["ItemCollectionMetrics"] = self.metrics
 
 
 def _indexed_write(table: Any, partition: Any, key: bytes, old: bytes | None,
-                   new: bytes | None, partition_value: dict) -> tuple[_IndexedWrite | None, Any]:
-    """(_IndexedWrite or None for a table without local indexes, None), or (None, the
-    error answer when the collection can't grow, sent once the queued write the old
-    image came from is durable)."""
-    if table.indexer is None:
+                   new: bytes | None, partition_value: dict,
+                   request: dict[str, Any]) -> tuple[_IndexedWrite | None, Any]:
+    """(_IndexedWrite or None when no index has a part in the answer, None), or (None,
+    the error answer when the collection can't grow, sent once the queued write the
+    old image came from is durable)."""
+    charged = request.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
+    if table.indexer is None and (not charged or table.global_indexer is None):
         return None, None
     try:
-        return _IndexedWrite(table, partition, key, old, new, partition_value), None
+        return _IndexedWrite(table, partition, key, old, new, partition_value, charged), None
     except DynamoError as error:
         return None, _answer_after_queued(partition, key, error)
 
@@ -177,7 +184,7 @@ def put_item(service: Service, request: dict[str, Any]) -> Any:
     if failure is not None:
         return failure
     image = encode_image(item, size)
-    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk)
+    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk, request)
     if refusal is not None:
         return refusal
     future = partition.propose([(key, image)])
@@ -231,7 +238,7 @@ def delete_item(service: Service, request: dict[str, Any]) -> Any:
     failure = _condition_failure(condition, old, request, partition, key)
     if failure is not None:
         return failure
-    indexed, refusal = _indexed_write(table, partition, key, stored, None, pk)
+    indexed, refusal = _indexed_write(table, partition, key, stored, None, pk, request)
     if refusal is not None:
         return refusal
     future = partition.propose([(key, None)])
@@ -305,7 +312,7 @@ def update_item(service: Service, request: dict[str, Any]) -> Any:
     except ValidationException as error:
         return _answer_after_queued(partition, key, error)
     image = encode_image(new, size)
-    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk)
+    indexed, refusal = _indexed_write(table, partition, key, stored, image, pk, request)
     if refusal is not None:
         return refusal
     future = partition.propose([(key, image)])
