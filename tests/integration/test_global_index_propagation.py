@@ -8,6 +8,7 @@ that have its keys, every replica of a partition agreeing.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -320,5 +321,42 @@ def test_an_index_that_falls_behind_throttles_its_table_writes(tmp_path, monkeyp
         wait_drained(server.data_dir, "slowed", DRAIN_S_MAX)
         server.stop()
         check_on_disk(server.data_dir, "slowed")
+    finally:
+        server.stop()
+
+
+def _partition_counts(data_dir: str) -> dict[str, int]:
+    with open(os.path.join(data_dir, "node-1", "catalog.json"), "rb") as file:
+        return {t["name"]: len(t["partitions"]) for t in json.load(file)["tables"]}
+
+
+def test_splits_of_the_table_and_of_its_indexes_lose_nothing(tmp_path) -> None:
+    """Small partitions: the table and its index tables split several times while
+    writes go on (base children carry their parent's undelivered deltas and fence it;
+    index children keep the cursors); then every index is exactly its table."""
+    server = ServerProcess(str(tmp_path / "data"), "--split-size-bytes", "60000").start()
+    try:
+        client = server.client()
+        create_table(client, "growing")
+        rng = random.Random(11)
+        for start in range(0, 2000, 25):
+            client.batch_write_item(RequestItems={"growing": [
+                {"PutRequest": {"Item": {**random_item(rng, start + i, spread=2000),
+                                         "note": {"S": "n" * 200}}}}
+                for i in range(25)]})
+            if start % 500 == 0:
+                write_some(client, rng, 30, table="growing")
+        deadline = time.monotonic() + DRAIN_S_MAX
+        while True:   # writes go on while the splits happen
+            partitions = _partition_counts(server.data_dir)
+            if partitions["growing"] >= 4 and partitions["growing/byStatus"] >= 2:
+                break
+            assert time.monotonic() < deadline, partitions
+            write_some(client, rng, 20, table="growing")
+        write_some(client, rng, 100, table="growing")
+        wait_drained(server.data_dir, "growing", DRAIN_S_MAX)
+        server.stop()
+        counts = check_on_disk(server.data_dir, "growing")
+        assert counts["byStatus"] > 1000, counts
     finally:
         server.stop()
