@@ -28,6 +28,7 @@ from triplica.common.redirects import NotLeaderError, PartitionMovedError
 from triplica.engine.catalogue import PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.global_index_keys import index_table_name
+from triplica.engine.index_definitions import DELETING
 from triplica.engine.index_batches import (adopt_entry, backfill_entry, cursor_entry, cut,
                                            drop_entry, run_of, trim_entry)
 from triplica.engine.leader_asks import (ADOPT_REQUEST, APPLY_REQUEST, ASK_S, DROP_REQUEST,
@@ -94,6 +95,10 @@ def status_of(replica: NodePartition) -> dict[str, Any]:
             waiting[name] = waiting.get(name, 0) + 1
     return {"ok": True, "kept": kept, "backfilling": sorted(store.backfilling()),
             "waiting": waiting}
+
+
+class Unroutable(Exception):
+    """A delta whose destination this node's catalogue does not know yet."""
 
 
 class IndexPropagator:
@@ -170,7 +175,12 @@ class IndexPropagator:
             for name in sorted(store.backfilling()):
                 await replica.propose_internal(backfill_entry(name, BACKFILL_CHUNK))
         records = run_of(store.outbox(OUTBOX_READ_MAX))
-        round_ = cut(records, lambda name, key: self._route(info, name, key))
+        kept = {str(d["name"]) for d in store.global_definitions()}
+        try:
+            round_ = cut(records, lambda name, key: self._route(info, kept, name, key))
+        except Unroutable as error:
+            log.info("index propagation of group %s waits: %s", replica.group_key, error)
+            return False
         if round_ is None:
             return True
         source = partition.partition_id
@@ -185,13 +195,18 @@ class IndexPropagator:
         self.delivered += len(records) - round_.dropped
         return True
 
-    def _route(self, info: TableInfo, name: str, index_key: bytes) -> tuple[Hashable, str] | None:
+    def _route(self, info: TableInfo, kept: set[str], name: str,
+               index_key: bytes) -> tuple[Hashable, str] | None:
+        """The destination of a delta; None for an index no longer kept (its deltas go).
+        The partition's own definitions decide what is kept, not this node's catalogue,
+        which may be behind: an index the partition keeps but the catalogue does not
+        show yet is waited for (Unroutable), never dropped."""
         index = info.index(name)
-        if index is None or not index.is_global or index.status == "DELETING":
-            return None  # not kept any more: its deltas go
+        if name not in kept or (index is not None and index.status == DELETING):
+            return None
         table = self._db.tables.get(index_table_name(info.name, name))
         if table is None:
-            return None
+            raise Unroutable(f"index table of {info.name}/{name} not in this node's catalogue")
         partitions = table.info.partitions
         key_hash = int.from_bytes(index_key[:8], "big")
         position = bisect.bisect_right([p.hash_start for p in partitions], key_hash) - 1
