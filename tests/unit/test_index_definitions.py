@@ -56,13 +56,15 @@ def test_the_metadata_log_carries_index_definitions(tmp_path) -> None:
     db = Database(str(tmp_path), lambda info, p, d: UnhostedPartition([1]))
     planning = PlanningDatabase(db, lambda group: [1, 2, 3])
     OPERATIONS["CreateTable"](Service(planning), _request())  # type: ignore[arg-type]
-    [change] = planning.changes()
+    # The table, and its global index's index table (engine/index_tables.py).
+    [change, index_change] = planning.changes()
     decoded = catalogue_log.decode_change(catalogue_log.encode_change(change))
     info = TableInfo.from_json(decoded["info"])
     assert info.local_indexes == [IndexInfo("by_l", LOCAL, [("pk", "S")], [("l", "S")],
                                             "INCLUDE", ["a"])]
     assert info.global_indexes == [IndexInfo("by_g", GLOBAL, [("g1", "S"), ("g2", "S")], [],
-                                             "ALL")]
+                                             "ALL", status="CREATING", backfilling=False)]
+    assert index_change["info"]["name"] == "indexed/by_g"
     # Saved and read back by a node's catalogue.
     db.adopt_table(info, epoch=1)
     assert Catalogue(str(tmp_path)).tables["indexed"] == info

@@ -9,9 +9,12 @@ projected. Definitions live in the catalogue (engine/catalogue.py
 TableInfo), so they follow the metadata log and survive restarts; a
 catalogue document written before indexes existed has none.
 
-Local secondary indexes are kept by engine/local_indexes.py; global ones
-are defined, validated and described, not yet stored (their replication
-groups come later).
+Local secondary indexes are kept by engine/local_indexes.py; a global one
+is a table of its own in the catalogue, its *index table*
+(engine/index_tables.py, docs/GLOBAL_INDEXES.md). A global index has a
+status (CREATING, ACTIVE, DELETING) and a backfilling flag, moved by the
+control plane; a definition saved before they existed loads ACTIVE and not
+backfilling (the index existed and was complete).
 """
 from __future__ import annotations
 
@@ -24,6 +27,10 @@ PROJECTION_ALL = "ALL"
 PROJECTION_KEYS_ONLY = "KEYS_ONLY"
 PROJECTION_INCLUDE = "INCLUDE"
 PROJECTION_TYPES = (PROJECTION_ALL, PROJECTION_KEYS_ONLY, PROJECTION_INCLUDE)
+STATUS_CREATING = "CREATING"
+STATUS_ACTIVE = "ACTIVE"
+STATUS_DELETING = "DELETING"
+INDEX_STATUSES = (STATUS_CREATING, STATUS_ACTIVE, STATUS_DELETING)
 
 
 @dataclass
@@ -36,9 +43,12 @@ class IndexInfo:
     non_key_attributes: list[str] = field(default_factory=list)
     read_units: int = 0                        # a global index's provisioned throughput
     write_units: int = 0
+    status: str = STATUS_ACTIVE                # a global index's IndexStatus
+    backfilling: bool = False                  # a global index's Backfilling
 
     def __post_init__(self) -> None:
         assert self.kind in (GLOBAL, LOCAL) and self.projection_type in PROJECTION_TYPES
+        assert self.status in INDEX_STATUSES, self.status
         assert self.hash_keys, self.name
         assert self.kind == GLOBAL or (len(self.hash_keys) == 1 and len(self.range_keys) == 1)
 
@@ -82,7 +92,8 @@ class IndexInfo:
                 "range_keys": [list(k) for k in self.range_keys],
                 "projection_type": self.projection_type,
                 "non_key_attributes": list(self.non_key_attributes),
-                "read_units": self.read_units, "write_units": self.write_units}
+                "read_units": self.read_units, "write_units": self.write_units,
+                "status": self.status, "backfilling": self.backfilling}
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> "IndexInfo":
@@ -92,4 +103,6 @@ class IndexInfo:
                          projection_type=data["projection_type"],
                          non_key_attributes=list(data.get("non_key_attributes", [])),
                          read_units=int(data.get("read_units", 0)),
-                         write_units=int(data.get("write_units", 0)))
+                         write_units=int(data.get("write_units", 0)),
+                         status=str(data.get("status", STATUS_ACTIVE)),
+                         backfilling=bool(data.get("backfilling", False)))

@@ -3,10 +3,12 @@
 A read costs one unit per 4 KB read (rounded up, at least one), half of that
 when eventually consistent; a write one unit per 1 KB written. The units of
 ReturnConsumedCapacity TOTAL / INDEXES are reported per table; INDEXES also
-splits them into the table's and each local secondary index's
+splits them into the table's and each secondary index's
 (`indexed_capacity`): a write is charged once for the table and once for
 every index entry it puts or deletes, a Query of an index for the index
-entries it read and, for items fetched from the table, for those.
+entries it read and, for items fetched from the table (a local index),
+for those. A read of a global index is charged to the index alone (its
+table's units are 0).
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import math
 from typing import Any
 
 from triplica.model import limits
+
+LOCAL_INDEXES = "LocalSecondaryIndexes"
+GLOBAL_INDEXES = "GlobalSecondaryIndexes"
 
 
 def read_units(size_bytes: int, consistent: bool) -> float:
@@ -38,9 +43,11 @@ def consumed_capacity(mode: str | None, table_name: str, units: float,
 
 
 def indexed_capacity(mode: str | None, table_name: str, kind: str, table_units: float,
-                     index_units: dict[str, float]) -> dict[str, Any] | None:
-    """ConsumedCapacity when local secondary indexes took part: the total for TOTAL,
-    plus `Table` and `LocalSecondaryIndexes` (per index) for INDEXES."""
+                     index_units: dict[str, float],
+                     index_member: str = LOCAL_INDEXES) -> dict[str, Any] | None:
+    """ConsumedCapacity when secondary indexes took part: the total for TOTAL, plus
+    `Table` and `index_member` (LOCAL_INDEXES or GLOBAL_INDEXES, per index) for
+    INDEXES."""
     if mode not in ("TOTAL", "INDEXES"):
         return None
     total = table_units + sum(index_units.values())
@@ -48,6 +55,6 @@ def indexed_capacity(mode: str | None, table_name: str, kind: str, table_units: 
     if mode == "INDEXES":
         result["Table"] = {"CapacityUnits": table_units, kind: table_units}
         if index_units:
-            result["LocalSecondaryIndexes"] = {
+            result[index_member] = {
                 name: {"CapacityUnits": units, kind: units} for name, units in index_units.items()}
     return result
