@@ -18,7 +18,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from tests.integration.index_checker import check_on_disk, check_through_api, scan_all
+from tests.integration.index_checker import (check_on_disk, check_through_api, scan_all,
+                                             table_info)
 from tests.integration.server import ServerProcess
 from tests.integration.test_local_indexes import create_lsi_table
 from tests.integration.test_replicated_heal import _retry
@@ -172,8 +173,10 @@ def test_local_indexes_go_with_their_items_through_splits(tmp_path: Any) -> None
     assert check_on_disk(data_dir, "splitting") >= 9
 
 
-def _replica_dirs(data_dir: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(data_dir, "node-*", "tables", "*", "*", "replica")))
+def _replica_dirs(data_dir: str, table: str) -> list[str]:
+    """The table's own replicas (not its global index's index table's)."""
+    table_id = table_info(data_dir, table).table_id
+    return sorted(glob.glob(os.path.join(data_dir, "node-*", "tables", table_id, "*", "replica")))
 
 
 def test_a_replica_rebuilt_from_its_peers_has_its_local_indexes(tmp_path: Any) -> None:
@@ -186,7 +189,7 @@ def test_a_replica_rebuilt_from_its_peers_has_its_local_indexes(tmp_path: Any) -
             _write(client, table, 0, step)
     finally:
         server.kill()
-    damaged = _replica_dirs(data_dir)[1]
+    damaged = _replica_dirs(data_dir, table)[1]
     for path in glob.glob(os.path.join(damaged, "items", "*.mdb")):
         os.remove(path)
     server = ServerProcess(data_dir).start()
@@ -213,7 +216,7 @@ def _wait_applied_everywhere(data_dir: str, client: Any, table: str) -> None:
     while True:
         applied = set()
         try:
-            for replica in _replica_dirs(data_dir):
+            for replica in _replica_dirs(data_dir, table):
                 with PartitionStore(os.path.join(replica, "items")) as store:
                     applied.add(store.applied_index())
         except Exception:  # noqa: BLE001 (a store being swapped in by an install)

@@ -56,17 +56,15 @@ def test_the_metadata_log_carries_index_definitions(tmp_path) -> None:
     db = Database(str(tmp_path), lambda info, p, d: UnhostedPartition([1]))
     planning = PlanningDatabase(db, lambda group: [1, 2, 3])
     OPERATIONS["CreateTable"](Service(planning), _request())  # type: ignore[arg-type]
-    # The table, and the global index's own table (docs/GLOBAL_INDEXES.md).
-    change, index_change = sorted(planning.changes(), key=lambda c: c["info"]["name"])
+    # The table, and its global index's index table (engine/index_tables.py).
+    [change, index_change] = planning.changes()
     decoded = catalogue_log.decode_change(catalogue_log.encode_change(change))
     info = TableInfo.from_json(decoded["info"])
     assert info.local_indexes == [IndexInfo("by_l", LOCAL, [("pk", "S")], [("l", "S")],
                                             "INCLUDE", ["a"])]
     assert info.global_indexes == [IndexInfo("by_g", GLOBAL, [("g1", "S"), ("g2", "S")], [],
-                                             "ALL", status="CREATING")]
-    index_info = TableInfo.from_json(index_change["info"])
-    assert index_info.name == "indexed/by_g" and index_info.hash_key == "g1"
-    assert index_info.status == "CREATING" and index_info.partitions
+                                             "ALL", status="CREATING", backfilling=False)]
+    assert index_change["info"]["name"] == "indexed/by_g"
     # Saved and read back by a node's catalogue.
     db.adopt_table(info, epoch=1)
     assert Catalogue(str(tmp_path)).tables["indexed"] == info
@@ -83,3 +81,33 @@ def test_the_metadata_log_carries_index_definitions(tmp_path) -> None:
     assert query_key_hash(table_map, parameters) == partition_hash({"S": "x"})
     assert query_key_hash(table_map, {**parameters, "IndexName": "by_g"}) is None
     assert query_key_hash(TableMap.from_doc(doc), parameters) is None
+
+
+def test_routing_maps_name_global_indexes_and_their_hash() -> None:
+    from triplica.model.index_keys import index_hash
+    from triplica.router.key_routes import index_values_hash, read_map_name
+    from triplica.router.scan_pages import scan_slices
+    info = TableInfo.from_json(dict(OLD_DOCUMENT))
+    info.global_indexes = [IndexInfo("by_g", GLOBAL, [("g1", "S"), ("g2", "N")], [("r", "S")],
+                                     "ALL")]
+    table_map = table_map_of(info, 3)
+    assert TableMap.from_doc(table_map.to_doc()) == table_map
+    index = table_map.global_index("by_g")
+    assert index is not None and index.hash_keys == (("g1", "S"), ("g2", "N"))
+    assert read_map_name(table_map, {"IndexName": "by_g"}) == "old/by_g"
+    assert read_map_name(table_map, {"IndexName": "other"}) == "old"
+    values = {":a": {"S": "x"}, ":b": {"N": "5"}, ":r": {"S": "q"}}
+    wanted = index_hash([{"S": "x"}, {"N": "5"}])
+    parameters = {"IndexName": "by_g", "ExpressionAttributeValues": values,
+                  "KeyConditionExpression": "g2 = :b AND g1 = :a AND r > :r"}
+    assert query_key_hash(table_map, parameters) == wanted
+    # A condition the node will refuse (g2 missing, or mistyped) is not routed.
+    assert query_key_hash(table_map, {**parameters, "KeyConditionExpression": "g1 = :a"}) is None
+    assert query_key_hash(table_map, {**parameters, "KeyConditionExpression":
+                                      "g1 = :a AND g2 = :a"}) is None
+    start = {"pk": {"S": "p"}, "g1": {"S": "x"}, "g2": {"N": "5"}, "r": {"S": "q"}}
+    assert index_values_hash(index, start) == wanted
+    assert index_values_hash(index, {**start, "g2": {"S": "5"}}) is None
+    # A Scan of the index walks the index table's map from the start key's index hash.
+    plans = scan_slices(table_map, {"IndexName": "by_g", "ExclusiveStartKey": start}, index)
+    assert plans is not None and plans[0].hash_start == 0   # one partition: from its start

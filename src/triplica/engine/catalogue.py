@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from triplica.engine.index_definitions import IndexInfo
-from triplica.model.partition_map import TableMap
+from triplica.model.partition_map import GlobalIndexRoute, TableMap
 
 HASH_SPACE_END = 1 << 64
 # The metadata group's key (metadata/metadata_replica.py): no table group has it.
@@ -185,4 +185,7 @@ def table_map_of(info: TableInfo, epoch: int) -> TableMap:
                     groups=tuple(p.group for p in partitions),  # type: ignore[misc]
                     members=tuple(tuple(p.members or ()) for p in partitions),
                     local_indexes=tuple((index.name, index.range_keys[0][0])
-                                        for index in info.local_indexes))
+                                        for index in info.local_indexes),
+                    global_indexes=tuple(GlobalIndexRoute(index.name, tuple(index.hash_keys),
+                                                          tuple(n for n, _ in index.range_keys))
+                                         for index in info.global_indexes))

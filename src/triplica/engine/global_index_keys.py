@@ -36,70 +36,24 @@ every replica that applies the same log entries computes the same ones
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from triplica.engine.catalogue import TableInfo
-from triplica.engine.index_definitions import CREATING, IndexInfo
+from triplica.engine.index_definitions import IndexInfo
 from triplica.engine.item_images import SIZE_PREFIX, encode_image
-from triplica.model.keys import PARTITION_HASH_BYTES, encode_key_value, partition_hash
+from triplica.model.index_keys import (INDEX_TABLE_SEPARATOR, base_of, index_hash, index_prefix,
+                                       index_table_name, is_index_table)
+from triplica.model.keys import PARTITION_HASH_BYTES, encode_key_value
 from triplica.model.size import item_size_bytes
 
-INDEX_TABLE_SEPARATOR = "/"
-_MULTI_HASH_PERSON = b"triplica-gsi"
+# The names the router needs too live in the model layer (it loads no engine).
+__all__ = ["INDEX_TABLE_SEPARATOR", "GlobalIndex", "GlobalIndexer", "IndexDelta", "base_of",
+           "index_hash", "index_prefix", "index_table_name", "indexer_of", "is_index_table"]
 
 # (index name, index key, entry or None for a delete)
 IndexDelta = tuple[str, bytes, bytes | None]
-
-
-def index_table_name(table: str, index: str) -> str:
-    return f"{table}{INDEX_TABLE_SEPARATOR}{index}"
-
-
-def index_table_info(info: TableInfo, index: IndexInfo, table_id: str) -> TableInfo:
-    """The index table of a global index of `info`, without partitions (placed by the
-    metadata system like a table's). Its key fields name the index's first HASH and
-    RANGE attributes (for the operator's eyes: the real layout is the module's)."""
-    assert index.is_global
-    hash_key, hash_type = index.hash_keys[0]
-    range_key, range_type = index.range_keys[0] if index.range_keys else (None, None)
-    return TableInfo(name=index_table_name(info.name, index.name), table_id=table_id,
-                     region=info.region, hash_key=hash_key, hash_type=hash_type,
-                     range_key=range_key, range_type=range_type, attribute_definitions=[],
-                     billing_mode=info.billing_mode, read_units=index.read_units,
-                     write_units=index.write_units, creation_time=info.creation_time,
-                     status=CREATING)
-
-
-def is_index_table(name: str) -> bool:
-    return INDEX_TABLE_SEPARATOR in name
-
-
-def base_of(index_table: str) -> tuple[str, str]:
-    """(table, index) of an index table's name."""
-    table, _, index = index_table.partition(INDEX_TABLE_SEPARATOR)
-    assert table and index, index_table
-    return table, index
-
-
-def index_hash(values: list[dict[str, Any]]) -> int:
-    """The 64-bit hash of an index partition key (its HASH attributes' values, in key
-    schema order): the table hash for one value, else a hash of their encodings."""
-    assert values
-    if len(values) == 1:
-        return partition_hash(values[0])
-    digest = hashlib.blake2b(b"".join(encode_key_value(v) for v in values),
-                             digest_size=PARTITION_HASH_BYTES, person=_MULTI_HASH_PERSON).digest()
-    return int.from_bytes(digest, "big")
-
-
-def index_prefix(values: list[dict[str, Any]]) -> bytes:
-    """Hash and encoded HASH values: the prefix of one index partition key's entries."""
-    return index_hash(values).to_bytes(PARTITION_HASH_BYTES, "big") + \
-        b"".join(encode_key_value(v) for v in values)
 
 
 @dataclass(frozen=True)

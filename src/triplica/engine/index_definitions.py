@@ -9,9 +9,12 @@ projected. Definitions live in the catalogue (engine/catalogue.py
 TableInfo), so they follow the metadata log and survive restarts; a
 catalogue document written before indexes existed has none.
 
-Local secondary indexes are kept by engine/local_indexes.py; global ones
-are defined, validated and described, not yet stored (their replication
-groups come later).
+Local secondary indexes are kept by engine/local_indexes.py; a global one
+is a table of its own in the catalogue, its *index table*
+(engine/index_tables.py, docs/GLOBAL_INDEXES.md). A global index has a
+status (CREATING, ACTIVE, DELETING) and a backfilling flag, moved by the
+control plane; a definition saved before they existed loads ACTIVE and not
+backfilling (the index existed and was complete).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ CREATING = "CREATING"
 ACTIVE = "ACTIVE"
 DELETING = "DELETING"
 INDEX_STATUSES = (CREATING, ACTIVE, DELETING)
+STATUS_CREATING, STATUS_ACTIVE, STATUS_DELETING = CREATING, ACTIVE, DELETING
 
 
 @dataclass

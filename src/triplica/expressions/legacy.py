@@ -16,7 +16,8 @@ from triplica.model.values import check_attribute_name, compare_values, validate
 
 from . import evaluate as ev
 from . import update as up
-from .key_condition import KeyCondition, build_key_condition
+from .key_condition import (IndexKeyCondition, KeyCondition, build_index_key_condition,
+                            build_key_condition)
 from .projection import Projection
 
 INVALID = "One or more parameter values were invalid: "
@@ -186,9 +187,7 @@ def _member_path(member: str, name: str) -> str:
     return f"{member}.{name}.member.comparisonOperator"
 
 
-def key_condition_from_key_conditions(
-    key_conditions: dict, hash_key: str, range_key: str | None
-) -> KeyCondition:
+def _key_comparisons(key_conditions: dict) -> list[tuple[str, str, tuple[dict, ...]]]:
     conditions = []
     for name, spec in key_conditions.items():
         comparison = spec.get("ComparisonOperator")
@@ -199,7 +198,20 @@ def key_condition_from_key_conditions(
                 "Attempted conditional constraint is not an indexable operation"
             )
         conditions.append((name, KEY_OPERATORS[comparison], tuple(values)))
-    return build_key_condition(conditions, hash_key, range_key)
+    return conditions
+
+
+def key_condition_from_key_conditions(
+    key_conditions: dict, hash_key: str, range_key: str | None
+) -> KeyCondition:
+    return build_key_condition(_key_comparisons(key_conditions), hash_key, range_key)
+
+
+def index_key_condition_from_key_conditions(
+    key_conditions: dict, hash_keys: tuple[str, ...], range_keys: tuple[str, ...]
+) -> IndexKeyCondition:
+    """KeyConditions on a global index's (possibly multi-attribute) key."""
+    return build_index_key_condition(_key_comparisons(key_conditions), hash_keys, range_keys)
 
 
 def update_from_attribute_updates(updates: dict) -> up.UpdatePlan:

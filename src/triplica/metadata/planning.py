@@ -27,8 +27,6 @@ from typing import Callable
 
 from triplica.engine.catalogue import PartitionInfo, TableInfo
 from triplica.engine.database import Database
-from triplica.engine.global_index_keys import index_table_info, index_table_name
-from triplica.engine.index_definitions import CREATING, IndexInfo
 from triplica.engine.partition_plan import hash_ranges, initial_partition_count
 from triplica.metadata.catalogue_log import Change, delete_table, put_table
 
@@ -73,17 +71,6 @@ class PlanningDatabase:
         assert info.name not in self.tables
         if self._restore is not None and self._restore.name == info.name:
             _keep_identity(info, self._restore)
-        table = self._place(info)
-        for index in info.global_indexes:  # each its own table (docs/GLOBAL_INDEXES.md)
-            self.create_index_table(info, index)
-        return table
-
-    def create_index_table(self, info: TableInfo, index: IndexInfo) -> None:
-        """A global index's index table, placed like a table; the index CREATING."""
-        index.status = CREATING
-        self._place(index_table_info(info, index, str(uuid.uuid4())))
-
-    def _place(self, info: TableInfo) -> PlannedTable:
         count = initial_partition_count(info.billing_mode, info.read_units, info.write_units)
         info.partitions = []
         for start, end in hash_ranges(count):
@@ -98,14 +85,6 @@ class PlanningDatabase:
 
     async def delete_table(self, name: str) -> None:
         assert name in self.tables
-        info = self.tables[name].info
-        for index in info.global_indexes:  # its index tables go with it
-            self._forget(index_table_name(name, index.name))
-        self._forget(name)
-
-    def _forget(self, name: str) -> None:
-        if name not in self.tables:
-            return
         del self.tables[name]
         self._created.discard(name)
         self._deleted.append(name)

@@ -3,10 +3,12 @@
 A read costs one unit per 4 KB read (rounded up, at least one), half of that
 when eventually consistent; a write one unit per 1 KB written. The units of
 ReturnConsumedCapacity TOTAL / INDEXES are reported per table; INDEXES also
-splits them into the table's and each local secondary index's
+splits them into the table's and each secondary index's
 (`indexed_capacity`): a write is charged once for the table and once for
 every index entry it puts or deletes, a Query of an index for the index
-entries it read and, for items fetched from the table, for those.
+entries it read and, for items fetched from the table (a local index),
+for those. A read of a global index is charged to the index alone (its
+table's units are 0).
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import math
 from typing import Any
 
 from triplica.model import limits
+
+LOCAL_INDEXES = "LocalSecondaryIndexes"
+GLOBAL_INDEXES = "GlobalSecondaryIndexes"
 
 
 def read_units(size_bytes: int, consistent: bool) -> float:
@@ -51,10 +56,10 @@ def indexed_capacity(mode: str | None, table_name: str, kind: str, table_units: 
     if mode == "INDEXES":
         result["Table"] = {"CapacityUnits": table_units, kind: table_units}
         if index_units:
-            result["LocalSecondaryIndexes"] = {
+            result[LOCAL_INDEXES] = {
                 name: {"CapacityUnits": units, kind: units} for name, units in index_units.items()}
         if global_units:
-            result["GlobalSecondaryIndexes"] = {
+            result[GLOBAL_INDEXES] = {
                 name: {"CapacityUnits": units, kind: units}
                 for name, units in global_units.items()}
     return result

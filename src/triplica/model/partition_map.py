@@ -24,6 +24,25 @@ PARTITIONS_PER_TABLE_MAX = 1 << 16
 
 
 @dataclass(frozen=True)
+class GlobalIndexRoute:
+    """What a router needs of a global index to route a read of it."""
+
+    name: str
+    hash_keys: tuple[tuple[str, str], ...]
+    range_keys: tuple[str, ...]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"name": self.name, "hash_keys": [list(pair) for pair in self.hash_keys],
+                "range_keys": list(self.range_keys)}
+
+    @staticmethod
+    def from_doc(doc: dict[str, Any]) -> "GlobalIndexRoute":
+        return GlobalIndexRoute(str(doc["name"]),
+                                tuple((str(n), str(t)) for n, t in doc["hash_keys"]),
+                                tuple(str(n) for n in doc["range_keys"]))
+
+
+@dataclass(frozen=True)
 class Route:
     """Where one hash lives: partition number `index` of the table's map at `epoch`."""
 
@@ -50,6 +69,10 @@ class TableMap:
     # (name, sort key attribute) of each local secondary index: a Query of one is
     # routed by the table's partition key like a Query of the table.
     local_indexes: tuple[tuple[str, str], ...] = ()
+    # Each global secondary index: (name, its HASH attributes as (name, type), its RANGE
+    # attributes' names). A Query or Scan of one is routed over its index table's map,
+    # by the hash of its HASH values (engine/global_index_keys.py `index_hash`).
+    global_indexes: tuple[GlobalIndexRoute, ...] = ()
 
     def __post_init__(self) -> None:
         count = len(self.starts)
@@ -87,6 +110,9 @@ class TableMap:
     def local_index_range_key(self, name: Any) -> str | None:
         return next((key for index, key in self.local_indexes if index == name), None)
 
+    def global_index(self, name: Any) -> GlobalIndexRoute | None:
+        return next((index for index in self.global_indexes if index.name == name), None)
+
     def to_doc(self) -> dict[str, Any]:
         doc = {"name": self.name, "epoch": self.epoch, "hash_key": self.hash_key,
                "hash_type": self.hash_type, "range_key": self.range_key,
@@ -95,6 +121,8 @@ class TableMap:
                               for s, g, m in zip(self.starts, self.groups, self.members)]}
         if self.local_indexes:
             doc["local_indexes"] = [list(pair) for pair in self.local_indexes]
+        if self.global_indexes:
+            doc["global_indexes"] = [index.to_doc() for index in self.global_indexes]
         return doc
 
     @staticmethod
@@ -107,4 +135,6 @@ class TableMap:
                         groups=tuple(str(p["group"]) for p in partitions),
                         members=tuple(tuple(int(m) for m in p["members"]) for p in partitions),
                         local_indexes=tuple((str(n), str(k))
-                                            for n, k in doc.get("local_indexes", ())))
+                                            for n, k in doc.get("local_indexes", ())),
+                        global_indexes=tuple(GlobalIndexRoute.from_doc(index)
+                                             for index in doc.get("global_indexes", ())))

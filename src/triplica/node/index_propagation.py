@@ -46,6 +46,8 @@ OUTBOX_READ_MAX = 4000
 BACKFILL_CHUNK = 500        # items read by one backfill entry
 BACKFILL_OUTBOX_MAX = 2000  # backfill waits while the outbox holds more than this
 STATUS_COUNT_MAX = 100_000  # outbox records counted for a status answer
+APPLY_WAIT_S = ASK_S - 1.0  # an index operation's commit, within the asker's deadline
+ROUND_S = 30.0              # one propagation round, at most
 
 
 class IndexRequests:
@@ -72,7 +74,10 @@ class IndexRequests:
                 writes = adopt_entry(dict(request["definition"]))
             else:
                 writes = drop_entry(str(request["index"]))
-            await replica.propose_internal(writes)
+            # Bounded: a leader that lost its quorum may accept and never commit.
+            await asyncio.wait_for(replica.propose_internal(writes), APPLY_WAIT_S)
+        except TimeoutError:
+            return {"timeout": True}
         except NotLeaderError as error:
             return {"not_leader": error.leader_id}
         except PartitionMovedError:
@@ -135,10 +140,14 @@ class IndexPropagator:
             return
         for replica in self._replicas():
             group = replica.group_key
-            if group in self._running or self._resting.get(group, 0.0) > now:
-                continue
             found = bases.get(group)
             if found is None or not replica.serving():
+                continue
+            try:  # counted every tick, not per round: a round may wait on a destination
+                replica.index_backlog = replica.leader_store().outbox_size()
+            except (NotLeaderError, PartitionMovedError):
+                continue
+            if group in self._running or self._resting.get(group, 0.0) > now:
                 continue
             info, partition = found
             task = asyncio.get_running_loop().create_task(self._round(replica, info, partition))
@@ -157,8 +166,9 @@ class IndexPropagator:
                      partition: PartitionInfo) -> None:
         group = replica.group_key
         try:
-            moved = await self._propagate(replica, info, partition)
-        except (NotLeaderError, PartitionMovedError):
+            async with asyncio.timeout(ROUND_S):  # its own entries may wait on a lost quorum
+                moved = await self._propagate(replica, info, partition)
+        except (NotLeaderError, PartitionMovedError, TimeoutError):
             moved = False
         except Exception:
             log.warning("index propagation of group %s failed", group, exc_info=True)

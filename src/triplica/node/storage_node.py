@@ -148,7 +148,7 @@ class StorageNode:
     async def _request(self, node: int, body: dict) -> Any:
         """A peer's answer to a request (this node's own, asked directly)."""
         if node == self.config.node_id:
-            return await self.answer(body)
+            return await asyncio.wait_for(self.answer(body), INDEX_ASK_S)
         return await self.network.request(node, body, INDEX_ASK_S)
 
     def set_control(self, control: ControlHandler) -> None:

@@ -4,7 +4,10 @@ The router reads the partition key value from the request (Key for
 GetItem/UpdateItem/DeleteItem, Item for PutItem, the key condition for
 Query) with the table's schema from its partition map, and hashes it with
 the storage's own hash (model/keys.py `partition_hash`), so router and node
-agree on the partition. Anything it can't read (missing, mistyped,
+agree on the partition. A Query or Scan of a global secondary index reads
+its index table instead (`global_index_of`): the hash is then the index's
+(engine/global_index_keys.py `index_hash` of its HASH values), to look up
+in the index table's map. Anything it can't read (missing, mistyped,
 malformed) gives None: the router then sends the request to any node, whose
 validation returns DynamoDB's exact error. Validation is the node's job;
 this module never raises on bad input.
@@ -13,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from triplica.expressions import ExpressionContext, parse_key_condition
+from triplica.model.index_keys import index_hash, index_table_name
+from triplica.expressions import ExpressionContext, parse_index_key_condition, parse_key_condition
 from triplica.expressions import legacy
-from triplica.model.partition_map import TableMap
+from triplica.model.partition_map import GlobalIndexRoute, TableMap
 from triplica.model.keys import partition_hash
 
 KEY_PARAMETER = {"GetItem": "Key", "UpdateItem": "Key", "DeleteItem": "Key", "PutItem": "Item"}
@@ -39,11 +43,58 @@ def item_key_hash(table_map: TableMap, operation: str, parameters: dict[str, Any
     return value_hash(source.get(table_map.hash_key), table_map.hash_type)
 
 
+def global_index_of(table_map: TableMap, parameters: dict[str, Any]) -> GlobalIndexRoute | None:
+    """The global secondary index a Query or Scan names (IndexName), or None."""
+    name = parameters.get("IndexName")
+    return table_map.global_index(name) if type(name) is str else None
+
+
+def read_map_name(table_map: TableMap, parameters: dict[str, Any]) -> str:
+    """The table whose partitions a Query or Scan reads: the table, or a global index's
+    index table."""
+    index = global_index_of(table_map, parameters)
+    return table_map.name if index is None else index_table_name(table_map.name, index.name)
+
+
+def index_values_hash(index: GlobalIndexRoute, item: Any) -> int | None:
+    """The index hash of an item's (or a start key's) HASH values, else None."""
+    if type(item) is not dict:
+        return None
+    values = []
+    for name, type_name in index.hash_keys:
+        value = item.get(name)
+        if value_hash(value, type_name) is None:  # missing, mistyped or malformed
+            return None
+        values.append(value)
+    return index_hash(values)
+
+
+def _global_query_hash(index: GlobalIndexRoute, parameters: dict[str, Any]) -> int | None:
+    hash_names = tuple(name for name, _ in index.hash_keys)
+    text = parameters.get("KeyConditionExpression")
+    if type(text) is str:
+        context = ExpressionContext(parameters.get("ExpressionAttributeNames"),
+                                    parameters.get("ExpressionAttributeValues"))
+        condition = parse_index_key_condition(text, context, hash_names, index.range_keys)
+    elif type(parameters.get("KeyConditions")) is dict:
+        condition = legacy.index_key_condition_from_key_conditions(
+            parameters["KeyConditions"], hash_names, index.range_keys)
+    else:
+        return None
+    return index_values_hash(index, dict(zip(hash_names, condition.hash_values)))
+
+
 def query_key_hash(table_map: TableMap, parameters: dict[str, Any]) -> int | None:
     """Partition hash of a Query's partition key (from its key condition), or None.
     A local secondary index shares the table's partition key; a global one has
-    partition keys of its own (None: a node answers)."""
+    partition keys of its own, hashed into its index table's hash space."""
     range_key = table_map.range_key
+    index = global_index_of(table_map, parameters)
+    if index is not None:
+        try:
+            return _global_query_hash(index, parameters)
+        except Exception:  # any malformed condition: the node's validation reports it
+            return None
     if parameters.get("IndexName") is not None:
         range_key = table_map.local_index_range_key(parameters["IndexName"])
         if range_key is None:

@@ -27,6 +27,10 @@ Where a request goes:
   any node, whose validation answers with DynamoDB's error;
 - Scan walks the partitions in hash order with one sub-request each and
   stitches one page (router/scan_pages.py);
+- a Query or Scan of a global secondary index (IndexName naming one in the
+  table's map) goes by its index table's map instead: a Query to the
+  partition holding the index hash of its HASH values, a Scan over all of
+  them (router/key_routes.py `read_map_name`);
 - BatchGetItem/BatchWriteItem are split by (table, partition) and the
   sub-batches sent in parallel, after the whole batch was checked once by a
   node ("validate only"), so a bad request anywhere changes nothing
@@ -65,7 +69,8 @@ from triplica.common.replica_ids import node_of
 from triplica.errors import DynamoError, InternalServerError, ResourceNotFoundException
 from triplica.model.partition_map import Route, TableMap
 from triplica.router.batch_split import BatchMerge, SubBatch, split_batch, sub_body
-from triplica.router.key_routes import KEY_PARAMETER, key_hash
+from triplica.model.index_keys import index_table_name
+from triplica.router.key_routes import KEY_PARAMETER, global_index_of, key_hash, read_map_name
 from triplica.router.map_source import MapSource
 from triplica.router.node_client import Call, NodeClient, NodeLost, NodeNotReached
 from triplica.router.retries import (ANSWERED, LOST, MOVED, NOT_LEADER, NOT_REACHED,
@@ -166,6 +171,12 @@ class Router:
         hashed = key_hash(table_map, call.operation, parameters)
         if hashed is None:
             return _SLOW
+        if call.operation == "Query" and global_index_of(table_map, parameters) is not None:
+            # A global index's Query reads its index table (one more map lookup).
+            read_map = self.maps.table_map_now(read_map_name(table_map, parameters))
+            if read_map is None:
+                return _SLOW
+            table_map = read_map
         route = table_map.route_for_hash(hashed)
         target, group = self._target(route, call)
         try:
@@ -228,6 +239,8 @@ class Router:
             names = [t for t in tables if type(t) is str] if type(tables) is dict else []
         else:
             names = [parameters["TableName"]] if type(parameters.get("TableName")) is str else []
+            if names and type(parameters.get("IndexName")) is str:  # a global index's, if any
+                names.append(index_table_name(names[0], parameters["IndexName"]))
         for name in names:
             self.maps.invalidate(name)
 
@@ -241,7 +254,12 @@ class Router:
         route = None
         if table_map is not None:
             hashed = key_hash(table_map, call.operation, call.parameters)
-            route = None if hashed is None else table_map.route_for_hash(hashed)
+            if hashed is not None and call.operation == "Query" \
+                    and global_index_of(table_map, call.parameters) is not None:
+                # A global index's Query reads its index table: route by its map.
+                table_map = await self._map(read_map_name(table_map, call.parameters))
+            if hashed is not None and table_map is not None:
+                route = table_map.route_for_hash(hashed)
         return await self._to_partition(call, route, call.operation not in WRITE_OPERATIONS)
 
     async def _to_partition(self, call: Call, route: Route | None, retry_unknown: bool) -> Any:
@@ -266,10 +284,13 @@ class Router:
     async def _scan(self, call: Call) -> Any:
         parameters = call.parameters
         table_map = await self._map(parameters.get("TableName"))
-        plans = None if table_map is None else scan_slices(table_map, parameters)
+        index = None if table_map is None else global_index_of(table_map, parameters)
+        if table_map is not None and index is not None:  # its index table's partitions
+            table_map = await self._map(read_map_name(table_map, parameters))
+        plans = None if table_map is None else scan_slices(table_map, parameters, index)
         if plans is None:  # no map or a malformed segment/start key: one node answers
             return await self._to_partition(call, None, True)
-        stitch = ScanStitch(parameters)
+        stitch = ScanStitch(parameters, index is not None)
         for number, plan in enumerate(plans):  # at most the table's partition count
             body = sub_request(parameters, plan, number == 0, stitch.limit_left,
                                stitch.bytes_left)

@@ -15,18 +15,23 @@ the walk moves to the next; after the last one there is no
 LastEvaluatedKey. Keys, not partition numbers, carry the position, so a
 LastEvaluatedKey stays valid when partitions split between pages: the next
 page starts at whichever partition then holds its hash.
+
+A Scan of a global secondary index walks its index table's map the same
+way; ExclusiveStartKey's hash is then the index hash of its HASH values
+(router/key_routes.py), and the page's units are charged to the index.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from triplica.model.capacity import consumed_capacity, indexed_capacity, read_units
-from triplica.model.partition_map import HASH_SPACE_END, Route, TableMap
+from triplica.model.capacity import (GLOBAL_INDEXES, LOCAL_INDEXES, consumed_capacity,
+                                     indexed_capacity, read_units)
+from triplica.model.partition_map import HASH_SPACE_END, GlobalIndexRoute, Route, TableMap
 from triplica.model import limits
 from triplica.common.internal import (BYTES_READ, FETCH_UNITS, INTERNAL_KEY, LAST_KEY,
                                       encode_scan_slice)
-from triplica.router.key_routes import value_hash
+from triplica.router.key_routes import index_values_hash, value_hash
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,11 @@ def segment_range(parameters: dict[str, Any]) -> tuple[int, int] | None:
     return segment * HASH_SPACE_END // total, (segment + 1) * HASH_SPACE_END // total
 
 
-def scan_slices(table_map: TableMap, parameters: dict[str, Any]) -> list[ScanSlicePlan] | None:
+def scan_slices(table_map: TableMap, parameters: dict[str, Any],
+                global_index: GlobalIndexRoute | None = None) -> list[ScanSlicePlan] | None:
     """The partitions a Scan page walks, in hash order; None when the router can't
-    plan it (malformed segment, start key or Limit: a node reports the error)."""
+    plan it (malformed segment, start key or Limit: a node reports the error). A global
+    index's Scan walks `table_map`, its index table's map."""
     segment = segment_range(parameters)
     if segment is None or not _usable_limit(parameters.get("Limit")):
         return None
@@ -63,7 +70,10 @@ def scan_slices(table_map: TableMap, parameters: dict[str, Any]) -> list[ScanSli
     if start_key is not None:
         if type(start_key) is not dict:
             return None
-        key_hash = value_hash(start_key.get(table_map.hash_key), table_map.hash_type)
+        if global_index is not None:
+            key_hash = index_values_hash(global_index, start_key)
+        else:
+            key_hash = value_hash(start_key.get(table_map.hash_key), table_map.hash_type)
         if key_hash is None or not segment_start <= key_hash < segment_end:
             return None
         walk_from = key_hash
@@ -97,7 +107,8 @@ def sub_request(parameters: dict[str, Any], plan: ScanSlicePlan, first: bool,
 class ScanStitch:
     """Merges sub-pages into one client page (module docstring)."""
 
-    def __init__(self, parameters: dict[str, Any]) -> None:
+    def __init__(self, parameters: dict[str, Any], global_index: bool = False) -> None:
+        """`global_index`: the Scan reads a global secondary index (charged to it)."""
         limit = parameters.get("Limit")
         self.limit: int | None = limit if type(limit) is int else None
         self.count_only = parameters.get("Select") == "COUNT"
@@ -106,6 +117,7 @@ class ScanStitch:
         self.table = str(parameters.get("TableName"))
         index = parameters.get("IndexName")
         self.index: str | None = index if type(index) is str else None
+        self.index_member = GLOBAL_INDEXES if global_index else LOCAL_INDEXES
         self.fetch_units = 0.0   # a local index Scan's reads of the table
         self.items: list[Any] = []
         self.count = 0
@@ -151,8 +163,11 @@ class ScanStitch:
             capacity = consumed_capacity(self.capacity_mode, self.table, units,
                                          "ReadCapacityUnits")
         else:
+            by_index = {self.index: units}
+            local = self.index_member == LOCAL_INDEXES
             capacity = indexed_capacity(self.capacity_mode, self.table, "ReadCapacityUnits",
-                                        self.fetch_units, {self.index: units})
+                                        self.fetch_units, by_index if local else {},
+                                        None if local else by_index)
         if capacity is not None:
             response["ConsumedCapacity"] = capacity
         return response

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from triplica.engine.index_definitions import (GLOBAL, LOCAL, PROJECTION_INCLUDE, PROJECTION_TYPES,
-                                               IndexInfo)
+                                               STATUS_CREATING, IndexInfo)
 from triplica.engine.operations.validation import (TABLE_NAME_PATTERN, Violations, check_enum,
                                                    check_key_name_length, check_throughput_ceiling)
 from triplica.errors import ValidationException
@@ -233,7 +233,10 @@ def _global_index(spec: dict[str, Any], types: dict[str, str], billing_mode: str
                      hash_keys=[(n, types[n]) for n in names[:hashes]],
                      range_keys=[(n, types[n]) for n in names[hashes:]],
                      projection_type=projection_type, non_key_attributes=non_key,
-                     read_units=read, write_units=write)
+                     read_units=read, write_units=write,
+                     # ACTIVE once its index table serves and its entries are complete
+                     # (the control plane, docs/GLOBAL_INDEXES.md).
+                     status=STATUS_CREATING, backfilling=False)
 
 
 def _projection(projection: dict[str, Any], index_name: str) -> tuple[str, list[str]]:

@@ -11,22 +11,28 @@ In a cluster the router runs a Scan as one sub-request per partition; the
 node then keeps to the sub-request's hash range and byte budget and reports
 its last evaluated key and bytes read (router/internal.py).
 
-With IndexName they read a local secondary index instead (read_targets.py:
-the index's key space, its entries, items fetched from the table when
-something asked for is not projected); the 1 MB and Limit rules count the
+With IndexName they read a secondary index instead (read_targets.py): a
+local one's key space in the table's partitions (its entries, items
+fetched from the table when something asked for is not projected), or a
+global one's index table partitions (global_reads.py: its possibly
+multi-attribute key; never a fetch). The 1 MB and Limit rules count the
 index entries read, and LastEvaluatedKey holds the table's key and the
-index's.
+index's. A global index read is charged to the index (the table's units
+are 0).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from triplica.engine.operations import expression_params as params
 from triplica.engine.operations.index_rules import check_index_name
 from triplica.engine.operations.item_access import (consumed_capacity, decode_image, image_size,
                                       read_units, table_of)
-from triplica.engine.operations.read_targets import (PARTITION_END, ReadPlan, ReadTarget,
-                                                     check_filter_keys, read_plan, read_target)
+from triplica.engine.operations.global_reads import (QueryKeys, global_key_condition,
+                                                     global_query_keys)
+from triplica.engine.operations.key_ranges import sort_range
+from triplica.engine.operations.read_targets import (ReadPlan, ReadTarget, check_filter_keys,
+                                                     read_plan, read_target)
 from triplica.engine.operations.service import Service, register
 from triplica.engine.operations.validation import (SELECT_VALUES, Violations, check_enum,
                                                    check_table_name, expect_type)
@@ -36,7 +42,7 @@ from triplica.expressions import parse_key_condition
 from triplica.expressions import legacy
 from triplica.model import limits
 from triplica.model.capacity import indexed_capacity
-from triplica.model.keys import (encode_key_value, encode_partition_prefix, partition_hash,
+from triplica.model.keys import (encode_partition_prefix, partition_hash,
                                  validate_key_value)
 from triplica.common.internal import BYTES_READ, FETCH_UNITS, INTERNAL_KEY, LAST_KEY, scan_slice
 from triplica.common.redirects import PartitionMovedError
@@ -143,6 +149,9 @@ def _capacity(target: ReadTarget, request: dict[str, Any], page: _Page,
     units = read_units(page.bytes_read, consistent)
     if target.index_name is None:
         return consumed_capacity(mode, name, units, "ReadCapacityUnits")
+    if target.is_global:
+        return indexed_capacity(mode, name, "ReadCapacityUnits", 0.0, {},
+                                {target.index_name: units})
     return indexed_capacity(mode, name, "ReadCapacityUnits", page.fetch_units,
                             {target.index_name: units})
 
@@ -176,39 +185,6 @@ def _key_condition(target: ReadTarget, request: dict[str, Any], ctx: Any) -> Any
     return condition
 
 
-def _sort_range(prefix: bytes, condition: Any, after: bytes) -> tuple[bytes, bytes]:
-    """[start, end) of keys that can satisfy the sort key condition; `after` follows an
-    encoded sort key value to pass every key having that value (read_targets.py)."""
-    op, values = condition.sort_op, condition.sort_values
-    if op is None:
-        return prefix, prefix + PARTITION_END
-    if op == "begins_with":
-        # S and B encode as tag || escaped bytes || 00 01, and escaping maps each byte on its
-        # own, so every value starting with v encodes to a key starting with this prefix.
-        start = prefix + encode_key_value(values[0])[:-2]
-        return start, _prefix_successor(start)
-    first = prefix + encode_key_value(values[0])
-    if op == "=":
-        return first, first + after
-    if op == "<":
-        return prefix, first
-    if op == "<=":
-        return prefix, first + after
-    if op == ">":
-        return first + after, prefix + PARTITION_END
-    if op == ">=":
-        return first, prefix + PARTITION_END
-    assert op == "BETWEEN", op
-    return first, prefix + encode_key_value(values[1]) + after
-
-
-def _prefix_successor(key: bytes) -> bytes:
-    """The smallest byte string above every string that starts with `key`."""
-    stripped = key.rstrip(b"\xff")
-    assert stripped, "a storage key prefix is never all 0xff bytes"
-    return stripped[:-1] + bytes((stripped[-1] + 1,))
-
-
 @register("Query")
 def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations = _read_violations(request, "Query")
@@ -217,9 +193,12 @@ def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     violations.raise_if_any()
     _check_query_limit(request)
     table = table_of(service, request)
-    target = read_target(table, request)
+    target = read_target(table, request, service.db.tables)
     ctx = params.context_for(request, "Query")
-    condition = _key_condition(target, request, ctx)
+    if target.is_global:
+        keys = global_query_keys(global_key_condition(target, request, ctx))
+    else:
+        keys = _table_query_keys(target, _key_condition(target, request, ctx))
     filter_condition = params.read_filter(request, ctx, "QueryFilter")
     check_filter_keys(target, request, filter_condition)
     projection = params.read_projection(request, ctx)
@@ -229,13 +208,11 @@ def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     forward = expect_type(request.get("ScanIndexForward"), bool, "ScanIndexForward")
     forward = True if forward is None else forward
     start_key = target.start_key(request)
-    pk = condition.partition_value
-    prefix = encode_partition_prefix(pk)
-    start, end = _sort_range(prefix, condition, target.after_sort_value)
-    if start_key is not None and not start_key.startswith(prefix):
+    start, end = keys.start, keys.end
+    if start_key is not None and not start_key.startswith(keys.partition_prefix):
         raise ValidationException("The provided starting key is invalid: The provided key "
                                   "element does not match the schema")
-    partition = table.partition_for_hash(partition_hash(pk))
+    partition = target.source.partition_for_hash(keys.key_hash)
     page = _Page(request.get("Limit"), filter_condition, plan, consistent)
     if forward:
         inclusive = True
@@ -246,14 +223,28 @@ def query(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         if start_key is not None and start_key < end:
             end = start_key
         rows = _rows(target, plan, partition, start, end, True, True, consistent)
-    _fill(page, rows, condition if condition.sort_op == "begins_with" else None, target)
+    _fill(page, rows, keys.check, target)
     return _finish(target, request, page, consistent)
+
+
+def _table_query_keys(target: ReadTarget, condition: Any) -> QueryKeys:
+    """Where a Query of the table or of a local index reads (its partition key's items)."""
+    pk = condition.partition_value
+    prefix = encode_partition_prefix(pk)
+    start, end = sort_range(prefix, condition.sort_op, condition.sort_values,
+                            target.after_sort_value)
+    check = None
+    if condition.sort_op == "begins_with":  # the key range is a superset (sort_range)
+        range_key = target.range_key
+        check = lambda item: condition.sort_matches(item[range_key])  # noqa: E731
+    return QueryKeys(partition_hash(pk), prefix, start, end, check)
 
 
 def _rows(target: ReadTarget, plan: ReadPlan, partition: Any, start: bytes, end: bytes | None,
           reverse: bool, inclusive: bool, consistent: bool) -> Iterator[tuple]:
-    """The target's (key, value) rows, or a local index's (key, entry, item) rows."""
-    if target.index_name is None:
+    """The (key, value) rows of the table or of a global index's index table (its
+    entries), or a local index's (key, entry, item) rows."""
+    if target.index_name is None or target.is_global:
         return partition.scan(start, end, reverse=reverse, start_inclusive=inclusive,
                               consistent=consistent)
     return partition.scan_index(target.index_name, start, end, reverse=reverse,
@@ -261,18 +252,19 @@ def _rows(target: ReadTarget, plan: ReadPlan, partition: Any, start: bytes, end:
                                 fetch=plan.fetch)
 
 
-def _fill(page: _Page, rows: Iterator[tuple], sort_check: Any, target: ReadTarget) -> None:
-    range_key = target.range_key
+def _fill(page: _Page, rows: Iterator[tuple], sort_check: Callable[[dict[str, Any]], bool] | None,
+          target: ReadTarget) -> None:
     indexed = target.index_name is not None
     try:
         for row in rows:
             item = None
             if sort_check is not None or indexed:
                 item = decode_image(row[1])
-                if sort_check is not None and not sort_check.sort_matches(item[range_key]):
+                if sort_check is not None and not sort_check(item):
                     continue
             if indexed:
-                page.offer_entry(row[1], item, row[2])
+                # A global index's rows are its index table's (key, entry): nothing fetched.
+                page.offer_entry(row[1], item, row[2] if len(row) > 2 else None)
             else:
                 page.offer(row[1], item)
             if page.full:
@@ -337,7 +329,7 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     hash_start, hash_end = _segment_bounds(request, violations)
     segment_start, segment_end = hash_start, hash_end
     table = table_of(service, request, violations)
-    target = read_target(table, request)
+    target = read_target(table, request, service.db.tables)
     # A router's sub-request covers one partition of its map (router/internal.py).
     restriction = scan_slice(request)
     bytes_max = limits.QUERY_PAGE_BYTES_MAX
@@ -359,7 +351,8 @@ def scan(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     if restriction is not None and consistent:
         _one_partition_or_moved(table.info.partitions, hash_start, hash_end)
     page = _Page(request.get("Limit"), filter_condition, plan, consistent, bytes_max)
-    for partition_info, partition in zip(table.info.partitions, table.partitions):
+    source = target.source   # the table, or a global index's index table
+    for partition_info, partition in zip(source.info.partitions, source.partitions):
         low = max(hash_start, partition_info.hash_start)
         high = min(hash_end, partition_info.hash_end)
         if low >= high:

@@ -5,6 +5,14 @@ Table status follows DynamoDB: CreateTable answers CREATING and the table is
 ACTIVE by the next request (the single partition is opened before the answer);
 DeleteTable answers DELETING and the table is gone once its partitions have
 drained; UpdateTable answers UPDATING and the table is ACTIVE again at once.
+
+A table's global secondary indexes each have an index table
+(engine/index_tables.py): CreateTable makes them and DeleteTable deletes
+them in the same operation (one control-plane operation, so one set of
+catalogue changes). Users never see an index table: its name holds a
+slash, which no table name a request may give does (DynamoDB's name
+pattern, so naming one is a ValidationException like any invalid name),
+and ListTables and the per-account table count skip it.
 """
 from __future__ import annotations
 
@@ -22,8 +30,11 @@ from triplica.engine.operations.validation import (THROUGHPUT_UNITS_MAX, Violati
                                                    check_key_name_length, check_table_name,
                                                    check_throughput_ceiling, expect_type,
                                                    table_name_only)
+from triplica.engine.operations.table_descriptions import describe, describe_deleting
 from triplica.engine.catalogue import ACCOUNT_ID, TableInfo
 from triplica.engine.database import Table
+from triplica.engine.global_index_keys import is_index_table
+from triplica.engine.index_tables import index_table_info, index_table_names
 from triplica.errors import (AccessDeniedException, LimitExceededException, ResourceInUseException,
                              ResourceNotFoundException, ValidationException)
 from triplica.model import java_text, limits
@@ -39,72 +50,6 @@ MESSAGE_TOO_MANY_TAGS = ("One or more parameter values were invalid: The number 
 MESSAGE_THROUGHPUT_ON_DEMAND = (
     "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
     "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST")
-
-
-def describe(table: Table, status: str | None = None) -> dict[str, Any]:
-    info = table.info
-    items, size = table.stats()
-    description = _describe_table(table, status, items, size)
-    description.update(describe_indexes(table, status or info.status))
-    return description
-
-
-def describe_indexes(table: Table, table_status: str) -> dict[str, Any]:
-    """LocalSecondaryIndexes / GlobalSecondaryIndexes of a description (those it has).
-    A global index created with its table is ACTIVE with it; its entries are not
-    kept yet (README, "Secondary indexes"), so it counts none."""
-    info = table.info
-    answer: dict[str, Any] = {}
-    if info.local_indexes:
-        answer["LocalSecondaryIndexes"] = []
-        for index in info.local_indexes:
-            count, size = table.index_stats(index.name)
-            answer["LocalSecondaryIndexes"].append({
-                "IndexName": index.name, "KeySchema": index.key_schema(),
-                "Projection": index.projection(), "IndexSizeBytes": size, "ItemCount": count,
-                "IndexArn": index.arn(info.arn)})
-    if info.global_indexes:
-        live = table_status in ("ACTIVE", "UPDATING")  # else the table's own status
-        answer["GlobalSecondaryIndexes"] = [{
-            "IndexName": index.name, "KeySchema": index.key_schema(),
-            "Projection": index.projection(),
-            "IndexStatus": index.status if live else table_status,
-            "Backfilling": index.backfilling,
-            "ProvisionedThroughput": {"NumberOfDecreasesToday": 0,
-                                      "ReadCapacityUnits": index.read_units,
-                                      "WriteCapacityUnits": index.write_units},
-            "IndexSizeBytes": 0, "ItemCount": 0, "IndexArn": index.arn(info.arn)}
-            for index in info.global_indexes]
-    return answer
-
-
-def _describe_table(table: Table, status: str | None, items: int, size: int) -> dict[str, Any]:
-    info = table.info
-    throughput: dict[str, Any] = {"NumberOfDecreasesToday": 0,
-                                  "ReadCapacityUnits": info.read_units,
-                                  "WriteCapacityUnits": info.write_units}
-    if info.throughput_increased_at is not None:
-        throughput["LastIncreaseDateTime"] = info.throughput_increased_at
-    if info.throughput_decreased_at is not None:
-        throughput["LastDecreaseDateTime"] = info.throughput_decreased_at
-    billing: dict[str, Any] = {"BillingMode": info.billing_mode}
-    if info.billing_mode == "PAY_PER_REQUEST":
-        billing["LastUpdateToPayPerRequestDateTime"] = info.pay_per_request_since
-    return {
-        "AttributeDefinitions": info.attribute_definitions,
-        "TableName": info.name,
-        "KeySchema": info.key_schema(),
-        "TableStatus": status or info.status,
-        "CreationDateTime": info.creation_time,
-        "ProvisionedThroughput": throughput,
-        "TableSizeBytes": size,
-        "ItemCount": items,
-        "TableArn": info.arn,
-        "TableId": info.table_id,
-        "BillingModeSummary": billing,
-        "TableClassSummary": {"TableClass": info.table_class},
-        "DeletionProtectionEnabled": info.deletion_protection,
-    }
 
 
 def _check_throughput(throughput: Any, violations: Violations, path: str) -> None:
@@ -286,7 +231,7 @@ def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
             "this triplica release")
     if name in service.db.tables:
         raise ResourceInUseException(f"Table already exists: {name}")
-    if len(service.db.tables) >= limits.TABLES_PER_ACCOUNT_MAX:
+    if len(_user_tables(service)) >= limits.TABLES_PER_ACCOUNT_MAX:
         raise LimitExceededException(
             f"Subscriber limit exceeded: There is a limit of {limits.TABLES_PER_ACCOUNT_MAX} "
             "tables per account")
@@ -303,7 +248,14 @@ def create_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
         tags=tags, pay_per_request_since=now if mode == "PAY_PER_REQUEST" else None,
         global_indexes=global_indexes, local_indexes=local_indexes)
     table = service.db.create_table(info)
-    return {"TableDescription": describe(table, status="CREATING")}
+    for index in info.global_indexes:
+        service.db.create_table(index_table_info(info, index))
+    return {"TableDescription": describe(table, service.db.tables, status="CREATING")}
+
+
+def _user_tables(service: Service) -> list[str]:
+    """The tables a user sees (not the index tables), sorted by name."""
+    return sorted(name for name in service.db.tables if not is_index_table(name))
 
 
 @register("DescribeTable")
@@ -312,7 +264,7 @@ def describe_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     table = service.db.tables.get(name)
     if table is None:
         raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
-    return {"Table": describe(table)}
+    return {"Table": describe(table, service.db.tables)}
 
 
 @register("DeleteTable")
@@ -326,27 +278,11 @@ async def delete_table(service: Service, request: dict[str, Any]) -> dict[str, A
             "Resource cannot be deleted as it is currently protected against deletion. "
             "Disable deletion protection first.")
     description = describe_deleting(table)
+    for index_table in index_table_names(table.info):
+        if index_table in service.db.tables:
+            await service.db.delete_table(index_table)
     await service.db.delete_table(name)
     return {"TableDescription": description}
-
-
-def describe_deleting(table: Table) -> dict[str, Any]:
-    """DeleteTable's answer: DynamoDB leaves out the schema, the creation time and
-    the counts, and reports the table's throughput with no decreases today."""
-    info = table.info
-    billing: dict[str, Any] = {"BillingMode": info.billing_mode}
-    if info.billing_mode == "PAY_PER_REQUEST":
-        billing["LastUpdateToPayPerRequestDateTime"] = info.pay_per_request_since
-    return {
-        "TableName": info.name,
-        "TableStatus": "DELETING",
-        "TableId": info.table_id,
-        "TableArn": info.arn,
-        "BillingModeSummary": billing,
-        "ProvisionedThroughput": {"NumberOfDecreasesToday": 0,
-                                  "ReadCapacityUnits": info.read_units,
-                                  "WriteCapacityUnits": info.write_units},
-    }
 
 
 @register("ListTables")
@@ -361,7 +297,7 @@ def list_tables(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     if limit is not None and limit > limits.LIST_TABLES_LIMIT_MAX:
         violations.add(limit, "limit", "Member must have value less than or equal to 100")
     violations.raise_if_any()
-    names = sorted(name for name in service.db.tables if not is_index_table(name))
+    names = _user_tables(service)
     if start is not None:
         names = [n for n in names if n > start]
     page_size = limit or limits.LIST_TABLES_LIMIT_MAX
@@ -410,7 +346,7 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     new_mode = mode or info.billing_mode
     if index_updates:
         for index in apply_index_updates(info, request, new_mode):
-            service.db.create_index_table(info, index)
+            service.db.create_table(index_table_info(info, index))
     now = service.now()
     if new_mode == "PAY_PER_REQUEST":
         if throughput is not None:
@@ -446,7 +382,7 @@ def update_table(service: Service, request: dict[str, Any]) -> dict[str, Any]:
     if table_class is not None:
         info.table_class = table_class
     service.db.save_catalogue()
-    return {"TableDescription": describe(table, status="UPDATING")}
+    return {"TableDescription": describe(table, service.db.tables, status="UPDATING")}
 
 
 def _check_changes_something(info: TableInfo, request: dict[str, Any]) -> None:
@@ -494,7 +430,8 @@ def _table_for_arn(service: Service, arn: Any, operation: str) -> Table:
         raise AccessDeniedException(
             f"User: anonymous is not authorized to perform: dynamodb:{operation} on resource: "
             f"{arn}")
-    table = service.db.tables.get(name)
+    # An index table is no resource of the user's (the module docstring).
+    table = None if is_index_table(name) else service.db.tables.get(name)
     if table is None:
         raise ResourceNotFoundException(f"Requested resource not found: ResourcArn: {arn} not found")
     return table
