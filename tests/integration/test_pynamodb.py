@@ -1,6 +1,7 @@
 """PynamoDB, an ORM over botocore, works unchanged against triplica."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -102,7 +103,7 @@ def indexed_models_for(server: ServerProcess) -> Any:
     return Album
 
 
-def test_pynamodb_models_with_local_indexes(server: ServerProcess) -> None:
+def test_pynamodb_models_with_local_and_global_indexes(server: ServerProcess) -> None:
     Album = indexed_models_for(server)
     if not Album.exists():
         Album.create_table(wait=True)
@@ -131,3 +132,10 @@ def test_pynamodb_models_with_local_indexes(server: ServerProcess) -> None:
     Album.get("Acme", "First").delete()
     assert [a.title for a in Album.by_year.query("Acme", consistent_read=True)] == \
         ["Third", "Second"]
+    # The global index is eventually consistent: its entry arrives by propagation.
+    Album("Indie", "Fourth", label="L", year=2001).save()
+    deadline = time.monotonic() + 10.0
+    while sorted(a.title for a in Album.by_label.query("L")) != ["Fourth", "Second"]:
+        assert time.monotonic() < deadline, [a.title for a in Album.by_label.query("L")]
+        time.sleep(0.1)
+    assert Album.by_label.count("L") == 2 and Album.by_label.count("nobody") == 0
