@@ -24,11 +24,17 @@ bench: $(STAMP)
 
 # The one-engine table: serve, serve --replicas 1, cluster, dynalite, moto; Get/Put/Query at 64
 # connections, 3 interleaved rounds, medians (~12 min): make bench-table
-.PHONY: bench-table bench-profile
+.PHONY: bench-table bench-profile bench-gsi
 bench-table: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run.py --servers triplica,triplica-r1,triplica-cluster,dynalite,moto \
 		--workloads get,put,query --concurrency 64 --seconds 10 --repeat 3
+
+# Secondary indexes: puts with 0 / 1 LSI / 1 / 5 GSIs, propagation lag, GSI vs table Query,
+# backfill of a GSI over 100k items while puts run; triplica, dynalite, moto (~12 min)
+bench-gsi: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/gsi.py --servers triplica,dynalite,moto --seconds 10 --backfill-items 100000
 
 # py-spy profiles of serve (3 and 1 replicas) and of the cluster under Put and Get (~5 min)
 bench-profile: $(STAMP)

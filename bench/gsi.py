@@ -41,7 +41,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _gsi(number: int) -> dict:
-    return {"IndexName": f"g{number}",
+    return {"IndexName": f"gsi{number}",
             "KeySchema": [{"AttributeName": f"h{number}", "KeyType": "HASH"},
                           {"AttributeName": f"r{number}", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"}}
@@ -53,7 +53,7 @@ def create(client, config: str, table: str = TABLE) -> None:
     if config == "lsi1":
         definitions["l0"] = "S"
         extra["LocalSecondaryIndexes"] = [{
-            "IndexName": "l0", "Projection": {"ProjectionType": "ALL"},
+            "IndexName": "lsi0", "Projection": {"ProjectionType": "ALL"},
             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
                           {"AttributeName": "l0", "KeyType": "RANGE"}]}]
     gsis = {"gsi1": 1, "gsi5": 5}.get(config, 0)
@@ -124,7 +124,7 @@ def put_load(server, seconds: float, table: str = TABLE) -> dict:
 
 
 class LagProbe(threading.Thread):
-    """Writes a fresh item every 50 ms and times until a Query of g0 returns it."""
+    """Writes a fresh item every 50 ms and times until a Query of gsi0 returns it."""
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(daemon=True)
@@ -143,7 +143,7 @@ class LagProbe(threading.Thread):
             acked = time.perf_counter()
             deadline = acked + 10.0
             while time.perf_counter() < deadline:
-                found = self.client.query(TableName=TABLE, IndexName="g0",
+                found = self.client.query(TableName=TABLE, IndexName="gsi0",
                                           KeyConditionExpression="h0 = :h",
                                           ExpressionAttributeValues={":h": {"S": f"probe{number}"}})
                 if found["Count"]:
@@ -186,7 +186,7 @@ def backfill(server, items: int, seconds_max: float = 600.0) -> dict:
     _wait_active(client, table, seconds_max)
     took = time.monotonic() - began
     writes.join()
-    count = client.query(TableName=table, IndexName="g0", Select="COUNT",
+    count = client.query(TableName=table, IndexName="gsi0", Select="COUNT",
                          KeyConditionExpression="h0 = :h",
                          ExpressionAttributeValues={":h": {"S": "h000"}})["Count"]
     return {"items": items, "load_s": loaded_s, "backfill_s": took, "probe_count": count}
@@ -216,13 +216,16 @@ def one_server(name: str, args) -> dict:
             if config == "gsi1":
                 time.sleep(2.0)  # let propagation settle before reading the index
                 out["query_table"] = query_load(server, args.seconds, None)
-                out["query_gsi"] = query_load(server, args.seconds, "g0")
+                out["query_gsi"] = query_load(server, args.seconds, "gsi0")
         finally:
             server.stop()
     if args.backfill_items:
         server = peers.start(name, log=lambda *_: None)
         try:
             out["backfill"] = backfill(server, args.backfill_items)
+        except Exception as error:  # a peer that refuses the request: reported, not fatal
+            out["backfill"] = {"error": str(error)[:200]}
+            print(f"{name}: backfill: {error}")
         finally:
             server.stop()
     return out
@@ -273,6 +276,11 @@ def render(results: dict[str, list[dict]], args) -> str:
         lines += ["", f"## Backfill of a GSI added to a table of {args.backfill_items:,} items "
                   "while puts run", "", "| server | load s | backfill s |", "|---|---:|---:|"]
         for name, rounds in results.items():
+            error = next((r["backfill"]["error"] for r in rounds
+                          if "error" in r.get("backfill", {})), None)
+            if error is not None:
+                lines.append(f"| {name} | - | refused: {error[:120]} |")
+                continue
             lines.append(f"| {name} | {median_of(rounds, 'backfill', 'load_s'):.1f} "
                          f"| {median_of(rounds, 'backfill', 'backfill_s'):.1f} |")
     return "\n".join(lines) + "\n"
