@@ -58,7 +58,7 @@ class IndexFaults:
     ignore_cursor: bool = False             # an index partition applies every batch's writes
     no_fence: bool = False                  # a split child names no ancestor
     skip_last_backfill_chunk: bool = False  # the chunk that ends a backfill puts nothing out
-    index_child_drops_cursors: bool = False  # an index split child keeps items, not cursors
+    child_drops_outbox: bool = False        # a base split child starts with an empty outbox
     moved_index_accepts: bool = False       # a split index parent still applies batches
 
 

@@ -46,7 +46,7 @@ from typing import Callable, Hashable
 
 from triplica.common.checksum import crc32c
 from triplica.engine.global_index_keys import GlobalIndex, GlobalIndexer, indexer_of
-from triplica.engine.index_batches import adopt_entry, drop_entry
+from triplica.engine.index_batches import adopt_entry, drop_entry, trim_entry
 from triplica.engine.log_entries import Write, decode_entry
 from triplica.sim.events import EventQueue
 from triplica.sim.index_checks import check_indexes, check_outboxes, check_placement
@@ -57,14 +57,16 @@ from triplica.sim.index_workload import (Table, draw_indexes, draw_table, image_
 from triplica.sim.index_world import HASH_SPACE, Group, PartitionMap, Stores, key_hash, split_point
 from triplica.sim.network import NetworkSettings, SimNetwork
 from triplica.sim.runner import SeedResult
-from triplica.storage.index_outbox import FENCED, DeltaSource
+from triplica.storage.index_outbox import FENCED, SEQUENCE_BYTES, DeltaSource
 
 CONTROL_PERIOD_MS = 50
 SPLIT_RETRY_MS = 100
+SPLIT_AIM_MS, SPLIT_AIM_TRIES = 5, 40
 DRAIN_MS_MAX = 60_000
 DRAIN_CHECK_MS = 100
 LATE_MS_MIN, LATE_MS_MAX = 300, 4000
 DOWN_MS_MIN, DOWN_MS_MAX = 10, 600
+HOT_KEYS = 6
 
 
 @dataclass
@@ -105,6 +107,7 @@ class IndexSim:
             loss_rate=rng.choice([0.0, 0.01, 0.05, 0.1]),
             duplicate_rate=rng.choice([0.0, 0.02, 0.1])))
         self.late_rate = rng.choice([0.0, 0.02, 0.05])
+        self.hot_rate = rng.choice([0.0, 0.3, 0.6])
         self.settings = PropagationSettings(read_max=rng.choice([3, 8, 30, 4000]),
                                             backfill_chunk=rng.choice([2, 5, 20]),
                                             backfill_outbox_max=rng.choice([4, 30, 2000]))
@@ -115,6 +118,9 @@ class IndexSim:
         self.index_maps: dict[str, PartitionMap] = {}
         self.propagators: dict[str, SimPropagator] = {}
         self.in_flight = 0
+        self.stalls: dict[str, tuple[int, int]] = {}   # gid -> (since, until)
+        self.sending: Counter[str] = Counter()    # batches in flight from a base partition
+        self.receiving: Counter[str] = Counter()  # batches in flight to an index partition
         self.faults_enabled = True
         self._ids = 1
 
@@ -141,14 +147,24 @@ class IndexSim:
 
     def send_batch(self, destination: Hashable, source: str, high: bytes, entry: bytes,
                    on_answer: Callable[[str], None]) -> None:
+        sent_ms = self.now_ms
+
         def arrive() -> None:
+            held = self._held(sent_ms, source, str(destination))
+            if held:
+                self.at(held, arrive)
+                return
             self.in_flight -= 1
+            self.sending[source] -= 1
+            self.receiving[str(destination)] -= 1
             answer = self._receive(str(destination), source, high, entry)
             for delay in self._delays():
                 self.in_flight += 1
                 self.at(delay, lambda: self._answer(on_answer, answer))
         for delay in self._delays():
             self.in_flight += 1
+            self.sending[source] += 1
+            self.receiving[str(destination)] += 1
             self.at(delay, arrive)
 
     # -- the network and the index partitions' side ---------------------------
@@ -161,6 +177,22 @@ class IndexSim:
             delays[0] += self.rng.randint(LATE_MS_MIN, LATE_MS_MAX)
             self.stats["late"] += 1
         return delays
+
+    def stall(self, gid: str) -> None:
+        """Hold the messages a partition has in flight now (to it or from it) for a while:
+        a leader that crashed or split with batches queued on a slow link."""
+        if self.faults_enabled:
+            until = self.now_ms + self.rng.randint(LATE_MS_MIN, LATE_MS_MAX)
+            self.stalls[gid] = (self.now_ms, until)
+            self.trace("stall", gid, until)
+
+    def _held(self, sent_ms: int, source: str, destination: str) -> int:
+        """How much longer a message stays held by a stall (0: it lands now)."""
+        for gid in (source, destination):
+            stall = self.stalls.get(gid)
+            if stall and sent_ms <= stall[0] and self.now_ms < stall[1]:
+                return stall[1] - self.now_ms + self.rng.randint(0, 50)
+        return 0
 
     def _answer(self, on_answer: Callable[[str], None], answer: str) -> None:
         self.in_flight -= 1
@@ -205,25 +237,34 @@ class IndexSim:
 
     def split(self, partition_map: PartitionMap, base: bool, prefix: str) -> None:
         live = [g for g in partition_map.groups if g.high - g.low >= 2]
-        if not live:
+        if live:
+            self._split(partition_map, self.rng.choice(live), base, prefix, SPLIT_AIM_TRIES)
+
+    def _split(self, partition_map: PartitionMap, parent: Group, base: bool, prefix: str,
+               tries: int) -> None:
+        """Split `parent`, preferably while batches from it (base) or to it (index) are in
+        flight: the moment the fences and "moved" answers are for."""
+        if parent.gone:
             return
-        parent = self.rng.choice(live)
-        if not parent.leads(self.now_ms):
-            self.at(SPLIT_RETRY_MS, lambda: self.split(partition_map, base, prefix))
+        busy = (self.sending if base else self.receiving)[parent.gid] > 0
+        if not parent.leads(self.now_ms) or (not busy and tries > 0):
+            self.at(SPLIT_RETRY_MS if not parent.leads(self.now_ms) else SPLIT_AIM_MS,
+                    lambda: self._split(partition_map, parent, base, prefix, tries - 1))
             return
         keys = lambda: [k for k, _ in parent.store.scan(b"", None)]  # noqa: E731
         boundary = split_point(parent, keys, self.rng.choice)
         children = []
         for low, high in ((parent.low, boundary), (boundary, parent.high)):
             gid = f"{prefix}{self._next_id()}"
-            if not base and self.faults.index_child_drops_cursors:
-                child = self.stores.copy_items_only(parent, gid, low, high)
-            else:
-                child = self.stores.cut_child(parent, gid, low, high, base)
+            child = self.stores.cut_child(parent, gid, low, high, base)
+            if base and self.faults.child_drops_outbox:
+                child.apply(trim_entry(b"\xff" * SEQUENCE_BYTES))  # the parent's undelivered deltas
             self.groups[gid] = child
             children.append(child)
         parent.gone = True
         partition_map.replace(parent, children)
+        if self.rng.random() < 0.7:
+            self.stall(parent.gid)
         self.propagators.pop(parent.gid, None)
         self.stats["base_splits" if base else "index_splits"] += 1
         self.trace("split", parent.gid, f"{boundary:016x}", children[0].gid, children[1].gid,
@@ -236,6 +277,8 @@ class IndexSim:
         group.term += 1
         group.down_until_ms = self.now_ms + self.rng.randint(DOWN_MS_MIN, DOWN_MS_MAX)
         self.stats["leader_changes"] += 1
+        if self.rng.random() < 0.3:
+            self.stall(group.gid)
         self.trace("leader-change", group.gid, group.term, group.down_until_ms)
 
     def _all_index_groups(self) -> list[Group]:
@@ -301,6 +344,8 @@ class IndexSim:
         """One log entry of one to three item writes on the partition of a random key."""
         table, rng = self.table, self.rng
         first = rng.randrange(table.key_count)
+        if rng.random() < self.hot_rate:
+            first = rng.randrange(HOT_KEYS)  # rewritten often: late batches meet newer deltas
         group = self.bases.find(key_hash(table.storage_key(first)))
         if not group.leads(self.now_ms):
             self.stats["refused_writes"] += 1
@@ -330,6 +375,7 @@ class IndexSim:
         self.network.settings.loss_rate = 0.0
         self.network.settings.duplicate_rate = 0.0
         self.late_rate = 0.0
+        self.stalls.clear()
         for group in self.groups.values():
             group.down_until_ms = min(group.down_until_ms, self.now_ms)
         self.trace("heal")

@@ -62,7 +62,7 @@ class Table:
 
 
 def draw_table(rng: random.Random) -> Table:
-    return Table(has_range=rng.random() < 0.5, key_count=rng.randint(8, 40))
+    return Table(has_range=rng.random() < 0.5, key_count=rng.randint(20, 120))
 
 
 def draw_indexes(rng: random.Random, table: Table) -> list[GlobalIndex]:

@@ -104,16 +104,6 @@ class Stores:
         store.become_child(low.to_bytes(8, "big"), _hash_bytes(high), index)
         return Group(gid, low, high, store, split_from=parent.gid)
 
-    def copy_items_only(self, parent: Group, gid: str, low: int, high: int) -> Group:
-        """A broken split child (a fault's): the parent's items of [low, high) at its
-        index, but not its meta records (the cursors are lost)."""
-        index = parent.store.applied_index()
-        store = self.open(gid, base=False)
-        rows = [(k, v) for k, v in parent.store.scan(low.to_bytes(8, "big"), _hash_bytes(high))]
-        if index:
-            store.apply(index, rows)
-        return Group(gid, low, high, store, split_from=parent.gid)
-
     def close(self) -> None:
         for store in self.opened:
             store.close()
