@@ -91,7 +91,8 @@ class _Muted:
 class IndexSim:
     """The world, its clock and network, and the actors on it (module docstring)."""
 
-    def __init__(self, seed: int, root: str, faults: IndexFaults, trace: bool) -> None:
+    def __init__(self, seed: int, root: str, faults: IndexFaults, trace: bool,
+                 fence_lineage: bool = False) -> None:
         self.rng = rng = random.Random(seed)
         self.queue = EventQueue()
         self.faults = faults
@@ -110,7 +111,8 @@ class IndexSim:
         self.hot_rate = rng.choice([0.0, 0.3, 0.6])
         self.settings = PropagationSettings(read_max=rng.choice([3, 8, 30, 4000]),
                                             backfill_chunk=rng.choice([2, 5, 20]),
-                                            backfill_outbox_max=rng.choice([4, 30, 2000]))
+                                            backfill_outbox_max=rng.choice([4, 30, 2000]),
+                                            fence_lineage=fence_lineage)
         self.stores = Stores(root, self._global_of)
         self.groups: dict[str, Group] = {}
         self.bases = PartitionMap([self._new_group("b1", True)])
@@ -144,6 +146,14 @@ class IndexSim:
         if found is None or found.deleting:
             return None  # not kept any more: its deltas go (production's _route)
         return self.index_maps[name].find(key_hash(index_key)).gid, name
+
+    def lineage(self, group: Group) -> list[str]:
+        """Every split ancestor of a partition, its parent first."""
+        found = []
+        while group.split_from:
+            found.append(group.split_from)
+            group = self.groups[group.split_from]
+        return found
 
     def send_batch(self, destination: Hashable, source: str, high: bytes, entry: bytes,
                    on_answer: Callable[[str], None]) -> None:
@@ -207,12 +217,12 @@ class IndexSim:
             return ANSWER_NOT_LEADER
         writes = decode_entry(entry)
         cursor = group.store.cursor(source)
-        if cursor >= high:
-            self.stats["fenced" if cursor == FENCED else "refused"] += 1
+        outcome = "new" if cursor < high else "fenced" if cursor == FENCED else "refused"
+        self.stats[outcome] += 1
         if self.faults.ignore_cursor:
             writes = writes[1:]
         index = group.apply(writes)
-        self.trace("apply", gid, source, high.hex(), len(writes), index)
+        self.trace("apply", gid, source, high.hex(), len(writes), outcome, index)
         return ANSWER_OK
 
     def _split_parents(self) -> set[str]:
@@ -403,10 +413,11 @@ class IndexSim:
 
 
 def run_index_seed(seed: int, operations: int = 200, trace: bool = False,
-                   faults: IndexFaults = IndexFaults()) -> SeedResult:
-    """Run one seed of the index simulation. `faults` is for the self-test only."""
+                   faults: IndexFaults = IndexFaults(), fence_lineage: bool = False) -> SeedResult:
+    """Run one seed of the index simulation. `faults` is for the self-test only;
+    `fence_lineage` tries the fix of the fence bug (PropagationSettings)."""
     root = tempfile.mkdtemp(prefix="triplica-index-sim-")
-    sim = IndexSim(seed, root, faults, trace)
+    sim = IndexSim(seed, root, faults, trace, fence_lineage)
     try:
         failures = _run(sim, operations)
     finally:
