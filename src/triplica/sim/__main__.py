@@ -1,29 +1,35 @@
 """`python -m triplica.sim --seeds 500 [--start N] [--ops 200] [--jobs 2]`
 or `python -m triplica.sim --seed 1234 [--trace]` to replay one seed.
-`--splits` runs the partition-split simulation (split_sim.py) instead."""
+`--splits` runs the partition-split simulation (split_sim.py) instead, `--indexes` the
+global index propagation simulation (index_sim.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 from multiprocessing import Pool
+from typing import Callable
 
 from triplica.sim.runner import SeedResult, run_seed
+from triplica.sim.index_sim import run_index_seed
 from triplica.sim.split_sim import run_split_seed
 
+SIMULATIONS: dict[str, Callable[..., SeedResult]] = {
+    "replication": run_seed, "splits": run_split_seed, "indexes": run_index_seed}
 
-def _run(args: tuple[int, int, bool]) -> SeedResult:
-    seed, ops, splits = args
+
+def _run(args: tuple[int, int, str]) -> SeedResult:
+    seed, ops, kind = args
     try:
-        result = (run_split_seed if splits else run_seed)(seed, operations=ops)
+        result = SIMULATIONS[kind](seed, operations=ops)
     except Exception as error:  # a crash in the core or simulator is a failed seed
         return SeedResult(seed, False, [f"exception: {type(error).__name__}: {error}"], 0)
     result.trace = []
     return result
 
 
-def _replay_command(seed: int, ops: int, splits: bool = False) -> str:
-    extra = (f" --ops {ops}" if ops != 200 else "") + (" --splits" if splits else "")
+def _replay_command(seed: int, ops: int, kind: str) -> str:
+    extra = (f" --ops {ops}" if ops != 200 else "") + ("" if kind == "replication" else f" --{kind}")
     return f"python -m triplica.sim --seed {seed}{extra} --trace"
 
 
@@ -36,9 +42,12 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for a sweep")
     parser.add_argument("--trace", action="store_true", help="print the event trace of --seed")
     parser.add_argument("--splits", action="store_true", help="run the partition-split simulation")
+    parser.add_argument("--indexes", action="store_true",
+                        help="run the global index propagation simulation")
     args = parser.parse_args(argv)
+    kind = "indexes" if args.indexes else "splits" if args.splits else "replication"
     if args.seed is not None:
-        result = (run_split_seed if args.splits else run_seed)(args.seed, operations=args.ops, trace=args.trace)
+        result = SIMULATIONS[kind](args.seed, operations=args.ops, trace=args.trace)
         for line in result.trace:
             print(line)
         print(f"seed {result.seed}: {'ok' if result.ok else 'FAILED'} trace_hash={result.trace_hash:08x} {result.stats}")
@@ -48,7 +57,7 @@ def main(argv: "list[str] | None" = None) -> int:
     seeds = range(args.start, args.start + (args.seeds or 100))
     started = time.monotonic()
     failed: list[SeedResult] = []
-    work = [(seed, args.ops, args.splits) for seed in seeds]
+    work = [(seed, args.ops, kind) for seed in seeds]
     if args.jobs > 1:
         with Pool(args.jobs) as pool:
             results = pool.imap_unordered(_run, work, chunksize=8)
@@ -63,7 +72,7 @@ def main(argv: "list[str] | None" = None) -> int:
           f"{len(seeds) - len(failed)} ok, {len(failed)} failed, {elapsed:.1f}s")
     for result in failed:
         print(f"seed {result.seed} FAILED: {result.failures[0]}")
-        print(f"  replay: {_replay_command(result.seed, args.ops, args.splits)}")
+        print(f"  replay: {_replay_command(result.seed, args.ops, kind)}")
     return 1 if failed else 0
 
 
