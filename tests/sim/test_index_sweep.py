@@ -12,21 +12,16 @@ from triplica.sim.index_sim import run_index_seed
 
 SEEDS = 240
 CHUNK = 30
-# Seeds that fail because of a production bug not fixed yet (the test below pins it):
-# 65: a batch a grandparent base partition sent before two splits lands after its
-# grandchildren's newer deltas at an index partition its child never sent to; the
-# grandchildren fence only their parent (node/index_propagation.py names
-# `[partition.split_from]` as ancestors), so the stale batch is applied. (Also seeds
-# 463, 587 and 1105, outside this sweep; all pass with `fence_lineage=True`.)
-KNOWN_BUG_SEEDS = {65}
+# Seed 65 found a production bug, fixed: a batch a grandparent base partition sent before
+# two splits landed after its grandchildren's newer deltas at an index partition its child
+# never sent to, because a split child fenced only its parent. Children now fence every
+# split ancestor (PartitionInfo.lineage); the tests below keep both sides of it.
 
 
 @pytest.mark.parametrize("start", range(0, SEEDS, CHUNK))
 def test_index_seed_sweep(start):
     failures = []
     for seed in range(start, start + CHUNK):
-        if seed in KNOWN_BUG_SEEDS:
-            continue
         result = run_index_seed(seed)
         if not result.ok:
             failures.append(f"seed {seed}: {result.failures[0]}\n"
@@ -34,17 +29,18 @@ def test_index_seed_sweep(start):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="production fences only a split child's parent (seed 65)")
-def test_a_grandparents_late_batch_is_refused():
-    result = run_index_seed(65)
-    assert result.ok, result.failures
-
-
-def test_fencing_every_ancestor_fixes_the_late_grandparent_batch():
-    """What the fix must do: with every split ancestor fenced (a sim switch), seed 65 passes."""
-    result = run_index_seed(65, fence_lineage=True)
+@pytest.mark.parametrize("seed", [65, 463, 587, 1105])
+def test_a_grandparents_late_batch_is_refused(seed):
+    """The seeds that found the bug pass with every split ancestor fenced (production)."""
+    result = run_index_seed(seed)
     assert result.ok, result.failures
     assert result.stats["base_splits"] >= 2 and result.stats["fenced"] > 0
+
+
+def test_fencing_only_the_parent_is_caught():
+    """The old rule (the parent alone) loses entries on seed 65: the checks see it."""
+    result = run_index_seed(65, fence_lineage=False)
+    assert not result.ok and "missing" in " ".join(result.failures)
 
 
 @pytest.mark.parametrize("seed", [3, 77, 1234])

@@ -283,3 +283,26 @@ def test_the_checker_sees_missing_extra_stale_and_misplaced_entries(cluster: Clu
     misplaced = check_index(INDEX, "id", None, items, [(entries[1][0], entries[0][1])] +
                             entries[1:])
     assert any("wrong key" in p for p in misplaced)
+
+
+def test_split_children_name_every_ancestor_and_the_catalogue_keeps_them() -> None:
+    """A child fences its whole line of splits (the propagation sweep's seed 65)."""
+    from triplica.engine.catalogue import LINEAGE_MAX, PartitionInfo, TableInfo
+    from triplica.metadata.control_plane import _children
+    root = PartitionInfo("root", 0, 1 << 64, group="g0", members=[1, 2, 3])
+    assert root.lineage() == []
+    left, right = _children(root, 1 << 63)
+    assert left.lineage() == right.lineage() == ["root"]
+    grandchild, _ = _children(right, 3 << 62)
+    assert grandchild.lineage() == [right.partition_id, "root"]
+    line = root
+    for _ in range(LINEAGE_MAX + 5):
+        line, _ = _children(line, line.hash_start + (line.hash_end - line.hash_start) // 2)
+    assert len(line.lineage()) == LINEAGE_MAX
+    old = PartitionInfo("c", 0, 1 << 64, split_from="p")   # a catalogue from before
+    assert old.lineage() == ["p"]
+    info = TableInfo(name="t", table_id="i", region="r", hash_key="pk", hash_type="S",
+                     range_key=None, range_type=None, attribute_definitions=[],
+                     billing_mode="PAY_PER_REQUEST", read_units=0, write_units=0,
+                     creation_time=0.0, partitions=[grandchild])
+    assert TableInfo.from_json(info.to_json()).partitions[0].ancestors == grandchild.ancestors

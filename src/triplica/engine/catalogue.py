@@ -23,6 +23,7 @@ from triplica.engine.index_definitions import IndexInfo
 from triplica.model.partition_map import GlobalIndexRoute, TableMap
 
 HASH_SPACE_END = 1 << 64
+LINEAGE_MAX = 32   # split ancestors a partition remembers (storage/index_outbox.py allows 64)
 # The metadata group's key (metadata/metadata_replica.py): no table group has it.
 METADATA_GROUP = "__metadata__"
 # The file name predates the code's spelling; kept so existing data directories open.
@@ -43,6 +44,17 @@ class PartitionInfo:
     # A cluster split's child: the partition id of the parent it is cut from
     # (engine/group_split.py: a node builds its replica from the parent's).
     split_from: str | None = None
+    # Every split ancestor's partition id, the parent first (at most LINEAGE_MAX): a
+    # child's index batches fence them all (docs/GLOBAL_INDEXES.md "Splits"); empty for a
+    # partition placed at CreateTable.
+    ancestors: list[str] = field(default_factory=list)
+
+    def lineage(self) -> list[str]:
+        """The split ancestors to fence: `ancestors`, else (a catalogue written before
+        they were kept) the parent alone."""
+        if self.ancestors:
+            return list(self.ancestors)
+        return [self.split_from] if self.split_from else []
 
 
 @dataclass
@@ -120,6 +132,8 @@ def _partition_json(partition: PartitionInfo) -> dict[str, Any]:
         data["members"] = list(partition.members or ())
     if partition.split_from is not None:
         data["split_from"] = partition.split_from
+    if partition.ancestors:
+        data["ancestors"] = list(partition.ancestors)
     return data
 
 
@@ -128,7 +142,8 @@ def _partition_of(data: dict[str, Any]) -> PartitionInfo:
     return PartitionInfo(data["partition_id"], int(data["hash_start"]), int(data["hash_end"]),
                          group=data.get("group"),
                          members=None if members is None else [int(m) for m in members],
-                         split_from=data.get("split_from"))
+                         split_from=data.get("split_from"),
+                         ancestors=[str(a) for a in data.get("ancestors", [])])
 
 
 class Catalogue:

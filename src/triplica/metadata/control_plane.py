@@ -54,7 +54,7 @@ import uuid
 from typing import Any, Awaitable, Callable
 
 from triplica.engine.operations.service import OPERATIONS, Service
-from triplica.engine.catalogue import PartitionInfo, TableInfo
+from triplica.engine.catalogue import LINEAGE_MAX, PartitionInfo, TableInfo
 from triplica.engine.database import Database
 from triplica.engine.split_protocol import (ACTION_ASK, ACTION_SWITCH, SplitMarker, SplitProgress,
                                             first_campaigner, split_refusal)
@@ -351,6 +351,7 @@ def _children(parent: PartitionInfo, boundary: int) -> tuple[PartitionInfo, Part
     """The two children of `parent` cut at `boundary`: same members, new group keys
     whose first campaigners differ when the members allow (module docstring)."""
     members = list(parent.members or ())
+    ancestors = ([parent.partition_id] + parent.lineage())[:LINEAGE_MAX]
     left_key = right_key = uuid.uuid4().hex
     for _ in range(CHILD_KEY_TRIES):
         right_key = uuid.uuid4().hex
@@ -358,6 +359,8 @@ def _children(parent: PartitionInfo, boundary: int) -> tuple[PartitionInfo, Part
                 first_campaigner(right_key, members):
             break
     return (PartitionInfo(uuid.uuid4().hex[:12], parent.hash_start, boundary, group=left_key,
-                          members=list(members), split_from=parent.partition_id),
+                          members=list(members), split_from=parent.partition_id,
+                          ancestors=list(ancestors)),
             PartitionInfo(uuid.uuid4().hex[:12], boundary, parent.hash_end, group=right_key,
-                          members=list(members), split_from=parent.partition_id))
+                          members=list(members), split_from=parent.partition_id,
+                          ancestors=list(ancestors)))

@@ -194,7 +194,10 @@ class IndexPropagator:
         if round_ is None:
             return True
         source = partition.partition_id
-        ancestors = [partition.split_from] if partition.split_from else []
+        # Every split ancestor, not only the parent: a grandparent's batch sent before two
+        # splits may land at an index partition its child never sent to (the propagation
+        # sweep's seed 65, tests/sim/test_index_sweep.py).
+        ancestors = partition.lineage()
         answers = await asyncio.gather(*(
             self._deliver(batch.destination, encode_entry(cursor_entry(
                 source, round_.high, ancestors, batch.writes)))

@@ -48,9 +48,9 @@ class PropagationSettings:
     retry_ms: int = 200           # RETRY_S
     ask_timeout_ms: int = 300     # engine/leader_asks.py ASK_S
     propose_ms_max: int = 4       # a proposal's commit latency
-    # Fence every split ancestor, not only the parent: the fix the sweep's seed 65 asks
-    # for (tests/sim/test_index_sweep.py); off, the propagator does what production does.
-    fence_lineage: bool = False
+    # Fence every split ancestor, as production does (node/index_propagation.py); off, the
+    # parent alone, the bug the sweep's seed 65 found (tests/sim/test_index_sweep.py).
+    fence_lineage: bool = True
 
 
 @dataclass
@@ -191,7 +191,7 @@ class SimPropagator:
         self._waiting = set(found.batches)
         self._failed = False
         parent = self.group.split_from
-        ancestors = [parent] if parent else []   # production's: its split parent
+        ancestors = [parent] if parent else []   # the parent alone: the old bug
         if self.settings.fence_lineage:
             ancestors = self.host.lineage(self.group)
         if self.host.faults.no_fence:

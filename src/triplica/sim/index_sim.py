@@ -92,7 +92,7 @@ class IndexSim:
     """The world, its clock and network, and the actors on it (module docstring)."""
 
     def __init__(self, seed: int, root: str, faults: IndexFaults, trace: bool,
-                 fence_lineage: bool = False) -> None:
+                 fence_lineage: bool = True) -> None:
         self.rng = rng = random.Random(seed)
         self.queue = EventQueue()
         self.faults = faults
@@ -413,7 +413,7 @@ class IndexSim:
 
 
 def run_index_seed(seed: int, operations: int = 200, trace: bool = False,
-                   faults: IndexFaults = IndexFaults(), fence_lineage: bool = False) -> SeedResult:
+                   faults: IndexFaults = IndexFaults(), fence_lineage: bool = True) -> SeedResult:
     """Run one seed of the index simulation. `faults` is for the self-test only;
     `fence_lineage` tries the fix of the fence bug (PropagationSettings)."""
     root = tempfile.mkdtemp(prefix="triplica-index-sim-")
