@@ -79,6 +79,15 @@ CORPUS: list[tuple[str, dict]] = [
                      "Tags": [{"Key": "k", "Value": "v"}]}),
     ("UpdateTable", {"TableName": H, "ProvisionedThroughput": {"ReadCapacityUnits": 7,
                                                                "WriteCapacityUnits": 7}}),
+    # GlobalSecondaryIndexUpdates (refused as given: an undefined key attribute, an
+    # unknown index; their mutations reach the update rules).
+    ("UpdateTable", {"TableName": I, "GlobalSecondaryIndexUpdates": [{"Create": {
+        "IndexName": "by_zz", "KeySchema": [{"AttributeName": "zz", "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["b"]}}}]}),
+    ("UpdateTable", {"TableName": I, "GlobalSecondaryIndexUpdates": [
+        {"Delete": {"IndexName": "nope"}},
+        {"Update": {"IndexName": "by_s", "ProvisionedThroughput": {
+            "ReadCapacityUnits": 1, "WriteCapacityUnits": 1}}}]}),
     ("DescribeTable", {"TableName": R}),
     ("ListTables", {"Limit": 1, "ExclusiveStartTableName": H}),
     ("TagResource", {"ResourceArn": "arn:aws:dynamodb:us-east-1:000000000000:table/" + H,
